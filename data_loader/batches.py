@@ -1,0 +1,81 @@
+"""Index-gathered batches from a loaded :class:`FeatureStore` (no per-sample Python loop).
+
+A batch is a dict with fixed keys:
+
+* ``experts``: {name: [B, D]} for fixed experts, {name: [B, T, d]} for token experts
+  (first ``max_tokens[name]`` tokens, zero padded);
+* ``ind``: {name: [B]} float 0/1 availability;
+* ``text``: [B, K, T, D] word embeddings of K captions per video (zero padded);
+* ``video_rows``: [B] store rows of the videos; ``caption_rows``: [B, K] store caption rows.
+"""
+from __future__ import annotations
+
+import torch
+
+from data_loader.store import FeatureStore
+
+
+def gather_tokens(values: torch.Tensor, offsets: torch.Tensor, rows: torch.Tensor,
+                  max_len: int) -> torch.Tensor:
+    """Pad the packed rows ``rows`` to ``max_len`` tokens.
+
+    values: [T_total, d]; offsets: [R+1]; rows: any shape S of row indices (-1 = empty row).
+    Returns [*S, max_len, d]: the first ``max_len`` tokens of each row, zeros after its end.
+    """
+    flat_rows = rows.reshape(-1)
+    valid = flat_rows >= 0
+    safe = flat_rows.clamp(min=0)
+    start = offsets[safe]
+    length = torch.where(valid, offsets[safe + 1] - start, torch.zeros_like(start))
+    steps = torch.arange(max_len, dtype=offsets.dtype)
+    index = start[:, None] + steps[None, :]
+    keep = steps[None, :] < length[:, None]
+    out = values[index.clamp(max=max(values.shape[0] - 1, 0))] * keep[..., None].to(values.dtype)
+    return out.reshape(*rows.shape, max_len, values.shape[-1])
+
+
+def expert_batch(store: FeatureStore, video_rows: torch.Tensor,
+                 max_tokens: dict[str, int]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Features and availability of the videos ``video_rows`` [B] for every loaded expert."""
+    experts, ind = {}, {}
+    for name, expert in store.experts.items():
+        if expert.offsets is None:
+            experts[name] = expert.features[video_rows].float()
+        else:
+            experts[name] = gather_tokens(expert.features, expert.offsets, video_rows, max_tokens[name]).float()
+        ind[name] = expert.available[video_rows].float()
+    return experts, ind
+
+
+def text_batch(store: FeatureStore, caption_rows: torch.Tensor, max_tokens: int) -> torch.Tensor:
+    """Word embeddings [*S, max_tokens, D] of the captions ``caption_rows`` [*S] (-1 = none)."""
+    return gather_tokens(store.text_embeddings, store.text_offsets, caption_rows, max_tokens).float()
+
+
+def caption_table(store: FeatureStore, video_rows: torch.Tensor, num_captions: int) -> torch.Tensor:
+    """Caption rows [N, num_captions] of each video's first captions, -1 where it has fewer."""
+    start = store.caption_offsets[video_rows]
+    count = store.caption_offsets[video_rows + 1] - start
+    slots = torch.arange(num_captions)
+    return torch.where(slots[None, :] < count[:, None], start[:, None] + slots[None, :], torch.tensor(-1))
+
+
+def sample_captions(store: FeatureStore, video_rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One caption row per video, drawn uniformly among its captions: [B] -> [B]."""
+    start = store.caption_offsets[video_rows]
+    count = store.caption_offsets[video_rows + 1] - start
+    pick = (torch.rand(len(video_rows), generator=generator, dtype=torch.float64) * count).long()
+    return start + pick.clamp(max=count - 1)
+
+
+def make_batch(store: FeatureStore, video_rows: torch.Tensor, caption_rows: torch.Tensor,
+               max_tokens: dict[str, int]) -> dict:
+    """Assemble the batch dict (see module docstring) for videos [B] and captions [B, K]."""
+    experts, ind = expert_batch(store, video_rows, max_tokens)
+    return {
+        "experts": experts,
+        "ind": ind,
+        "text": text_batch(store, caption_rows, max_tokens["text"]),
+        "video_rows": video_rows,
+        "caption_rows": caption_rows,
+    }

@@ -1,0 +1,125 @@
+"""``ExpertDataLoader``: the config-built data source for training and evaluation.
+
+It makes sure the dataset's feature store exists (generating the embedded default on first
+use), loads the configured experts into memory once, and serves index-gathered batches:
+training batches with one random caption per video, and whole evaluation splits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import torch
+
+from data_loader.batches import caption_table, make_batch, sample_captions
+from data_loader.store import STORE_NAME, FeatureStore, StoreError, load_store
+from data_loader.synthetic import GENERATOR_VERSION, generate_synthetic
+from utils.registry import DATASETS
+
+DEFAULT_MAX_TOKENS = {"text": 30}
+
+
+@dataclass
+class EvalSet:
+    """An evaluation split: N videos, up to Q captions each (video-major query order)."""
+
+    split: str
+    video_rows: torch.Tensor      # [N]
+    caption_rows: torch.Tensor    # [N, Q], -1 where the video has fewer captions
+    query_masks: torch.Tensor     # [N, Q] float, 1 where the caption exists
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.video_rows)
+
+    @property
+    def num_queries(self) -> int:
+        return int(self.query_masks.sum())
+
+
+def _synthetic_is_current(path: Path, seed: int) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            return (f.attrs.get("generator_version") == GENERATOR_VERSION
+                    and int(f.attrs.get("seed", -1)) == seed)
+    except OSError:
+        return False
+
+
+def ensure_store(dataset_name: str, data_dir: Path, synthetic_seed: int = 0) -> Path:
+    """Path of the dataset's store; the Synthetic one is generated when absent or stale."""
+    path = Path(data_dir) / STORE_NAME
+    if dataset_name == "Synthetic":
+        if not (path.is_file() and _synthetic_is_current(path, synthetic_seed)):
+            generate_synthetic(Path(data_dir), seed=synthetic_seed)
+        return path
+    if not path.is_file():
+        raise StoreError(f"{path}: feature store for {dataset_name} not found; "
+                         f"set data_loader.args.data_dir to the folder holding {STORE_NAME}")
+    return path
+
+
+@DATASETS.register()
+class ExpertDataLoader:
+    """Serves batches of expert features and caption embeddings from a feature store.
+
+    Config args: ``dataset_name``, ``data_dir``, ``batch_size``, ``max_tokens`` (per token
+    expert and ``text``), ``feat_aggregation`` (per expert ``temporal``: "vlad" for token
+    experts, "avg"/"max" for fixed ones), ``num_test_captions`` (captions per video at
+    evaluation), split names. ``experts`` and ``text_feat`` come from the program.
+    """
+
+    def __init__(self, dataset_name: str, data_dir: str, batch_size: int = 64,
+                 max_tokens: dict[str, int] | None = None, feat_aggregation: dict | None = None,
+                 num_test_captions: int = 20, train_split: str = "train", val_split: str = "val",
+                 test_split: str = "test", synthetic_seed: int = 0, *,
+                 experts: list[str], text_feat: str):
+        self.dataset_name = dataset_name
+        self.batch_size = batch_size
+        self.max_tokens = {**DEFAULT_MAX_TOKENS, **(max_tokens or {})}
+        self.num_test_captions = num_test_captions
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        path = ensure_store(dataset_name, Path(data_dir), synthetic_seed)
+        self.store: FeatureStore = load_store(path, experts, text_feat)
+        self._check(feat_aggregation or {})
+        for split in self.splits.values():
+            if split not in self.store.splits:
+                raise StoreError(f"{path}: split '{split}' not in the store (it has: {', '.join(sorted(self.store.splits))})")
+
+    def _check(self, feat_aggregation: dict) -> None:
+        for name, expert in self.store.experts.items():
+            temporal = feat_aggregation.get(name, {}).get("temporal")
+            wants_tokens = temporal == "vlad"
+            if wants_tokens != (expert.kind == "tokens"):
+                raise StoreError(f"{self.store.path}: expert '{name}' is stored as {expert.kind} features but "
+                                 f"data_loader.args.feat_aggregation.{name}.temporal is {temporal!r}")
+            if wants_tokens and name not in self.max_tokens:
+                raise StoreError(f"{self.store.path}: expert '{name}' has tokens; set data_loader.args.max_tokens.{name}")
+
+    @property
+    def train_rows(self) -> torch.Tensor:
+        return self.store.splits[self.splits["train"]]
+
+    def num_train_batches(self) -> int:
+        return -(-len(self.train_rows) // self.batch_size)
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[dict]:
+        """One epoch: shuffled training videos, one random caption each; ``text`` is [B, 1, T, D]."""
+        rows = self.train_rows[torch.randperm(len(self.train_rows), generator=generator)]
+        for start in range(0, len(rows), self.batch_size):
+            video_rows = rows[start:start + self.batch_size]
+            captions = sample_captions(self.store, video_rows, generator)[:, None]
+            yield make_batch(self.store, video_rows, captions, self.max_tokens)
+
+    def eval_set(self, which: str) -> EvalSet:
+        """The ``val`` or ``test`` split with up to ``num_test_captions`` captions per video."""
+        split = self.splits[which]
+        video_rows = self.store.splits[split]
+        captions = caption_table(self.store, video_rows, self.num_test_captions)
+        return EvalSet(split, video_rows, captions, (captions >= 0).float())
+
+    def batch(self, video_rows: torch.Tensor, caption_rows: torch.Tensor) -> dict:
+        """The batch dict for explicit video rows [B] and caption rows [B, K]."""
+        return make_batch(self.store, video_rows, caption_rows, self.max_tokens)

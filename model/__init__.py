@@ -1,0 +1,2 @@
+"""Models and losses; importing this package registers them in ``utils.registry``."""
+from model import ce, loss  # noqa: F401

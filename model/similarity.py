@@ -1,0 +1,90 @@
+"""Text-video similarity matrices of the CE family.
+
+Notation: T text items (videos whose captions are queries), K captions per item, N videos,
+M experts. Rows of every ``[T*K, N]`` matrix are video-major: row ``t*K + k`` is caption
+``k`` of item ``t``.
+"""
+from __future__ import annotations
+
+import torch
+
+MERGE_MODES = ("indep", "avg")
+
+
+def merge_captions(sims: torch.Tensor, captions_per_item: int, merge: str) -> torch.Tensor:
+    """``sims: [T*K, N]`` -> ``[T*K, N]`` ("indep") or the caption mean ``[T, N]`` ("avg")."""
+    if merge not in MERGE_MODES:
+        raise ValueError(f"unknown caption merge mode {merge!r}; expected one of {MERGE_MODES}")
+    if merge == "indep" or captions_per_item == 1:
+        return sims
+    return sims.reshape(-1, captions_per_item, sims.shape[1]).mean(dim=1)
+
+
+def availability(ind: dict[str, torch.Tensor], modalities: list[str], dtype: torch.dtype) -> torch.Tensor:
+    """Stack per-expert availability into ``[N, M]`` (0/1), validating it."""
+    avail = torch.stack([ind[name].reshape(-1).to(dtype) for name in modalities], dim=1)
+    if not bool(((avail == 0) | (avail == 1)).all()):
+        raise ValueError("expert availability (ind) must contain only 0s and 1s")
+    empty = (avail.sum(dim=1) == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"videos at batch rows {empty} have no available expert; "
+                         "their similarities would be undefined")
+    return avail
+
+
+def cross_view_similarity(text_embds: dict[str, torch.Tensor], moe_weights: torch.Tensor,
+                          vid_embds: dict[str, torch.Tensor], ind: dict[str, torch.Tensor],
+                          modalities: list[str], keep_missing_modalities: bool = False) -> torch.Tensor:
+    """MoE-weighted sum of per-expert inner products (cosines for unit-norm embeddings).
+
+    Args:
+        text_embds: expert -> ``[T, K, d_m]``.
+        moe_weights: ``[T, K, M]``, columns in ``modalities`` order.
+        vid_embds: expert -> ``[N, d_m]``.
+        ind: expert -> ``[N]`` availability (0/1).
+        keep_missing_modalities: weight every expert by 1 (MoE weights and availability
+            ignored, no renormalisation), as the original CE code does.
+
+    Returns:
+        ``[T*K, N]``: ``sum_m w[t, n, m] <text_m[t], vid_m[n]>`` where ``w`` is the MoE
+        weight restricted to the experts available for video ``n`` and renormalised to
+        sum to 1 over them.
+    """
+    num_items, num_caps, num_experts = moe_weights.shape
+    weights = moe_weights.reshape(num_items * num_caps, num_experts)
+    sims = torch.zeros(weights.shape[0], vid_embds[modalities[0]].shape[0],
+                       dtype=weights.dtype, device=weights.device)
+    if keep_missing_modalities:
+        for name in modalities:
+            text = text_embds[name].reshape(weights.shape[0], -1)
+            sims = sims + text @ vid_embds[name].t()
+        return sims
+    avail = availability(ind, modalities, weights.dtype).to(weights.device)
+    for idx, name in enumerate(modalities):
+        text = text_embds[name].reshape(weights.shape[0], -1)
+        term_weights = weights[:, idx:idx + 1] * avail[:, idx].unsqueeze(0)
+        sims = sims + term_weights * (text @ vid_embds[name].t())
+    return sims / (weights @ avail.t())
+
+
+def concat_similarity(text: torch.Tensor, vid: torch.Tensor, zero_pad_bug: bool = False) -> torch.Tensor:
+    """Plain inner product of concatenated embeddings, zero-padding the narrower side.
+
+    Args:
+        text: ``[T, K, Dt]``.
+        vid: ``[N, Dv]``.
+        zero_pad_bug: reproduce the original CE code, which (when text is wider) pads the
+            video side with zeros but never copies the video values in, so every
+            similarity is 0 (the README's Concat row was produced that way).
+
+    Returns:
+        ``[T*K, N]``.
+    """
+    text = text.reshape(-1, text.shape[-1])
+    width = max(text.shape[1], vid.shape[1])
+    if text.shape[1] < width:
+        text = torch.nn.functional.pad(text, (0, width - text.shape[1]))
+    elif vid.shape[1] < width:
+        vid = vid.new_zeros(vid.shape[0], width) if zero_pad_bug else torch.nn.functional.pad(
+            vid, (0, width - vid.shape[1]))
+    return text @ vid.t()

@@ -1,0 +1,62 @@
+"""Evaluate a trained checkpoint on the test split.
+
+Prints a t2v / v2t table, writes metrics.json next to the checkpoint and an HTML ranking
+page into the run's web folder. The config saved in the checkpoint is used unless --config
+is given.
+
+Example:
+  python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from logger.logger import setup_logging
+from trainer.build import build_data, build_model, build_page_writer, select_device
+from trainer.checkpoint import load_checkpoint
+from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
+from trainer.run_dirs import run_dirs_of_checkpoint
+from utils.cli import run_cli
+from utils.config import Config, apply_overrides, load_config, validate
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resume", type=Path, required=True, help="checkpoint to evaluate (e.g. trained_model.pth)")
+    parser.add_argument("--config", type=Path, help="config file to use instead of the one saved in the checkpoint")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY.PATH=VALUE",
+                        help="override config keys, e.g. data_loader.args.data_dir=/data/MSRVTT")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="which split to evaluate")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    state = load_checkpoint(args.resume)
+    if args.config is not None:
+        config = load_config(args.config, args.set)
+    else:
+        config = Config(state["config"], {}, args.resume)
+        apply_overrides(config, args.set)
+        validate(config)
+    dirs = run_dirs_of_checkpoint(args.resume)
+    log = setup_logging(dirs.log, config["trainer"].get("verbosity", 2))
+    model = build_model(config)
+    model.load_state_dict(state["state_dict"])
+    device = select_device(config)
+    model.to(device)
+    data = build_data(config)
+    chunk = config["trainer"].get("eval_chunk_videos", 64)
+    result = evaluate(model, data, args.split, device, chunk, config.get("metrics"))
+    metrics_path = write_metrics_json(args.resume.parent / "metrics.json", result, epoch=state["epoch"],
+                                      checkpoint=str(args.resume))
+    page = write_page(build_page_writer(config), dirs.web / f"{args.split}.html", result, data,
+                      f"{args.resume} - {result.split}")
+    log.info(format_table(result))
+    log.info(f"Wrote {metrics_path} and {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,25 @@
+"""Shared fixtures: paths to the reference data produced by the original code."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BUNDLED_REFERENCE = REPO / "tests" / "data" / "reference"
+SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+
+
+def reference_path(*parts: str) -> Path:
+    """Path to a reference file: the copy bundled in tests/data, else ../shared/reference.
+
+    Skips the calling test when neither exists.
+    """
+    for root in (BUNDLED_REFERENCE, SHARED_REFERENCE):
+        path = root.joinpath(*parts)
+        if path.exists():
+            return path
+    pytest.skip(f"reference file {'/'.join(parts)} not available")

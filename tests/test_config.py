@@ -1,0 +1,97 @@
+"""Config loading: inheritance merge, --set overrides, validation errors naming file and key."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from utils.config import ConfigError, load_config, resolve, with_eval_settings
+
+TRAIN_CE = REPO / "configs" / "synthetic" / "train-ce.json"
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_inherit_merges_dicts_child_wins_and_replaces_lists(tmp_path):
+    base = write(tmp_path / "base.json", {"a": {"x": 1, "y": [1, 2, 3]}, "b": 1})
+    child = write(tmp_path / "child.json", {"inherit_from": str(base), "a": {"y": [9]}, "c": 2})
+    data, origin = resolve(child)
+    assert data == {"a": {"x": 1, "y": [9]}, "b": 1, "c": 2}
+    assert origin["a.y"] == str(child) and origin["a.x"] == str(base)
+
+
+def test_multiple_parents_merge_left_to_right_relative_to_config_folder(tmp_path):
+    write(tmp_path / "p1.json", {"k": 1, "only1": True})
+    write(tmp_path / "p2.json", {"k": 2})
+    child = write(tmp_path / "child.json", {"inherit_from": "p1.json,p2.json"})
+    data, _ = resolve(child)
+    assert data == {"k": 2, "only1": True}
+
+
+def test_inheritance_cycle_is_an_error(tmp_path):
+    write(tmp_path / "a.json", {"inherit_from": "b.json"})
+    write(tmp_path / "b.json", {"inherit_from": "a.json"})
+    with pytest.raises(ConfigError, match="cycle"):
+        resolve(tmp_path / "a.json")
+
+
+def test_shipped_config_loads_and_set_overrides_parse_json(tmp_path):
+    config = load_config(TRAIN_CE, ["trainer.epochs=3", "optimizer.args.lr=1e-3", "trainer.save_dir=" + str(tmp_path)])
+    assert config["trainer"]["epochs"] == 3
+    assert config["optimizer"]["args"]["lr"] == pytest.approx(1e-3)
+    assert config["trainer"]["save_dir"] == str(tmp_path)
+    assert config.where("trainer.epochs") == "--set"
+    assert "inherit_from" not in config.data
+
+
+@pytest.mark.parametrize("override, fragment", [
+    (["trainer.epochz=3"], "trainer.epochz: unknown key"),
+    (["trainer.epochs=three"], "trainer.epochs: expected int, got \"three\""),
+    (["arch.args.vlad_clusterz={}"], "arch.args.vlad_clusterz: unknown key"),
+    (["arch.type=NoSuchNet"], "arch.type: unknown model \"NoSuchNet\""),
+    (["optimizer.type=Adamm"], "optimizer.type: unknown optimizer"),
+    (["metrics=[\"t2v_metrics\",\"r2d2\"]"], "unknown metric 'r2d2'"),
+    (["bogus=1"], "bogus: unknown key"),
+    (["experts.ce_shared_dim=1.5"], "experts.ce_shared_dim: expected int"),
+])
+def test_validation_errors_name_the_key_and_expectation(override, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(TRAIN_CE, override)
+    message = str(info.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_error_names_the_file_that_set_the_key(tmp_path):
+    child = write(tmp_path / "child.json", {"inherit_from": str(TRAIN_CE), "trainer": {"epochs": "many"}})
+    with pytest.raises(ConfigError, match=rf"^{tmp_path / 'child.json'}: trainer.epochs: expected int"):
+        load_config(child)
+
+
+def test_malformed_json_and_missing_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": 1,,}')
+    with pytest.raises(ConfigError, match=r"bad.json: malformed JSON at line 1 column"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.json")
+    child = write(tmp_path / "c.json", {"inherit_from": "missing-parent.json"})
+    with pytest.raises(ConfigError, match="parent config 'missing-parent.json' not found"):
+        load_config(child)
+
+
+def test_program_injected_args_are_rejected_in_config():
+    with pytest.raises(ConfigError, match="arch.args.text_dim: is set by the program"):
+        load_config(TRAIN_CE, ["arch.args.text_dim=5"])
+
+
+def test_eval_settings_merge_into_a_validated_copy():
+    config = load_config(TRAIN_CE, ['eval_settings={"data_loader": {"args": {"num_test_captions": 3}}}'])
+    merged = with_eval_settings(config)
+    assert merged["data_loader"]["args"]["num_test_captions"] == 3
+    assert config["data_loader"]["args"]["num_test_captions"] == 20

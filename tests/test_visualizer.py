@@ -1,0 +1,238 @@
+"""Tests for the static HTML ranking page (utils/visualizer.py)."""
+from __future__ import annotations
+
+import html
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from utils.visualizer import write_ranking_page
+
+METRICS = {
+    "t2v_metrics": {"R1": 10.0, "R5": 30.123, "R10": 45.0, "R50": 80.0, "MedR": 12.0,
+                    "MeanR": 40.5, "geometric_mean_R1-R5-R10": 23.456},
+    "v2t_metrics": {"R1": 11.0, "R5": 31.0, "R10": 46.0, "R50": 81.0, "MedR": 11.0,
+                    "MeanR": 39.0, "geometric_mean_R1-R5-R10": 24.0},
+}
+
+VOID_ELEMENTS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+                 "source", "track", "wbr"}
+
+
+class TagChecker(HTMLParser):
+    """Records start tags, text and nesting errors of an HTML document."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.start_tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.start_tags.append(tag)
+        if tag not in VOID_ELEMENTS:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.start_tags.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unexpected </{tag}>, open: {self.stack}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(page: Path) -> TagChecker:
+    """Parse ``page`` and return the checker after closing it."""
+    checker = TagChecker()
+    checker.feed(page.read_text(encoding="utf-8"))
+    checker.close()
+    return checker
+
+
+def make_inputs(num_videos: int = 12, num_slots: int = 3, seed: int = 1):
+    """Random sims ``[N*Q, N]``, a mask ``[N, Q]`` with some missing captions, captions, ids."""
+    rng = np.random.default_rng(seed)
+    sims = rng.standard_normal((num_videos * num_slots, num_videos)).astype(np.float32)
+    lengths = rng.integers(1, num_slots + 1, size=num_videos)
+    masks = (np.arange(num_slots)[None, :] < lengths[:, None]).astype(np.float32)
+    captions = [[f"video {v} caption {k}" for k in range(lengths[v])] for v in range(num_videos)]
+    video_ids = [f"vid{v:03d}" for v in range(num_videos)]
+    return sims, masks, captions, video_ids
+
+
+def query_captions(page: Path) -> list[str]:
+    """The query captions shown on ``page``, in order."""
+    return re.findall(r'<p class="caption">(.*?)</p>', page.read_text(encoding="utf-8"))
+
+
+def query_blocks(page: Path) -> list[str]:
+    """The HTML of each query section of ``page``."""
+    return re.findall(r'<section class="query">(.*?)</section>',
+                      page.read_text(encoding="utf-8"), flags=re.S)
+
+
+def test_user_strings_are_escaped(tmp_path: Path) -> None:
+    sims, masks, captions, video_ids = make_inputs(num_videos=4, num_slots=2)
+    payload = "<script>alert(1)</script>"
+    captions = [[payload] + c[1:] for c in captions]
+    video_ids[0] = '<img src=x onerror="alert(2)">'
+    title = "CE <b>&</b> run"
+    page = write_ranking_page(tmp_path / "index.html", sims, masks, captions, video_ids,
+                              METRICS, title, num_queries=100)
+    text = page.read_text(encoding="utf-8")
+    assert "<script" not in text.lower()
+    assert "<b>" not in text
+    assert html.escape(payload) in text
+    assert html.escape(title) in text
+    checker = parse(page)
+    assert "script" not in checker.start_tags
+    assert "img" not in checker.start_tags
+    assert payload in "".join(checker.text)
+
+
+def test_same_seed_same_sample(tmp_path: Path) -> None:
+    sims, masks, captions, video_ids = make_inputs(num_videos=30, num_slots=4)
+    state = np.random.get_state()
+    pages = [write_ranking_page(tmp_path / name, sims, masks, captions, video_ids, METRICS,
+                                "t", num_queries=10, seed=seed)
+             for name, seed in (("a.html", 3), ("b.html", 3), ("c.html", 4))]
+    after = np.random.get_state()
+    assert state[0] == after[0] and np.array_equal(state[1], after[1])
+    assert pages[0].read_text() == pages[1].read_text()
+    assert len(query_captions(pages[0])) == 10
+    assert query_captions(pages[0]) != query_captions(pages[2])
+
+
+def test_masked_rows_never_shown(tmp_path: Path) -> None:
+    num_videos, num_slots = 10, 3
+    sims, _, _, video_ids = make_inputs(num_videos, num_slots)
+    masks = np.ones((num_videos, num_slots))
+    masks[:, 1:] = 0  # only the first caption of each video is a query
+    captions = [[f"valid {v}", f"MASKED {v}", f"MASKED {v}b"] for v in range(num_videos)]
+    page = write_ranking_page(tmp_path / "index.html", sims, masks, captions, video_ids,
+                              METRICS, "t", num_queries=1000)
+    shown = query_captions(page)
+    assert sorted(shown) == sorted(f"valid {v}" for v in range(num_videos))
+
+
+def test_missing_captions_are_never_queries_without_mask(tmp_path: Path) -> None:
+    sims, masks, captions, video_ids = make_inputs(num_videos=8, num_slots=3)
+    page = write_ranking_page(tmp_path / "index.html", sims, None, captions, video_ids,
+                              METRICS, "t", num_queries=1000)
+    assert len(query_captions(page)) == int(masks.sum())
+
+
+def test_mask_without_caption_is_rejected(tmp_path: Path) -> None:
+    sims, masks, captions, video_ids = make_inputs(num_videos=5, num_slots=3)
+    with pytest.raises(ValueError):
+        write_ranking_page(tmp_path / "index.html", sims, np.ones_like(masks),
+                           [c[:1] for c in captions], video_ids, METRICS, "t")
+
+
+def test_gt_rank_on_hand_made_matrix(tmp_path: Path) -> None:
+    # 4 videos, 1 caption each; row v is the caption of video v.
+    sims = np.array([
+        [0.9, 0.1, 0.2, 0.3],   # gt 0 first            -> rank 1
+        [0.8, 0.5, 0.7, 0.1],   # gt 1 behind 0.8, 0.7  -> rank 3
+        [0.4, 0.6, 0.1, 0.2],   # gt 2 last             -> rank 4
+        [0.3, 0.5, 0.3, 0.5],   # gt 3 tied with 1      -> rank 1 (optimistic)
+    ])
+    captions = [[f"cap{v}"] for v in range(4)]
+    video_ids = [f"v{v}" for v in range(4)]
+    page = write_ranking_page(tmp_path / "index.html", sims, None, captions, video_ids,
+                              METRICS, "t", num_queries=4, top_k=2)
+    found = {}
+    for block in query_blocks(page):
+        caption = re.search(r'<p class="caption">(.*?)</p>', block).group(1)
+        match = re.search(r"rank (\d+) of 4, similarity ([0-9.]+)", block)
+        found[caption] = (int(match.group(1)), match.group(2))
+    assert found == {"cap0": (1, "0.9000"), "cap1": (3, "0.5000"),
+                     "cap2": (4, "0.1000"), "cap3": (1, "0.5000")}
+
+
+def test_top_k_sorted_and_gt_highlighted(tmp_path: Path) -> None:
+    sims, masks, captions, video_ids = make_inputs(num_videos=40, num_slots=2, seed=5)
+    rows = np.flatnonzero(masks.reshape(-1))
+    sims[rows, rows // 2] = 10.0  # every ground truth retrieved first
+    page = write_ranking_page(tmp_path / "index.html", sims, masks, captions, video_ids,
+                              METRICS, "t", num_queries=15, top_k=5)
+    blocks = query_blocks(page)
+    assert len(blocks) == 15
+    id_to_index = {vid: i for i, vid in enumerate(video_ids)}
+    for block in blocks:
+        caption = re.search(r'<p class="caption">(.*?)</p>', block).group(1)
+        video, slot = (int(x) for x in re.match(r"video (\d+) caption (\d+)", caption).groups())
+        row = video * 2 + slot
+        entries = re.findall(r'<tr( class="gt")?><td class="num">(\d+)</td>'
+                             r'<td class="vid">(.*?)</td><td class="num">([-0-9.]+)</td>'
+                             r"<td>(.*?)</td></tr>", block)
+        assert [int(e[1]) for e in entries] == [1, 2, 3, 4, 5]
+        scores = [float(e[3]) for e in entries]
+        assert scores == sorted(scores, reverse=True)
+        expected = np.sort(sims[row])[::-1][:5]
+        np.testing.assert_allclose(scores, expected, atol=5e-5)
+        assert entries[0][0] and entries[0][2] == video_ids[video]
+        assert not any(e[0] for e in entries[1:])
+        for entry in entries:
+            assert entry[4] == captions[id_to_index[entry[2]]][0]
+
+
+def test_page_is_well_formed(tmp_path: Path) -> None:
+    sims, masks, captions, video_ids = make_inputs()
+    page = write_ranking_page(tmp_path / "index.html", sims, masks, captions, video_ids,
+                              METRICS, "CE on MSRVTT", num_queries=5)
+    checker = parse(page)
+    assert checker.errors == []
+    assert checker.stack == []
+    assert {"script", "link", "img", "video"}.isdisjoint(checker.start_tags)
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    assert "30.12" in text and "23.46" in text and "40.50" in text
+
+
+def test_written_atomically(tmp_path: Path) -> None:
+    sims, masks, captions, video_ids = make_inputs()
+    target = tmp_path / "web" / "exp" / "index.html"
+    returned = write_ranking_page(target, sims, masks, captions, video_ids, METRICS, "first")
+    assert returned == target
+    assert os.listdir(target.parent) == ["index.html"]
+    write_ranking_page(target, sims, masks, captions, video_ids, METRICS, "second")
+    assert os.listdir(target.parent) == ["index.html"]
+    assert "<h1>second</h1>" in target.read_text()
+
+
+def test_failed_write_leaves_previous_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sims, masks, captions, video_ids = make_inputs()
+    target = tmp_path / "index.html"
+    write_ranking_page(target, sims, masks, captions, video_ids, METRICS, "first")
+    before = target.read_text()
+
+    def failing_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        write_ranking_page(target, sims, masks, captions, video_ids, METRICS, "second")
+    assert os.listdir(tmp_path) == ["index.html"]
+    assert target.read_text() == before
+
+
+def test_large_matrix_only_sampled_rows(tmp_path: Path) -> None:
+    num_videos, num_slots = 500, 20
+    rng = np.random.default_rng(0)
+    sims = rng.standard_normal((num_videos * num_slots, num_videos)).astype(np.float32)
+    captions = [[f"c{v}.{k}" for k in range(num_slots)] for v in range(num_videos)]
+    video_ids = [str(v) for v in range(num_videos)]
+    page = write_ranking_page(tmp_path / "index.html", sims, None, captions, video_ids,
+                              METRICS, "big", num_queries=50, top_k=5)
+    assert len(query_blocks(page)) == 50

@@ -1,0 +1,80 @@
+"""Train a text-video retrieval model from a JSON config.
+
+Examples:
+  python3 train.py --config configs/synthetic/train-ce.json
+  python3 train.py --config configs/synthetic/train-ce.json --set trainer.epochs=3 optimizer.args.lr=1e-3
+  python3 train.py --resume data/saved/models/synthetic-train-ce/<run>/checkpoint-epoch5.pth
+  python3 train.py --config configs/synthetic/train-ce.json --dry_run
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from logger.logger import setup_logging
+from trainer.build import (build_data, build_loss, build_model, build_optimizer, build_page_writer,
+                           select_device)
+from trainer.checkpoint import load_checkpoint
+from trainer.run_dirs import experiment_name, new_run_dirs, run_dirs_of_checkpoint
+from trainer.trainer import Trainer
+from utils.cli import run_cli
+from utils.config import Config, ConfigError, apply_overrides, load_config, validate
+from utils.summary import module_summary
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, help="config file (JSON, may use inherit_from)")
+    parser.add_argument("--resume", type=Path,
+                        help="checkpoint to continue from; its saved config is used unless --config is given")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY.PATH=VALUE",
+                        help="override config keys, e.g. trainer.epochs=3 (values parsed as JSON)")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="build the model from the config alone, print a summary and the parameter count, exit")
+    return parser.parse_args()
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    if args.config is not None:
+        return load_config(args.config, args.set)
+    if args.resume is None:
+        raise ConfigError("train.py: give --config (or --resume with a checkpoint that holds its config)")
+    config = Config(load_checkpoint(args.resume)["config"], {}, args.resume)
+    apply_overrides(config, args.set)
+    validate(config)
+    return config
+
+
+def main() -> int:
+    args = parse_args()
+    config = resolve_config(args)
+    if args.dry_run:
+        with torch.device("meta"):
+            model = build_model(config)
+        print(module_summary(model))
+        return 0
+    if args.resume is not None:
+        dirs = run_dirs_of_checkpoint(args.resume)
+    else:
+        experiment = experiment_name(args.config)
+        dirs = new_run_dirs(Path(config["trainer"].get("save_dir", "data/saved")), experiment)
+    setup_logging(dirs.log, config["trainer"].get("verbosity", 2))
+    config.save(dirs.models / "config.json")
+    torch.manual_seed(int(config.get("seed", 0)))
+    model = build_model(config)
+    data = build_data(config)
+    device = select_device(config)
+    model.to(device)
+    optimizer, scheduler = build_optimizer(config, model)
+    trainer = Trainer(config, model, build_loss(config), optimizer, scheduler, data, dirs, device,
+                      build_page_writer(config))
+    if args.resume is not None:
+        trainer.resume(args.resume)
+    trainer.train()
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,113 @@
+"""Evaluation of a model on a whole split: chunked similarities, metrics, ranking page, JSON."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data_loader.batches import expert_batch, text_batch
+from data_loader.expert_loader import EvalSet, ExpertDataLoader
+from model.metric import t2v_metrics, v2t_metrics
+
+METRICS = {"t2v_metrics": t2v_metrics, "v2t_metrics": v2t_metrics}
+
+
+@dataclass
+class EvalResult:
+    """Similarities [N*Q, N] (video-major caption rows), query masks [N, Q] and metrics."""
+
+    split: str
+    sims: np.ndarray
+    query_masks: np.ndarray
+    metrics: dict[str, dict[str, float]]
+
+    @property
+    def num_videos(self) -> int:
+        return self.sims.shape[1]
+
+    @property
+    def num_queries(self) -> int:
+        return int(self.query_masks.sum())
+
+    def flat(self, prefix: str) -> dict[str, float]:
+        """``{"<prefix>_t2v_metrics_R1": ..., ...}`` as in the original's logs."""
+        return {f"{prefix}_{name}_{key}": value for name, res in self.metrics.items() for key, value in res.items()}
+
+    def summary(self) -> dict:
+        return {"split": self.split, "num_videos": self.num_videos, "num_queries": self.num_queries, **self.metrics}
+
+
+def _to(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in tensors.items()}
+
+
+@torch.no_grad()
+def compute_similarities(model: torch.nn.Module, data: ExpertDataLoader, eval_set: EvalSet,
+                         device: torch.device, chunk_videos: int = 64, progress: bool = True) -> torch.Tensor:
+    """Caption-to-video similarities [N*Q, N] for an evaluation split, on the CPU.
+
+    Video embeddings are computed once (in chunks); captions are embedded and scored against
+    all videos ``chunk_videos`` videos at a time, so memory stays bounded on large splits.
+    """
+    model.eval()
+    rows = eval_set.video_rows
+    chunks = list(torch.split(torch.arange(len(rows)), chunk_videos))
+    vid_parts, ind_parts = [], []
+    for idx in chunks:
+        experts, ind = expert_batch(data.store, rows[idx], data.max_tokens)
+        vid_parts.append(model.embed_videos(_to(experts, device), _to(ind, device)))
+        ind_parts.append(ind)
+    vid_embds = {m: torch.cat([p[m] for p in vid_parts]) for m in vid_parts[0]}
+    ind = {m: torch.cat([p[m] for p in ind_parts]).to(device) for m in ind_parts[0]}
+    sims = []
+    for idx in tqdm(chunks, desc=f"eval {eval_set.split}", leave=False, disable=not progress):
+        text = text_batch(data.store, eval_set.caption_rows[idx], data.max_tokens["text"]).to(device)
+        text_embds, moe_weights = model.embed_text(text)
+        sims.append(model.similarity(text_embds, moe_weights, vid_embds, ind, merge="indep").float().cpu())
+    return torch.cat(sims)
+
+
+def evaluate(model: torch.nn.Module, data: ExpertDataLoader, which: str, device: torch.device,
+             chunk_videos: int = 64, metric_names: list[str] | None = None, progress: bool = True) -> EvalResult:
+    """Similarities and retrieval metrics of ``model`` on the ``val`` or ``test`` split."""
+    eval_set = data.eval_set(which)
+    sims = compute_similarities(model, data, eval_set, device, chunk_videos, progress).numpy()
+    masks = eval_set.query_masks.numpy().astype(np.float64)
+    names = metric_names or list(METRICS)
+    metrics = {name: METRICS[name](sims, query_masks=masks) for name in names}
+    return EvalResult(eval_set.split, sims, masks, metrics)
+
+
+def write_metrics_json(path: Path, result: EvalResult, **extra: object) -> Path:
+    """Write the evaluation summary (every metric, split, counts) as JSON, atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".partial-{os.getpid()}")
+    tmp.write_text(json.dumps({**result.summary(), **extra}, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_page(page_writer: Callable[..., Path], path: Path, result: EvalResult, data: ExpertDataLoader,
+               title: str) -> Path:
+    """Write the HTML ranking page of an evaluation with ``page_writer`` (the visualizer)."""
+    store = data.store
+    video_rows = store.splits[result.split]
+    captions = [store.captions_of(int(v))[: result.query_masks.shape[1]] for v in video_rows]
+    ids = [store.video_ids[int(v)] for v in video_rows]
+    return page_writer(path, result.sims, result.query_masks, captions, ids, result.metrics, title)
+
+
+def format_table(result: EvalResult) -> str:
+    """A fixed-width t2v / v2t table for the console and info.log."""
+    keys = ["R1", "R5", "R10", "R50", "MedR", "MeanR", "geometric_mean_R1-R5-R10"]
+    head = f"{'':5s}" + "".join(f"{k.replace('geometric_mean_R1-R5-R10', 'geom'):>9s}" for k in keys)
+    lines = [f"{result.split}: {result.num_videos} videos, {result.num_queries} queries", head]
+    for name, res in result.metrics.items():
+        lines.append(f"{name[:3]:5s}" + "".join(f"{res[k]:9.2f}" for k in keys))
+    return "\n".join(lines)

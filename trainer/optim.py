@@ -1,0 +1,12 @@
+"""Optimisers and learning-rate schedulers available to configs, by name."""
+from __future__ import annotations
+
+import torch
+
+from utils.registry import OPTIMIZERS, SCHEDULERS
+
+for _cls in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.RAdam):
+    OPTIMIZERS.add(_cls.__name__, _cls)
+for _cls in (torch.optim.lr_scheduler.StepLR, torch.optim.lr_scheduler.CosineAnnealingLR,
+             torch.optim.lr_scheduler.ExponentialLR):
+    SCHEDULERS.add(_cls.__name__, _cls)

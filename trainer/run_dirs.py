@@ -1,0 +1,49 @@
+"""The run folder layout: ``<save_dir>/{models,log,web}/<experiment>/<run_id>/``."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class RunDirs:
+    """Where one run writes: checkpoints and config (models), logs (log), HTML pages (web)."""
+
+    models: Path
+    log: Path
+    web: Path
+
+    def create(self) -> "RunDirs":
+        for path in (self.models, self.log, self.web):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def experiment_name(config_path: Path) -> str:
+    """``configs/synthetic/train-ce.json`` -> ``synthetic-train-ce``."""
+    path = Path(config_path)
+    return f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem
+
+
+def new_run_dirs(save_dir: Path, experiment: str) -> RunDirs:
+    """Fresh folders for a new run, named by the start time (made unique if taken)."""
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    run_id, n = stamp, 1
+    while (Path(save_dir) / "models" / experiment / run_id).exists():
+        n += 1
+        run_id = f"{stamp}_{n}"
+    return run_dirs(Path(save_dir), experiment, run_id).create()
+
+
+def run_dirs(save_dir: Path, experiment: str, run_id: str) -> RunDirs:
+    return RunDirs(*(Path(save_dir) / kind / experiment / run_id for kind in ("models", "log", "web")))
+
+
+def run_dirs_of_checkpoint(checkpoint: Path) -> RunDirs:
+    """The run folders a checkpoint belongs to; a stray checkpoint gets folders beside it."""
+    folder = Path(checkpoint).resolve().parent
+    if len(folder.parents) >= 3 and folder.parents[1].name == "models":
+        save_dir, experiment, run_id = folder.parents[2], folder.parent.name, folder.name
+        return run_dirs(save_dir, experiment, run_id).create()
+    return RunDirs(folder, folder / "log", folder / "web").create()

@@ -1,0 +1,183 @@
+"""The training loop: epochs, validation schedule, monitor, early stopping, checkpoints, logs.
+
+Checkpoints (``<run>/models``): ``checkpoint-epoch<N>.pth`` every ``save_period`` epochs (the
+newest ``num_keep_ckpts`` kept) and ``trained_model.pth`` for the best monitored epoch. Each
+holds the weights, optimiser, scheduler, RNG states and monitor state, so ``--resume`` from
+any of them continues exactly where the run was. Training ends with a test-split evaluation
+of the best checkpoint, written to ``<run>/models/metrics.json``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from data_loader.expert_loader import ExpertDataLoader
+from logger.logger import get_logger
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
+from trainer.run_dirs import RunDirs
+from utils.config import Config
+from utils.options import TrainerOptions, options_from
+
+
+class Monitor:
+    """``"max <key>"`` / ``"min <key>"`` / ``"off"``: tracks the best value and stale evaluations."""
+
+    def __init__(self, spec: str, best: float | None = None, stale: int = 0):
+        self.mode, _, self.key = spec.partition(" ")
+        if self.mode not in ("max", "min", "off"):
+            raise ValueError(f"trainer.monitor: expected 'max <metric>', 'min <metric>' or 'off', got {spec!r}")
+        self.best = best if best is not None else (-math.inf if self.mode == "max" else math.inf)
+        self.stale = stale
+
+    def update(self, logs: dict[str, float]) -> bool:
+        """Record an evaluation; True when it is the best so far (ties count as better)."""
+        if self.mode == "off":
+            return True
+        if self.key not in logs:
+            raise KeyError(f"trainer.monitor: metric '{self.key}' is not logged; logged: {', '.join(sorted(logs))}")
+        value = logs[self.key]
+        better = value >= self.best if self.mode == "max" else value <= self.best
+        if better:
+            self.best, self.stale = value, 0
+        else:
+            self.stale += 1
+        return better
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {
+        "experts": {k: v.to(device) for k, v in batch["experts"].items()},
+        "ind": {k: v.to(device) for k, v in batch["ind"].items()},
+        "text": batch["text"].to(device),
+    }
+
+
+class Trainer:
+    """Wires a model, loss, optimiser and data together and runs the training schedule."""
+
+    def __init__(self, config: Config, model: torch.nn.Module, loss: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer, scheduler: Any, data: ExpertDataLoader,
+                 dirs: RunDirs, device: torch.device, page_writer: Callable[..., Path]):
+        self.config = config
+        self.opts: TrainerOptions = options_from(TrainerOptions, config["trainer"])
+        self.model, self.loss, self.optimizer, self.scheduler = model.to(device), loss, optimizer, scheduler
+        self.data, self.dirs, self.device, self.page_writer = data, dirs, device, page_writer
+        self.log = get_logger()
+        self.monitor = Monitor(self.opts.monitor)
+        self.start_epoch = 1
+        self.generator = torch.Generator().manual_seed(int(config.get("seed", 0)))
+        self.writer = SummaryWriter(str(dirs.log)) if self.opts.tensorboard else None
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, epoch: int) -> dict:
+        return {
+            "arch": type(self.model).__name__,
+            "epoch": epoch,
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "monitor_best": float(self.monitor.best),
+            "monitor_stale": self.monitor.stale,
+            "config": self.config.data,
+            "rng": {"torch": torch.get_rng_state(), "data": self.generator.get_state()},
+        }
+
+    def resume(self, path: Path) -> None:
+        """Continue from a checkpoint of this project (weights, optimiser, scheduler, RNGs)."""
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("lr_scheduler"):
+            self.scheduler.load_state_dict(state["lr_scheduler"])
+        self.monitor = Monitor(self.opts.monitor, state["monitor_best"], state["monitor_stale"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["data"])
+        self.start_epoch = state["epoch"] + 1
+        self.log.info(f"Resumed from {path} (epoch {state['epoch']}); continuing at epoch {self.start_epoch}")
+
+    def _save(self, epoch: int, improved: bool) -> None:
+        state = self._state(epoch)
+        if epoch % self.opts.save_period == 0 or epoch == self.opts.epochs:
+            save_checkpoint(self.dirs.models / f"checkpoint-epoch{epoch}.pth", state)
+            kept = sorted(self.dirs.models.glob("checkpoint-epoch*.pth"),
+                          key=lambda p: int(p.stem.removeprefix("checkpoint-epoch")))
+            for old in kept[:-self.opts.num_keep_ckpts]:
+                old.unlink()
+        if improved:
+            save_checkpoint(self.dirs.models / "trained_model.pth", state)
+            self.log.info(f"Saved best model (epoch {epoch}, {self.monitor.key or 'last'} = {self.monitor.best})")
+
+    # ------------------------------------------------------------------ loop
+    def _train_epoch(self, epoch: int) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        samples_seen = (epoch - 1) * len(self.data.train_rows)
+        bar = tqdm(self.data.train_batches(self.generator), total=self.data.num_train_batches(),
+                   desc=f"epoch {epoch}/{self.opts.epochs}", leave=False)
+        for i, batch in enumerate(bar):
+            out = self.model(**_to_device(batch, self.device))
+            loss = self.loss(out["cross_view_conf_matrix"])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total, count = total + loss.item(), count + 1
+            samples_seen += len(batch["video_rows"])
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if self.writer and i % self.opts.log_every == 0:
+                self.writer.add_scalar("train/loss", loss.item(), samples_seen)
+        return total / max(count, 1)
+
+    def _evaluate(self, which: str, epoch: int) -> EvalResult:
+        result = evaluate(self.model, self.data, which, self.device, self.opts.eval_chunk_videos,
+                          self.config.get("metrics"))
+        title = f"{self.dirs.models.parent.name} - {result.split} - epoch {epoch}"
+        write_page(self.page_writer, self.dirs.web / f"{which}.html", result, self.data, title)
+        if self.writer:
+            for name, res in result.metrics.items():
+                for key, value in res.items():
+                    self.writer.add_scalar(f"{which}/{name}/{key}", value, epoch)
+        return result
+
+    def train(self) -> EvalResult:
+        """Run the remaining epochs, then evaluate the best checkpoint on the test split."""
+        self.log.info(f"Training on {self.device}: {len(self.data.train_rows)} training videos, "
+                      f"epochs {self.start_epoch}..{self.opts.epochs}, run folder {self.dirs.models}")
+        for epoch in range(self.start_epoch, self.opts.epochs + 1):
+            epoch_loss = self._train_epoch(epoch)
+            lr = self.optimizer.param_groups[0]["lr"]
+            if self.scheduler is not None:
+                self.scheduler.step()
+            logs = {"epoch": epoch, "loss": epoch_loss}
+            improved = False
+            if epoch % self.opts.eval_every == 0 or epoch == self.opts.epochs:
+                result = self._evaluate("val", epoch)
+                logs.update(result.flat("val"))
+                improved = self.monitor.update(logs)
+            for key, value in logs.items():
+                self.log.info(f"    {key:15s}: {value}")
+            if self.writer:
+                self.writer.add_scalar("train/epoch_loss", epoch_loss, epoch)
+                self.writer.add_scalar("train/lr", lr, epoch)
+            self._save(epoch, improved)
+            if self.opts.early_stop and self.monitor.stale >= self.opts.early_stop:
+                self.log.info(f"Early stopping: {self.monitor.key} has not improved for {self.monitor.stale} evaluations")
+                break
+        return self.test_best()
+
+    def test_best(self) -> EvalResult:
+        """Load ``trained_model.pth`` and evaluate it on the test split; writes metrics.json."""
+        best_path = self.dirs.models / "trained_model.pth"
+        state = load_checkpoint(best_path)
+        self.model.load_state_dict(state["state_dict"])
+        result = self._evaluate("test", state["epoch"])
+        write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"], checkpoint=str(best_path))
+        self.log.info(f"Test metrics of the best model (epoch {state['epoch']}):\n{format_table(result)}")
+        if self.writer:
+            self.writer.close()
+        return result

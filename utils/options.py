@@ -1,0 +1,45 @@
+"""Typed options of the config sections that are plain settings rather than built objects.
+
+Field names keep the original configs' key names. The config validator checks each section
+against these dataclasses: an unknown key or a wrong type is an error before anything runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+@dataclass
+class ExpertsOptions:
+    """``experts``: which expert features the model uses and the shared embedding size."""
+
+    modalities: list[str] = field(default_factory=list)
+    drop_feats: str = ""
+    text_feat: str = "openai"
+    text_agg: str = "vlad"
+    ce_shared_dim: int = 768
+    face_dim: int = 512
+    use_zeros_for_missing: bool = False
+
+
+@dataclass
+class TrainerOptions:
+    """``trainer``: the training loop, evaluation schedule, checkpoints and logging."""
+
+    epochs: int = 100
+    save_dir: str = "data/saved"
+    save_period: int = 1
+    num_keep_ckpts: int = 3
+    monitor: str = "max val_t2v_metrics_geometric_mean_R1-R5-R10"
+    early_stop: int = 0
+    eval_every: int = 1
+    eval_chunk_videos: int = 64
+    log_every: int = 10
+    tensorboard: bool = True
+    verbosity: int = 2
+    device: str = "auto"
+
+
+def options_from(cls: type, section: dict) -> object:
+    """Build an options dataclass from an already validated config section."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in section.items() if k in names})

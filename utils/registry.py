@@ -1,0 +1,69 @@
+"""Name -> factory registries, so configs pick components by name.
+
+Each component kind has one registry; a module registers its factories on import:
+
+    from utils.registry import MODELS
+
+    @MODELS.register()
+    class CENet(nn.Module): ...
+
+A config section ``{"type": "CENet", "args": {...}}`` is then built with
+``MODELS.build(section, **injected)``. Names never go through ``eval`` or string imports.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+class Registry:
+    """A named, listable mapping from strings to factories (classes or functions)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def add(factory: Callable[..., Any]) -> Callable[..., Any]:
+            self.add(name or factory.__name__, factory)
+            return factory
+        return add
+
+    def add(self, name: str, factory: Callable[..., Any]) -> None:
+        if name in self._entries and self._entries[name] is not factory:
+            raise KeyError(f"{self.kind} '{name}' is registered twice")
+        self._entries[name] = factory
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._entries:
+            raise KeyError(f"unknown {self.kind} '{name}'; expected one of: {', '.join(self.names())}")
+        return self._entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def build(self, section: dict, *args: Any, **injected: Any) -> Any:
+        """Instantiate ``section["type"]`` with ``section["args"]`` plus injected kwargs."""
+        kwargs = dict(section.get("args", {}))
+        clash = sorted(set(kwargs) & set(injected))
+        if clash:
+            raise KeyError(f"{self.kind} '{section['type']}': args {clash} are set by the program, not the config")
+        return self.get(section["type"])(*args, **kwargs, **injected)
+
+
+def register_all() -> None:
+    """Import every module that registers components (idempotent)."""
+    import data_loader  # noqa: F401
+    import model  # noqa: F401
+    import trainer.optim  # noqa: F401
+    import utils.visualizer  # noqa: F401
+
+
+MODELS = Registry("model")
+LOSSES = Registry("loss")
+OPTIMIZERS = Registry("optimizer")
+SCHEDULERS = Registry("lr_scheduler")
+DATASETS = Registry("data loader")
+VISUALIZERS = Registry("visualizer")
