@@ -120,10 +120,14 @@ def _captions(rng, concepts, salience) -> tuple[list[list[str]], TokenArrays]:
     return captions, TokenArrays(np.concatenate(embeddings), offsets)
 
 
-def generate_synthetic(data_dir: Path, seed: int = 0) -> Path:
-    """Generate the Synthetic dataset's store under ``data_dir``; returns the store path."""
+def generate_synthetic(data_dir: Path, seed: int = 0, split_sizes: dict[str, int] | None = None) -> Path:
+    """Generate the Synthetic dataset's store under ``data_dir``; returns the store path.
+
+    ``split_sizes`` (videos per split) defaults to ``SPLIT_SIZES``; smaller sizes make quick fixtures.
+    """
+    split_sizes = split_sizes or SPLIT_SIZES
     rng = np.random.default_rng(seed)
-    num_videos = sum(SPLIT_SIZES.values())
+    num_videos = sum(split_sizes.values())
     concepts, salience = _video_concepts(rng, num_videos)
     experts = {}
     for name, (kind, dim, missing, noise) in EXPERTS.items():
@@ -140,11 +144,12 @@ def generate_synthetic(data_dir: Path, seed: int = 0) -> Path:
             experts[name] = ExpertArrays(features, available, offsets)
     captions, text = _captions(rng, concepts, salience)
     order = rng.permutation(num_videos)
-    bounds = np.cumsum([0, *SPLIT_SIZES.values()])
-    splits = {name: np.sort(order[lo:hi]) for name, lo, hi in zip(SPLIT_SIZES, bounds[:-1], bounds[1:])}
+    bounds = np.cumsum([0, *split_sizes.values()])
+    splits = {name: np.sort(order[lo:hi]) for name, lo, hi in zip(split_sizes, bounds[:-1], bounds[1:])}
     return write_store(
         Path(data_dir) / STORE_NAME, dataset="Synthetic",
         video_ids=[f"video{v:04d}" for v in range(num_videos)], splits=splits, experts=experts,
         captions=captions, text={"synthetic": text},
-        attrs={"generator": "synthetic", "generator_version": GENERATOR_VERSION, "seed": seed},
+        attrs={"generator": "synthetic", "generator_version": GENERATOR_VERSION, "seed": seed,
+               "num_videos": num_videos},
     )

@@ -1,2 +1,2 @@
-"""Models and losses; importing this package registers them in ``utils.registry``."""
+"""Models and losses; importing this package fills ``MODELS`` and ``LOSSES`` in utils.registry."""
 from model import ce, loss  # noqa: F401

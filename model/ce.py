@@ -68,7 +68,8 @@ class CENet(nn.Module):
         self.pooling = nn.ModuleDict()
         for name in _pooled_experts(self.modalities, feat_aggregation):
             if name not in vlad_clusters:
-                raise ValueError(f"expert '{name}' uses temporal 'vlad' but vlad_clusters has no entry for it")
+                raise ValueError(f"expert '{name}' uses temporal 'vlad' but vlad_clusters has no entry "
+                                 "for it")
             clusters = vlad_clusters[name]
             in_dim = int(expert_dims[name][0])
             if in_dim % clusters:
@@ -143,7 +144,7 @@ class CENet(nn.Module):
 
     def _clean_features(self, name: str, feats: torch.Tensor, ind: torch.Tensor) -> torch.Tensor:
         """Randomise (if requested) and zero the rows of missing videos, out of place."""
-        present = ind.reshape(-1) != 0
+        present = ind.reshape(-1).to(feats.device) != 0
         if present.shape[0] != feats.shape[0]:
             raise ValueError(f"expert '{name}': ind has {present.shape[0]} entries for "
                              f"{feats.shape[0]} videos")

@@ -145,8 +145,9 @@ class CEModule(nn.Module):
         Experts are updated one after the other in modality order and later masks read the
         already-gated embeddings of earlier experts, exactly as the original CE code does.
         """
-        dtype = embds[self.modalities[0]].dtype
-        avail = {name: ind[name].reshape(-1).to(dtype) for name in self.modalities}
+        device = embds[self.modalities[0]].device
+        # float32 even under autocast: the 1e-11 in the pair average vanishes in half precision
+        avail = {name: ind[name].reshape(-1).to(device, torch.float32) for name in self.modalities}
         pairs = expert_pairs(self.modalities, self.include_self)
         centre = star_centre(embds, avail) if self.use_ce in STAR_MODES else None
         for idx, name in enumerate(self.modalities):

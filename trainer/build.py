@@ -6,15 +6,9 @@ from typing import Any, Callable
 import torch
 
 from data_loader.expert_loader import ExpertDataLoader
-from model.dims import compute_dims
+from model.dims import compute_dims, used_experts
 from utils.config import Config
 from utils.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, VISUALIZERS
-
-
-def used_experts(config: Config) -> list[str]:
-    """The experts a config uses: ``experts.modalities`` minus ``experts.drop_feats``, sorted."""
-    dropped = {name for name in config["experts"].get("drop_feats", "").split(",") if name}
-    return sorted(set(config["experts"]["modalities"]) - dropped)
 
 
 def build_model(config: Config) -> torch.nn.Module:
@@ -30,7 +24,7 @@ def build_model(config: Config) -> torch.nn.Module:
 
 def build_data(config: Config) -> ExpertDataLoader:
     """The data loader of ``config["data_loader"]`` (generates the embedded default if needed)."""
-    return DATASETS.build(config["data_loader"], experts=used_experts(config),
+    return DATASETS.build(config["data_loader"], experts=used_experts(config["experts"]),
                           text_feat=config["experts"]["text_feat"])
 
 

@@ -1,0 +1,98 @@
+"""Feature store round trip, index-gathered batches and the Synthetic generator."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from data_loader.batches import caption_table, gather_tokens, make_batch, sample_captions
+from data_loader.store import STORE_NAME, ExpertArrays, StoreError, TokenArrays, load_store, write_store
+from data_loader.synthetic import CAPTIONS_PER_VIDEO, EXPERTS, generate_synthetic
+
+SMALL = {"train": 40, "val": 10, "test": 10}
+
+
+def tiny_store(path):
+    features = np.arange(6, dtype=np.float32).reshape(3, 2)
+    tokens = np.arange(10, dtype=np.float32).reshape(5, 2)
+    return write_store(
+        path, dataset="Tiny", video_ids=["a", "b", "c"], splits={"train": np.array([0, 1]), "test": np.array([2])},
+        experts={"rgb": ExpertArrays(features, np.array([True, False, True])),
+                 "audio": ExpertArrays(tokens, np.array([True, True, False]), np.array([0, 3, 5, 5]))},
+        captions=[["x y"], ["p", "q r"], ["s"]],
+        text={"w": TokenArrays(np.ones((6, 4), np.float32), np.array([0, 2, 3, 5, 6]))},
+    )
+
+
+def test_gather_tokens_pads_truncates_and_handles_empty_rows():
+    values = torch.arange(10.0).reshape(5, 2)
+    offsets = torch.tensor([0, 3, 5, 5])
+    out = gather_tokens(values, offsets, torch.tensor([[0, 1], [2, -1]]), max_len=2)
+    assert out.shape == (2, 2, 2, 2)
+    assert out[0, 0].tolist() == [[0, 1], [2, 3]]          # truncated to 2 of 3 tokens
+    assert out[0, 1].tolist() == [[6, 7], [8, 9]]
+    assert out[1].abs().sum() == 0                          # empty row and "no caption" row
+
+
+def test_store_round_trip_and_batches(tmp_path):
+    store = load_store(tiny_store(tmp_path / STORE_NAME), ["audio", "rgb"], "w")
+    assert store.video_ids == ["a", "b", "c"]
+    assert store.captions_of(1) == ["p", "q r"]
+    captions = caption_table(store, torch.tensor([0, 1]), 2)
+    assert captions.tolist() == [[0, -1], [1, 2]]
+    batch = make_batch(store, torch.tensor([0, 2]), captions, {"audio": 4, "text": 3})
+    assert batch["experts"]["rgb"].tolist() == [[0, 1], [4, 5]]
+    assert batch["experts"]["audio"].shape == (2, 4, 2)
+    assert batch["ind"]["rgb"].tolist() == [1, 1] and batch["ind"]["audio"].tolist() == [1, 0]
+    assert batch["text"].shape == (2, 2, 3, 4)
+    assert batch["text"][0, 1].abs().sum() == 0
+
+
+def test_store_errors_name_file_and_key(tmp_path):
+    with pytest.raises(StoreError, match="feature store not found"):
+        load_store(tmp_path / "none.h5", ["rgb"], "w")
+    path = tiny_store(tmp_path / STORE_NAME)
+    with pytest.raises(StoreError, match=r"store.h5: expert 'flow' not in the store \(it has: audio, rgb\)"):
+        load_store(path, ["flow"], "w")
+    with pytest.raises(StoreError, match="text feature 'gpt' not in the store"):
+        load_store(path, ["rgb"], "gpt")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(StoreError, match="not a readable HDF5"):
+        load_store(tmp_path / "junk.h5", ["rgb"], "w")
+
+
+def test_sample_captions_stays_within_each_video():
+    offsets = torch.tensor([0, 3, 4, 9])
+    store = type("S", (), {"caption_offsets": offsets})()
+    rows = torch.tensor([0, 1, 2] * 50)
+    picks = sample_captions(store, rows, torch.Generator().manual_seed(0))
+    assert ((picks >= offsets[rows]) & (picks < offsets[rows + 1])).all()
+    assert len(set(picks[rows == 2].tolist())) > 1
+
+
+def test_synthetic_is_deterministic_and_has_missing_experts(tmp_path):
+    a = generate_synthetic(tmp_path / "a", seed=3, split_sizes=SMALL)
+    b = generate_synthetic(tmp_path / "b", seed=3, split_sizes=SMALL)
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        for name in EXPERTS:
+            np.testing.assert_array_equal(fa[f"experts/{name}/features"][()], fb[f"experts/{name}/features"][()])
+        np.testing.assert_array_equal(fa["text/synthetic/embeddings"][()], fb["text/synthetic/embeddings"][()])
+    store = load_store(a, sorted(EXPERTS), "synthetic")
+    assert {k: len(v) for k, v in store.splits.items()} == SMALL
+    assert len(store.raw_captions) == 60 * CAPTIONS_PER_VIDEO
+    dims = {name: store.experts[name].features.shape[-1] for name in EXPERTS}
+    assert dims["appearance"] == 2048 and dims["motion"] == 1024 and dims["scene"] == 512
+    missing = {name: 1 - store.experts[name].available.float().mean().item() for name in EXPERTS}
+    assert sum(m > 0.15 for m in missing.values()) >= 3
+    assert missing["appearance"] == 0
+    assert {store.experts[n].kind for n in ("audio", "ocr", "speech")} == {"tokens"}
+
+
+def test_interrupted_write_leaves_no_store(tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("data_loader.store.os.replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_store(tmp_path / STORE_NAME)
+    assert list(tmp_path.iterdir()) == []
