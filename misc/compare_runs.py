@@ -37,7 +37,9 @@ def train(config: Path, save_dir: Path, overrides: list[str]) -> dict:
     start = time.perf_counter()
     command = [sys.executable, str(REPO / "train.py"), "--config", str(config),
                "--set", f"trainer.save_dir={save_dir}", "trainer.tensorboard=false", *overrides]
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"training {config} failed:\n{done.stderr[-2000:]}")
     experiment = f"{config.parent.name}-{config.stem}"
     (run,) = sorted((save_dir / "models" / experiment).iterdir())[-1:]
     return {**json.loads((run / "metrics.json").read_text()), "seconds": time.perf_counter() - start}
