@@ -1,0 +1,1 @@
+"""Interfaces shared by the trainer and the models."""

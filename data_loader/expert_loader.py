@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import h5py
 import torch
 
 from data_loader.batches import caption_table, make_batch, sample_captions
-from data_loader.store import STORE_NAME, FeatureStore, StoreError, load_store
+from data_loader.store import INDEX_NAME, STORE_DIR, FeatureStore, StoreError, load_store, read_index_attrs
 from data_loader.synthetic import GENERATOR_VERSION, generate_synthetic
 from utils.registry import DATASETS
 
@@ -39,26 +38,22 @@ class EvalSet:
         return int(self.query_masks.sum())
 
 
-def _synthetic_is_current(path: Path, seed: int) -> bool:
-    try:
-        with h5py.File(path, "r") as f:
-            return (f.attrs.get("generator_version") == GENERATOR_VERSION
-                    and int(f.attrs.get("seed", -1)) == seed)
-    except OSError:
-        return False
+def _synthetic_is_current(store_dir: Path, seed: int) -> bool:
+    attrs = read_index_attrs(store_dir)
+    return attrs.get("generator_version") == GENERATOR_VERSION and int(attrs.get("seed", -1)) == seed
 
 
 def ensure_store(dataset_name: str, data_dir: Path, synthetic_seed: int = 0) -> Path:
-    """Path of the dataset's store; the Synthetic one is generated when absent or stale."""
-    path = Path(data_dir) / STORE_NAME
+    """The dataset's store folder; the Synthetic one is generated when absent or stale."""
+    store_dir = Path(data_dir) / STORE_DIR
     if dataset_name == "Synthetic":
-        if not (path.is_file() and _synthetic_is_current(path, synthetic_seed)):
+        if not _synthetic_is_current(store_dir, synthetic_seed):
             generate_synthetic(Path(data_dir), seed=synthetic_seed)
-        return path
-    if not path.is_file():
-        raise StoreError(f"{path}: feature store for {dataset_name} not found; "
-                         f"set data_loader.args.data_dir to the folder holding {STORE_NAME}")
-    return path
+        return store_dir
+    if not (store_dir / INDEX_NAME).is_file():
+        raise StoreError(f"{store_dir / INDEX_NAME}: feature store for {dataset_name} not found; "
+                         f"set data_loader.args.data_dir to the folder holding {STORE_DIR}/")
+    return store_dir
 
 
 @DATASETS.register()

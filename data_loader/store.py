@@ -1,30 +1,33 @@
-"""The HDF5 feature store: one file per dataset, plain arrays only (no pickles, no classes).
+"""The HDF5 feature store: a folder of small files holding plain arrays (no pickles, no classes).
 
-Layout of ``<data_dir>/store.h5`` (N videos, C captions, ``d`` a feature width)::
+Layout of ``<data_dir>/store/`` (N videos, C captions, ``d`` a feature width)::
 
-    attrs: format="expert-store", version=1, dataset=<name>, plus producer attributes
-    /videos/ids                  (N,)   str     video ids, row order used everywhere below
-    /splits/<split>              (n,)   int64   rows of /videos/ids in the split, in list order
-    /experts/<name>              group, attrs kind = "fixed" | "tokens", dim = d
-        features                 fixed:  (N, d)  float    one vector per video
-                                 tokens: (T, d)  float    the tokens (frames, words) of all
-                                                          videos, concatenated in row order
-        offsets                  tokens only: (N+1,) int64; video v owns features[offsets[v]:offsets[v+1]]
-        available                (N,)   bool    False where the video has no such feature;
-                                                the stored values of such rows are meaningless
-    /captions/offsets            (N+1,) int64   video v owns captions offsets[v]:offsets[v+1]
-    /captions/raw                (C,)   str     caption text, grouped by video in row order
-    /text/<text_feat>/embeddings (W, D) float   word-level embeddings of all captions, concatenated
-    /text/<text_feat>/offsets    (C+1,) int64   caption c owns embeddings[offsets[c]:offsets[c+1]]
+    index.h5        attrs: format="expert-store", version=1, dataset=<name>, producer attributes
+        /videos/ids             (N,)   str     video ids, row order used by every file
+        /splits/<split>         (n,)   int64   rows of the split's videos, in list order
+        /captions/offsets       (N+1,) int64   video v owns captions offsets[v]:offsets[v+1]
+        /captions/raw           (C,)   str     caption text, grouped by video in row order
+    experts/<name>.h5   attrs: kind = "fixed" | "tokens", dim = d
+        /features               fixed:  (N, d) float   one vector per video
+                                tokens: (T, d) float   tokens (frames, words) of all videos, concatenated
+        /offsets                tokens only: (N+1,) int64; video v owns features[offsets[v]:offsets[v+1]]
+        /available              (N,)   bool    False where the video has no such feature; the
+                                               stored values of such rows are meaningless
+    text/<text_feat>.h5
+        /embeddings             (W, D) float   word-level embeddings of all captions, concatenated
+        /offsets                (C+1,) int64   caption c owns embeddings[offsets[c]:offsets[c+1]]
 
-Writing is atomic: the file is built under a temporary name and renamed into place, so an
-interrupted write never leaves a store a later run would trust.
+Every file is written atomically (built under a temporary name, then renamed), so an
+interrupted write never leaves a file a later run would trust, and a conversion that stops
+half way keeps the files it finished.
 """
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -32,7 +35,8 @@ import torch
 
 FORMAT = "expert-store"
 VERSION = 1
-STORE_NAME = "store.h5"
+STORE_DIR = "store"
+INDEX_NAME = "index.h5"
 
 
 class StoreError(ValueError):
@@ -60,41 +64,76 @@ class TokenArrays:
     offsets: np.ndarray
 
 
-def write_store(path: Path, *, dataset: str, video_ids: list[str], splits: dict[str, np.ndarray],
-                experts: dict[str, ExpertArrays], captions: list[list[str]],
-                text: dict[str, TokenArrays], attrs: dict | None = None) -> Path:
-    """Write a complete store to ``path`` atomically. See the module docstring for the layout."""
-    path = Path(path)
+@contextmanager
+def _atomic_h5(path: Path) -> Iterator[h5py.File]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".partial-{os.getpid()}")
-    num_videos = len(video_ids)
-    str_dtype = h5py.string_dtype("utf-8")
     try:
         with h5py.File(tmp, "w") as f:
-            f.attrs.update({"format": FORMAT, "version": VERSION, "dataset": dataset, **(attrs or {})})
-            f.create_dataset("videos/ids", data=np.array(video_ids, dtype=object), dtype=str_dtype)
-            for name, rows in splits.items():
-                f.create_dataset(f"splits/{name}", data=np.asarray(rows, dtype=np.int64))
-            for name, expert in experts.items():
-                group = f.create_group(f"experts/{name}")
-                group.attrs.update({"kind": expert.kind, "dim": expert.features.shape[-1]})
-                group.create_dataset("features", data=expert.features)
-                group.create_dataset("available", data=np.asarray(expert.available, dtype=bool))
-                if expert.offsets is not None:
-                    group.create_dataset("offsets", data=np.asarray(expert.offsets, dtype=np.int64))
-            counts = np.array([len(c) for c in captions], dtype=np.int64)
-            f.create_dataset("captions/offsets", data=np.concatenate([[0], np.cumsum(counts)]))
-            flat = [c for caps in captions for c in caps]
-            f.create_dataset("captions/raw", data=np.array(flat, dtype=object), dtype=str_dtype)
-            for name, tokens in text.items():
-                f.create_dataset(f"text/{name}/embeddings", data=tokens.values)
-                f.create_dataset(f"text/{name}/offsets", data=np.asarray(tokens.offsets, dtype=np.int64))
-            if len(counts) != num_videos:
-                raise StoreError(f"{path}: captions: {len(counts)} caption lists for {num_videos} videos")
+            yield f
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def expert_path(store_dir: Path, name: str) -> Path:
+    return Path(store_dir) / "experts" / f"{name}.h5"
+
+
+def text_path(store_dir: Path, name: str) -> Path:
+    return Path(store_dir) / "text" / f"{name}.h5"
+
+
+def write_expert(store_dir: Path, name: str, expert: ExpertArrays) -> Path:
+    """Write ``experts/<name>.h5`` atomically."""
+    path = expert_path(store_dir, name)
+    with _atomic_h5(path) as f:
+        f.attrs.update({"kind": expert.kind, "dim": expert.features.shape[-1]})
+        f.create_dataset("features", data=expert.features)
+        f.create_dataset("available", data=np.asarray(expert.available, dtype=bool))
+        if expert.offsets is not None:
+            f.create_dataset("offsets", data=np.asarray(expert.offsets, dtype=np.int64))
     return path
+
+
+def write_text(store_dir: Path, name: str, tokens: TokenArrays) -> Path:
+    """Write ``text/<name>.h5`` atomically."""
+    path = text_path(store_dir, name)
+    with _atomic_h5(path) as f:
+        f.create_dataset("embeddings", data=tokens.values)
+        f.create_dataset("offsets", data=np.asarray(tokens.offsets, dtype=np.int64))
+    return path
+
+
+def write_index(store_dir: Path, *, dataset: str, video_ids: list[str], splits: dict[str, np.ndarray],
+                captions: list[list[str]], attrs: dict | None = None) -> Path:
+    """Write ``index.h5`` (ids, splits, captions) atomically."""
+    if len(captions) != len(video_ids):
+        raise StoreError(f"{store_dir}: {len(captions)} caption lists for {len(video_ids)} videos")
+    str_dtype = h5py.string_dtype("utf-8")
+    path = Path(store_dir) / INDEX_NAME
+    with _atomic_h5(path) as f:
+        f.attrs.update({"format": FORMAT, "version": VERSION, "dataset": dataset, **(attrs or {})})
+        f.create_dataset("videos/ids", data=np.array(video_ids, dtype=object), dtype=str_dtype)
+        for name, rows in splits.items():
+            f.create_dataset(f"splits/{name}", data=np.asarray(rows, dtype=np.int64))
+        counts = np.array([len(c) for c in captions], dtype=np.int64)
+        f.create_dataset("captions/offsets", data=np.concatenate([[0], np.cumsum(counts)]))
+        flat = [c for caps in captions for c in caps]
+        f.create_dataset("captions/raw", data=np.array(flat, dtype=object), dtype=str_dtype)
+    return path
+
+
+def write_store(store_dir: Path, *, dataset: str, video_ids: list[str], splits: dict[str, np.ndarray],
+                experts: dict[str, ExpertArrays], captions: list[list[str]],
+                text: dict[str, TokenArrays], attrs: dict | None = None) -> Path:
+    """Write a whole store; the index goes last, so its presence marks a complete store."""
+    for name, expert in experts.items():
+        write_expert(store_dir, name, expert)
+    for name, tokens in text.items():
+        write_text(store_dir, name, tokens)
+    write_index(store_dir, dataset=dataset, video_ids=video_ids, splits=splits, captions=captions, attrs=attrs)
+    return Path(store_dir)
 
 
 @dataclass
@@ -129,9 +168,18 @@ class FeatureStore:
         return self.raw_captions[lo:hi]
 
 
-def _read(f: h5py.File, key: str, path: Path) -> np.ndarray:
+def _open(path: Path, what: str) -> h5py.File:
+    if not path.is_file():
+        raise StoreError(f"{path}: {what} not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise StoreError(f"{path}: not a readable HDF5 file ({exc})") from None
+
+
+def _read(f: h5py.File, key: str) -> np.ndarray:
     if key not in f:
-        raise StoreError(f"{path}: missing dataset '{key}'")
+        raise StoreError(f"{f.filename}: missing dataset '{key}'")
     return f[key][()]
 
 
@@ -139,49 +187,56 @@ def _strings(values: np.ndarray) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def load_store(path: Path, experts: list[str], text_feat: str) -> FeatureStore:
+def _names(folder: Path) -> str:
+    names = sorted(p.stem for p in folder.glob("*.h5"))
+    return ", ".join(names) or "none"
+
+
+def read_index_attrs(store_dir: Path) -> dict:
+    """Attributes of a store's index (empty when there is no readable index)."""
+    try:
+        with h5py.File(Path(store_dir) / INDEX_NAME, "r") as f:
+            return dict(f.attrs)
+    except OSError:
+        return {}
+
+
+def load_store(store_dir: Path, experts: list[str], text_feat: str) -> FeatureStore:
     """Load the named experts and text feature of a store into memory.
 
-    Raises StoreError (one line naming the file and key) for a missing file, a foreign file,
-    or a missing expert / text feature.
+    Raises StoreError (one line naming the file) for a missing store, a foreign file, or a
+    missing expert / text feature.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise StoreError(f"{path}: feature store not found")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise StoreError(f"{path}: not a readable HDF5 feature store ({exc})") from None
-    with f:
+    store_dir = Path(store_dir)
+    with _open(store_dir / INDEX_NAME, "feature store index") as f:
         if f.attrs.get("format") != FORMAT:
-            raise StoreError(f"{path}: not a feature store (attribute format != '{FORMAT}')")
+            raise StoreError(f"{f.filename}: not a feature store index (attribute format != '{FORMAT}')")
         if int(f.attrs.get("version", -1)) != VERSION:
-            raise StoreError(f"{path}: store version {f.attrs.get('version')} is not supported (expected {VERSION})")
-        loaded = {}
-        for name in experts:
-            key = f"experts/{name}"
-            if key not in f:
-                have = ", ".join(sorted(f["experts"])) if "experts" in f else "none"
-                raise StoreError(f"{path}: expert '{name}' not in the store (it has: {have})")
-            group = f[key]
-            offsets = _read(f, f"{key}/offsets", path) if group.attrs["kind"] == "tokens" else None
+            raise StoreError(f"{f.filename}: store version {f.attrs.get('version')} is not supported (expected {VERSION})")
+        video_ids = _strings(_read(f, "videos/ids"))
+        splits = {name: torch.from_numpy(f[f"splits/{name}"][()]) for name in f.get("splits", {})}
+        caption_offsets = torch.from_numpy(_read(f, "captions/offsets"))
+        raw_captions = _strings(_read(f, "captions/raw"))
+    loaded = {}
+    for name in experts:
+        path = expert_path(store_dir, name)
+        if not path.is_file():
+            raise StoreError(f"{path}: expert '{name}' not in the store (it has: {_names(path.parent)})")
+        with _open(path, "expert file") as f:
+            kind = str(f.attrs.get("kind"))
             loaded[name] = ExpertTensors(
-                kind=str(group.attrs["kind"]),
-                features=torch.from_numpy(_read(f, f"{key}/features", path)),
-                available=torch.from_numpy(_read(f, f"{key}/available", path).astype(bool)),
-                offsets=None if offsets is None else torch.from_numpy(offsets),
+                kind=kind,
+                features=torch.from_numpy(_read(f, "features")),
+                available=torch.from_numpy(_read(f, "available").astype(bool)),
+                offsets=torch.from_numpy(_read(f, "offsets")) if kind == "tokens" else None,
             )
-        text_key = f"text/{text_feat}"
-        if text_key not in f:
-            have = ", ".join(sorted(f["text"])) if "text" in f else "none"
-            raise StoreError(f"{path}: text feature '{text_feat}' not in the store (it has: {have})")
-        return FeatureStore(
-            path=path,
-            video_ids=_strings(_read(f, "videos/ids", path)),
-            splits={name: torch.from_numpy(f[f"splits/{name}"][()]) for name in f["splits"]},
-            experts=loaded,
-            caption_offsets=torch.from_numpy(_read(f, "captions/offsets", path)),
-            raw_captions=_strings(_read(f, "captions/raw", path)),
-            text_embeddings=torch.from_numpy(_read(f, f"{text_key}/embeddings", path)),
-            text_offsets=torch.from_numpy(_read(f, f"{text_key}/offsets", path)),
-        )
+        if len(loaded[name].available) != len(video_ids):
+            raise StoreError(f"{path}: {len(loaded[name].available)} videos, the index has {len(video_ids)}")
+    path = text_path(store_dir, text_feat)
+    if not path.is_file():
+        raise StoreError(f"{path}: text feature '{text_feat}' not in the store (it has: {_names(path.parent)})")
+    with _open(path, "text feature file") as f:
+        text_embeddings = torch.from_numpy(_read(f, "embeddings"))
+        text_offsets = torch.from_numpy(_read(f, "offsets"))
+    return FeatureStore(store_dir, video_ids, splits, loaded, caption_offsets, raw_captions,
+                        text_embeddings, text_offsets)

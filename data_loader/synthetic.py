@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_loader.store import STORE_NAME, ExpertArrays, TokenArrays, write_store
+from data_loader.store import STORE_DIR, ExpertArrays, TokenArrays, write_store
 
 GENERATOR_VERSION = 1
 NUM_CONCEPTS = 48
@@ -121,7 +121,7 @@ def _captions(rng, concepts, salience) -> tuple[list[list[str]], TokenArrays]:
 
 
 def generate_synthetic(data_dir: Path, seed: int = 0, split_sizes: dict[str, int] | None = None) -> Path:
-    """Generate the Synthetic dataset's store under ``data_dir``; returns the store path.
+    """Generate the Synthetic dataset's store under ``data_dir``; returns the store folder.
 
     ``split_sizes`` (videos per split) defaults to ``SPLIT_SIZES``; smaller sizes make quick fixtures.
     """
@@ -147,7 +147,7 @@ def generate_synthetic(data_dir: Path, seed: int = 0, split_sizes: dict[str, int
     bounds = np.cumsum([0, *split_sizes.values()])
     splits = {name: np.sort(order[lo:hi]) for name, lo, hi in zip(split_sizes, bounds[:-1], bounds[1:])}
     return write_store(
-        Path(data_dir) / STORE_NAME, dataset="Synthetic",
+        Path(data_dir) / STORE_DIR, dataset="Synthetic",
         video_ids=[f"video{v:04d}" for v in range(num_videos)], splits=splits, experts=experts,
         captions=captions, text={"synthetic": text},
         attrs={"generator": "synthetic", "generator_version": GENERATOR_VERSION, "seed": seed,

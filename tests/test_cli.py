@@ -59,7 +59,7 @@ def test_unknown_key_and_wrong_type():
 def test_missing_feature_store(tmp_path):
     done = run("train.py", "--config", CONFIG, "--set", "data_loader.args.dataset_name=MSRVTT",
                f"data_loader.args.data_dir={tmp_path}", f"trainer.save_dir={tmp_path / 'saved'}")
-    assert_one_line_error(done, 2, f"{tmp_path}/store.h5: feature store for MSRVTT not found")
+    assert_one_line_error(done, 2, f"{tmp_path}/store/index.h5: feature store for MSRVTT not found")
 
 
 def test_missing_checkpoint(tmp_path):
@@ -82,10 +82,9 @@ def test_foreign_checkpoint_is_refused_without_running_code(tmp_path):
 def test_nan_in_a_present_expert_is_a_clear_error(tmp_path):
     data = tmp_path / "Synthetic"
     path = generate_synthetic(data, seed=0, split_sizes={"train": 64, "val": 16, "test": 16})
-    with h5py.File(path, "r+") as f:
-        available = f["experts/appearance/available"][()]
-        row = int(np.flatnonzero(available)[0])
-        f["experts/appearance/features"][row, 5] = np.nan
+    with h5py.File(path / "experts" / "appearance.h5", "r+") as f:
+        row = int(np.flatnonzero(f["available"][()])[0])
+        f["features"][row, 5] = np.nan
     done = run("train.py", "--config", CONFIG, "--set", f"data_loader.args.data_dir={data}",
                f"trainer.save_dir={tmp_path / 'saved'}", "trainer.epochs=1", "data_loader.args.batch_size=80")
     assert_one_line_error(done, 1, "appearance", "NaN")

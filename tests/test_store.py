@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from data_loader.batches import caption_table, gather_tokens, make_batch, sample_captions
-from data_loader.store import STORE_NAME, ExpertArrays, StoreError, TokenArrays, load_store, write_store
+from data_loader.store import INDEX_NAME, ExpertArrays, StoreError, TokenArrays, load_store, write_store
 from data_loader.synthetic import CAPTIONS_PER_VIDEO, EXPERTS, generate_synthetic
 
 SMALL = {"train": 40, "val": 10, "test": 10}
@@ -36,7 +36,7 @@ def test_gather_tokens_pads_truncates_and_handles_empty_rows():
 
 
 def test_store_round_trip_and_batches(tmp_path):
-    store = load_store(tiny_store(tmp_path / STORE_NAME), ["audio", "rgb"], "w")
+    store = load_store(tiny_store(tmp_path / "store"), ["audio", "rgb"], "w")
     assert store.video_ids == ["a", "b", "c"]
     assert store.captions_of(1) == ["p", "q r"]
     captions = caption_table(store, torch.tensor([0, 1]), 2)
@@ -50,16 +50,16 @@ def test_store_round_trip_and_batches(tmp_path):
 
 
 def test_store_errors_name_file_and_key(tmp_path):
-    with pytest.raises(StoreError, match="feature store not found"):
-        load_store(tmp_path / "none.h5", ["rgb"], "w")
-    path = tiny_store(tmp_path / STORE_NAME)
-    with pytest.raises(StoreError, match=r"store.h5: expert 'flow' not in the store \(it has: audio, rgb\)"):
+    with pytest.raises(StoreError, match="index.h5: feature store index not found"):
+        load_store(tmp_path / "none", ["rgb"], "w")
+    path = tiny_store(tmp_path / "store")
+    with pytest.raises(StoreError, match=r"flow.h5: expert 'flow' not in the store \(it has: audio, rgb\)"):
         load_store(path, ["flow"], "w")
-    with pytest.raises(StoreError, match="text feature 'gpt' not in the store"):
+    with pytest.raises(StoreError, match="gpt.h5: text feature 'gpt' not in the store"):
         load_store(path, ["rgb"], "gpt")
-    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
-    with pytest.raises(StoreError, match="not a readable HDF5"):
-        load_store(tmp_path / "junk.h5", ["rgb"], "w")
+    (path / "experts" / "rgb.h5").write_bytes(b"not hdf5")
+    with pytest.raises(StoreError, match="rgb.h5: not a readable HDF5"):
+        load_store(path, ["rgb"], "w")
 
 
 def test_sample_captions_stays_within_each_video():
@@ -74,10 +74,10 @@ def test_sample_captions_stays_within_each_video():
 def test_synthetic_is_deterministic_and_has_missing_experts(tmp_path):
     a = generate_synthetic(tmp_path / "a", seed=3, split_sizes=SMALL)
     b = generate_synthetic(tmp_path / "b", seed=3, split_sizes=SMALL)
-    with h5py.File(a) as fa, h5py.File(b) as fb:
-        for name in EXPERTS:
-            np.testing.assert_array_equal(fa[f"experts/{name}/features"][()], fb[f"experts/{name}/features"][()])
-        np.testing.assert_array_equal(fa["text/synthetic/embeddings"][()], fb["text/synthetic/embeddings"][()])
+    for name in [f"experts/{e}.h5" for e in EXPERTS] + ["text/synthetic.h5"]:
+        with h5py.File(a / name) as fa, h5py.File(b / name) as fb:
+            key = "embeddings" if name.startswith("text") else "features"
+            np.testing.assert_array_equal(fa[key][()], fb[key][()])
     store = load_store(a, sorted(EXPERTS), "synthetic")
     assert {k: len(v) for k, v in store.splits.items()} == SMALL
     assert len(store.raw_captions) == 60 * CAPTIONS_PER_VIDEO
@@ -89,10 +89,17 @@ def test_synthetic_is_deterministic_and_has_missing_experts(tmp_path):
     assert {store.experts[n].kind for n in ("audio", "ocr", "speech")} == {"tokens"}
 
 
-def test_interrupted_write_leaves_no_store(tmp_path, monkeypatch):
+def test_interrupted_write_leaves_no_trusted_file(tmp_path, monkeypatch):
+    store = tiny_store(tmp_path / "store")
+    before = (store / INDEX_NAME).read_bytes()
+
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
     monkeypatch.setattr("data_loader.store.os.replace", boom)
     with pytest.raises(KeyboardInterrupt):
-        tiny_store(tmp_path / STORE_NAME)
-    assert list(tmp_path.iterdir()) == []
+        tiny_store(tmp_path / "store")
+    assert not list(store.rglob("*.partial-*"))
+    assert (store / INDEX_NAME).read_bytes() == before
+    with pytest.raises(KeyboardInterrupt):
+        tiny_store(tmp_path / "fresh")
+    assert not (tmp_path / "fresh" / INDEX_NAME).exists() and not list((tmp_path / "fresh").rglob("*.h5"))

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from base.retrieval_model import RetrievalModel
 from data_loader.batches import expert_batch, text_batch
 from data_loader.expert_loader import EvalSet, ExpertDataLoader
 from model.metric import t2v_metrics, v2t_metrics
@@ -48,7 +49,7 @@ def _to(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, tor
 
 
 @torch.no_grad()
-def compute_similarities(model: torch.nn.Module, data: ExpertDataLoader, eval_set: EvalSet,
+def compute_similarities(model: RetrievalModel, data: ExpertDataLoader, eval_set: EvalSet,
                          device: torch.device, chunk_videos: int = 64, progress: bool = True) -> torch.Tensor:
     """Caption-to-video similarities [N*Q, N] for an evaluation split, on the CPU.
 
@@ -73,7 +74,7 @@ def compute_similarities(model: torch.nn.Module, data: ExpertDataLoader, eval_se
     return torch.cat(sims)
 
 
-def evaluate(model: torch.nn.Module, data: ExpertDataLoader, which: str, device: torch.device,
+def evaluate(model: RetrievalModel, data: ExpertDataLoader, which: str, device: torch.device,
              chunk_videos: int = 64, metric_names: list[str] | None = None, progress: bool = True) -> EvalResult:
     """Similarities and retrieval metrics of ``model`` on the ``val`` or ``test`` split."""
     eval_set = data.eval_set(which)
