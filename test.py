@@ -18,7 +18,7 @@ from trainer.checkpoint import load_checkpoint
 from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import run_dirs_of_checkpoint
 from utils.cli import run_cli
-from utils.config import Config, apply_overrides, load_config, validate
+from utils.config import Config, apply_overrides, load_config, validate, with_eval_settings
 
 
 def parse_args() -> argparse.Namespace:
@@ -27,7 +27,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="config file to use instead of the one saved in the checkpoint")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY.PATH=VALUE",
                         help="override config keys, e.g. data_loader.args.data_dir=/data/MSRVTT")
-    parser.add_argument("--split", choices=("test", "val"), default="test", help="which split to evaluate")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="test: the config with its eval_settings merged (the test run); "
+                             "val: the training config's own evaluation split")
     return parser.parse_args()
 
 
@@ -40,6 +42,8 @@ def main() -> int:
         config = Config(state["config"], {}, args.resume)
         apply_overrides(config, args.set)
         validate(config)
+    if args.split == "test":
+        config = with_eval_settings(config)
     dirs = run_dirs_of_checkpoint(args.resume)
     log = setup_logging(dirs.log, config["trainer"].get("verbosity", 2))
     model = build_model(config)
@@ -48,7 +52,7 @@ def main() -> int:
     model.to(device)
     data = build_data(config)
     chunk = config["trainer"].get("eval_chunk_videos", 64)
-    result = evaluate(model, data, args.split, device, chunk, config.get("metrics"))
+    result = evaluate(model, data, device, chunk, config.get("metrics"))
     metrics_path = write_metrics_json(args.resume.parent / "metrics.json", result, epoch=state["epoch"],
                                       checkpoint=str(args.resume))
     page = write_page(build_page_writer(config), dirs.web / f"{args.split}.html", result, data,

@@ -20,7 +20,7 @@ from trainer.checkpoint import load_checkpoint
 from trainer.run_dirs import experiment_name, new_run_dirs, run_dirs_of_checkpoint
 from trainer.trainer import Trainer
 from utils.cli import run_cli
-from utils.config import Config, ConfigError, apply_overrides, load_config, validate
+from utils.config import Config, ConfigError, apply_overrides, load_config, validate, with_eval_settings
 from utils.summary import module_summary
 
 
@@ -69,7 +69,7 @@ def main() -> int:
     model.to(device)
     optimizer, scheduler = build_optimizer(config, model)
     trainer = Trainer(config, model, build_loss(config), optimizer, scheduler, data, dirs, device,
-                      build_page_writer(config))
+                      build_page_writer(config), test_data=lambda: build_data(with_eval_settings(config)))
     if args.resume is not None:
         trainer.resume(args.resume)
     trainer.train()

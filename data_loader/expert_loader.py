@@ -13,6 +13,7 @@ from typing import Iterator
 import torch
 
 from data_loader.batches import caption_table, make_batch, sample_captions
+from data_loader.datasets import split_pair
 from data_loader.store import INDEX_NAME, STORE_DIR, FeatureStore, StoreError, load_store, read_index_attrs
 from data_loader.synthetic import GENERATOR_VERSION, generate_synthetic
 from utils.registry import DATASETS
@@ -60,26 +61,27 @@ def ensure_store(dataset_name: str, data_dir: Path, synthetic_seed: int = 0) -> 
 class ExpertDataLoader:
     """Serves batches of expert features and caption embeddings from a feature store.
 
-    Config args: ``dataset_name``, ``data_dir``, ``batch_size``, ``max_tokens`` (per token
-    expert and ``text``), ``feat_aggregation`` (per expert ``temporal``: "vlad" for token
-    experts, "avg"/"max" for fixed ones), ``num_test_captions`` (captions per video at
-    evaluation), split names. ``experts`` and ``text_feat`` come from the program.
+    Config args: ``dataset_name``, ``data_dir``, ``split_name`` (selects the training and
+    evaluation splits, as in the original: e.g. "val" trains on train and evaluates on val;
+    the test run sets it through ``eval_settings``), ``batch_size``, ``max_tokens`` (per
+    token expert and ``text``), ``feat_aggregation`` (per expert ``temporal``: "vlad" for
+    token experts, "avg"/"max" for fixed ones), ``num_test_captions`` (captions per video
+    at evaluation). ``experts`` and ``text_feat`` come from the program.
     """
 
-    def __init__(self, dataset_name: str, data_dir: str, batch_size: int = 64,
+    def __init__(self, dataset_name: str, data_dir: str, split_name: str = "val", batch_size: int = 64,
                  max_tokens: dict[str, int] | None = None, feat_aggregation: dict | None = None,
-                 num_test_captions: int = 20, train_split: str = "train", val_split: str = "val",
-                 test_split: str = "test", synthetic_seed: int = 0, *,
+                 num_test_captions: int = 20, synthetic_seed: int = 0, *,
                  experts: list[str], text_feat: str):
         self.dataset_name = dataset_name
         self.batch_size = batch_size
         self.max_tokens = {**DEFAULT_MAX_TOKENS, **(max_tokens or {})}
         self.num_test_captions = num_test_captions
-        self.splits = {"train": train_split, "val": val_split, "test": test_split}
         path = ensure_store(dataset_name, Path(data_dir), synthetic_seed)
         self.store: FeatureStore = load_store(path, experts, text_feat)
         self._check(feat_aggregation or {})
-        for split in self.splits.values():
+        self.train_split, self.eval_split = split_pair(dataset_name, split_name, list(self.store.splits))
+        for split in (self.train_split, self.eval_split):
             if split not in self.store.splits:
                 raise StoreError(f"{path}: split '{split}' not in the store (it has: {', '.join(sorted(self.store.splits))})")
 
@@ -95,7 +97,7 @@ class ExpertDataLoader:
 
     @property
     def train_rows(self) -> torch.Tensor:
-        return self.store.splits[self.splits["train"]]
+        return self.store.splits[self.train_split]
 
     def num_train_batches(self) -> int:
         return -(-len(self.train_rows) // self.batch_size)
@@ -108,13 +110,9 @@ class ExpertDataLoader:
             captions = sample_captions(self.store, video_rows, generator)[:, None]
             yield make_batch(self.store, video_rows, captions, self.max_tokens)
 
-    def eval_set(self, which: str) -> EvalSet:
-        """The ``val`` or ``test`` split with up to ``num_test_captions`` captions per video."""
-        split = self.splits[which]
-        video_rows = self.store.splits[split]
+    def eval_set(self) -> EvalSet:
+        """The evaluation split with up to ``num_test_captions`` captions per video."""
+        video_rows = self.store.splits[self.eval_split]
         captions = caption_table(self.store, video_rows, self.num_test_captions)
-        return EvalSet(split, video_rows, captions, (captions >= 0).float())
+        return EvalSet(self.eval_split, video_rows, captions, (captions >= 0).float())
 
-    def batch(self, video_rows: torch.Tensor, caption_rows: torch.Tensor) -> dict:
-        """The batch dict for explicit video rows [B] and caption rows [B, K]."""
-        return make_batch(self.store, video_rows, caption_rows, self.max_tokens)

@@ -74,10 +74,10 @@ def compute_similarities(model: RetrievalModel, data: ExpertDataLoader, eval_set
     return torch.cat(sims)
 
 
-def evaluate(model: RetrievalModel, data: ExpertDataLoader, which: str, device: torch.device,
+def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device,
              chunk_videos: int = 64, metric_names: list[str] | None = None, progress: bool = True) -> EvalResult:
-    """Similarities and retrieval metrics of ``model`` on the ``val`` or ``test`` split."""
-    eval_set = data.eval_set(which)
+    """Similarities and retrieval metrics of ``model`` on the loader's evaluation split."""
+    eval_set = data.eval_set()
     sims = compute_similarities(model, data, eval_set, device, chunk_videos, progress).numpy()
     masks = eval_set.query_masks.numpy().astype(np.float64)
     names = metric_names or list(METRICS)

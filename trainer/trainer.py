@@ -63,11 +63,13 @@ class Trainer:
 
     def __init__(self, config: Config, model: torch.nn.Module, loss: torch.nn.Module,
                  optimizer: torch.optim.Optimizer, scheduler: Any, data: ExpertDataLoader,
-                 dirs: RunDirs, device: torch.device, page_writer: Callable[..., Path]):
+                 dirs: RunDirs, device: torch.device, page_writer: Callable[..., Path],
+                 test_data: Callable[[], ExpertDataLoader]):
         self.config = config
         self.opts: TrainerOptions = options_from(TrainerOptions, config["trainer"])
         self.model, self.loss, self.optimizer, self.scheduler = model.to(device), loss, optimizer, scheduler
         self.data, self.dirs, self.device, self.page_writer = data, dirs, device, page_writer
+        self.test_data = test_data
         self.log = get_logger()
         self.monitor = Monitor(self.opts.monitor)
         self.start_epoch = 1
@@ -133,11 +135,10 @@ class Trainer:
                 self.writer.add_scalar("train/loss", loss.item(), samples_seen)
         return total / max(count, 1)
 
-    def _evaluate(self, which: str, epoch: int) -> EvalResult:
-        result = evaluate(self.model, self.data, which, self.device, self.opts.eval_chunk_videos,
-                          self.config.get("metrics"))
+    def _evaluate(self, which: str, data: ExpertDataLoader, epoch: int) -> EvalResult:
+        result = evaluate(self.model, data, self.device, self.opts.eval_chunk_videos, self.config.get("metrics"))
         title = f"{self.dirs.models.parent.name} - {result.split} - epoch {epoch}"
-        write_page(self.page_writer, self.dirs.web / f"{which}.html", result, self.data, title)
+        write_page(self.page_writer, self.dirs.web / f"{which}.html", result, data, title)
         if self.writer:
             for name, res in result.metrics.items():
                 for key, value in res.items():
@@ -156,7 +157,7 @@ class Trainer:
             logs = {"epoch": epoch, "loss": epoch_loss}
             improved = False
             if epoch % self.opts.eval_every == 0 or epoch == self.opts.epochs:
-                result = self._evaluate("val", epoch)
+                result = self._evaluate("val", self.data, epoch)
                 logs.update(result.flat("val"))
                 improved = self.monitor.update(logs)
             for key, value in logs.items():
@@ -171,11 +172,14 @@ class Trainer:
         return self.test_best()
 
     def test_best(self) -> EvalResult:
-        """Load ``trained_model.pth`` and evaluate it on the test split; writes metrics.json."""
+        """Load ``trained_model.pth`` and evaluate it on the test split; writes metrics.json.
+
+        The test data comes from the config with its ``eval_settings`` merged in.
+        """
         best_path = self.dirs.models / "trained_model.pth"
         state = load_checkpoint(best_path)
         self.model.load_state_dict(state["state_dict"])
-        result = self._evaluate("test", state["epoch"])
+        result = self._evaluate("test", self.test_data(), state["epoch"])
         write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"], checkpoint=str(best_path))
         self.log.info(f"Test metrics of the best model (epoch {state['epoch']}):\n{format_table(result)}")
         if self.writer:
