@@ -1,0 +1,209 @@
+"""Reading checkpoints written by the original Collaborative Experts trainer.
+
+The original ``BaseTrainer._save_checkpoint`` pickles a plain dict holding ``arch``,
+``epoch``, ``state_dict``, ``monitor_best`` (a numpy float64), ``optimizer`` and the whole
+``parse_config.ConfigParser`` object. Its pickle references these globals (listed with
+``pickletools`` from the reference checkpoint's ``data.pkl``): ``parse_config.ConfigParser``,
+``argparse.Namespace``, ``pathlib.PosixPath``, ``collections.OrderedDict``,
+``numpy.core.multiarray.scalar``, ``numpy.dtype``, ``_codecs.encode`` and torch's tensor
+rebuild helpers and storage classes.
+
+Files are read with ``torch.load(weights_only=True)`` plus the allow-list ``ALLOWED_GLOBALS``
+(torch >= 2.6 for its ``(object, "module.name")`` entries). The original config object is
+rebuilt as an inert :class:`OriginalConfig` registered under the name
+``parse_config.ConfigParser``: the original module is never imported and ``sys.modules`` is
+left untouched. Pickled paths are rebuilt as pure paths (``PurePosixPath`` /
+``PureWindowsPath``), so nothing touches the filesystem and a file written on either OS
+reads on both. Any other global is refused with a one-line :class:`CheckpointError` before
+anything in the file runs.
+
+Public API:
+
+- :func:`load_original_checkpoint`: an original checkpoint -> a dict of plain values with
+  the state_dict keys mapped to this project's names.
+- :func:`load_any_checkpoint`: a checkpoint of either kind; this project's own files are
+  returned exactly as :func:`trainer.checkpoint.load_checkpoint` returns them.
+- :func:`convert_state_dict`: the key mapping alone.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import pickle
+import re
+from collections import OrderedDict
+from pathlib import Path, PurePath
+from typing import Any
+
+import numpy
+import torch
+
+from trainer.checkpoint import FORMAT, CheckpointError
+
+try:
+    from numpy._core.multiarray import scalar as _numpy_scalar
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import scalar as _numpy_scalar
+
+# Output layers of an early MoE head; the original test.py deletes them before loading.
+DEPRECATED_KEYS = frozenset(f"ce.{layer}.{param}" for layer in ("moe_fc_bottleneck1", "moe_cg", "moe_fc_proj")
+                            for param in ("weight", "bias"))
+
+# Scalar dtypes whose pickled state may be restored (``monitor_best`` is a float64). The
+# object dtype is deliberately absent.
+NUMPY_SCALAR_DTYPES = ("float16", "float32", "float64", "int32", "int64", "bool")
+
+
+class OriginalConfig:
+    """Inert stand-in for the original ``parse_config.ConfigParser``.
+
+    Unpickling only stores the pickled attributes (``_config``, ``_args``, ``cfg_fname``,
+    ``_save_dir`` ...) in ``__dict__``; no method of the original class exists here.
+    """
+
+    def __setstate__(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError(f"parse_config.ConfigParser state is a {type(state).__name__}, "
+                                         "expected a dict")
+        self.__dict__.update(state)
+
+
+def _allowed_globals() -> list[Any]:
+    """Globals an original checkpoint may reference, beyond torch's tensor defaults."""
+    named = [
+        (OriginalConfig, "parse_config.ConfigParser"),
+        (argparse.Namespace, "argparse.Namespace"),
+        (pathlib.PurePosixPath, "pathlib.PosixPath"),
+        (pathlib.PurePosixPath, "pathlib.PurePosixPath"),
+        (pathlib.PureWindowsPath, "pathlib.WindowsPath"),
+        (pathlib.PureWindowsPath, "pathlib.PureWindowsPath"),
+        (_numpy_scalar, "numpy.core.multiarray.scalar"),
+        (_numpy_scalar, "numpy._core.multiarray.scalar"),
+        (numpy.dtype, "numpy.dtype"),
+    ]
+    dtype_classes = [type(numpy.dtype(name)) for name in NUMPY_SCALAR_DTYPES]
+    return [OrderedDict, *named, *dtype_classes]
+
+
+ALLOWED_GLOBALS = _allowed_globals()
+
+_REFUSED = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
+
+
+def _refusal(exc: Exception) -> str:
+    """One line out of torch's (multi-line) load error: the refused global if it names one."""
+    message = str(exc)
+    match = _REFUSED.search(message)
+    if match:
+        return _refused_message([next(group for group in match.groups() if group)])
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    detail = next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
+    return f"not a readable checkpoint ({type(exc).__name__}: {detail[:200]})"
+
+
+def _refused_message(names: list[str]) -> str:
+    return f"refused global {', '.join(names)} (not allowed in a checkpoint; nothing was loaded)"
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """Globals of a zip checkpoint's pickle outside the active allow-list, as the file names them.
+
+    Empty for files torch cannot scan statically (the legacy format, unusual opcodes):
+    ``torch.load(weights_only=True)`` still refuses their disallowed globals.
+    """
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except (ValueError, RuntimeError, EOFError, pickle.UnpicklingError):
+        return []
+
+
+def _safe_load(path: Path) -> Any:
+    """``torch.load`` onto the CPU with only ``ALLOWED_GLOBALS`` (and torch's tensor types)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    with torch.serialization.safe_globals(ALLOWED_GLOBALS):
+        refused = _unsafe_globals(path)
+        if refused:
+            raise CheckpointError(f"{path}: {_refused_message(refused)}")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # any unreadable content becomes a one-line CheckpointError
+            raise CheckpointError(f"{path}: {_refusal(exc)}") from None
+
+
+def _plain(value: Any) -> Any:
+    """Copy of nested dicts/lists/tuples with every path turned into a str."""
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    return value
+
+
+def _config_dict(config: Any) -> dict | None:
+    """The original config as a plain dict (``ConfigParser._config``), or None."""
+    if isinstance(config, OriginalConfig):
+        config = config.__dict__.get("_config")
+    return _plain(config) if isinstance(config, dict) else None
+
+
+def convert_state_dict(state_dict: dict[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+    """Map an original CENet state_dict to this project's names.
+
+    Strips one leading ``module.`` (DataParallel) and drops ``DEPRECATED_KEYS``; every other
+    key already matches :class:`model.ce.CENet`. Tensors are shared, not copied.
+    """
+    converted: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        if key not in DEPRECATED_KEYS:
+            converted[key] = value
+    return converted
+
+
+def _convert(path: Path, state: Any) -> dict:
+    """An unpickled original checkpoint -> this module's plain dict."""
+    if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not an original CE checkpoint (no 'state_dict' dict)")
+    monitor_best = state.get("monitor_best")
+    return {
+        "state_dict": convert_state_dict(state["state_dict"]),
+        "epoch": int(state.get("epoch", 0)),
+        "monitor_best": None if monitor_best is None else float(monitor_best),
+        "arch": str(state.get("arch", "")),
+        "config": _config_dict(state.get("config")),
+        "optimizer": state.get("optimizer"),
+    }
+
+
+def load_original_checkpoint(path: Path) -> dict:
+    """Read a checkpoint written by the original CE trainer onto the CPU, safely.
+
+    Returns:
+        ``state_dict`` (OrderedDict[str, Tensor], keys mapped by :func:`convert_state_dict`,
+        loads strictly into CENet), ``epoch`` (int), ``monitor_best`` (float or None),
+        ``arch`` (str), ``config`` (the original ``ConfigParser._config`` dict, paths as str,
+        or None) and ``optimizer`` (the saved optimiser state_dict or None).
+
+    Raises:
+        CheckpointError: one line naming the file, e.g. when the pickle references a global
+            outside ``ALLOWED_GLOBALS`` (named in the message; nothing is executed).
+    """
+    return _convert(Path(path), _safe_load(path))
+
+
+def load_any_checkpoint(path: Path) -> dict:
+    """Read a checkpoint of this project or of the original trainer with one safe load.
+
+    A dict carrying this project's ``format`` marker is returned unchanged (as
+    :func:`trainer.checkpoint.load_checkpoint` returns it); anything else is converted as in
+    :func:`load_original_checkpoint`. Both results hold ``state_dict``, ``epoch`` and
+    ``config`` (a dict, or None for an original file without one).
+    """
+    state = _safe_load(path)
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        return state
+    return _convert(Path(path), state)
