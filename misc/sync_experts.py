@@ -1,0 +1,423 @@
+"""Download, verify and unpack the released expert-feature archives of the original CE project.
+
+Each archive is fetched from ``<root_url>/<release>/<archive>`` into
+``<data_dir>/<DATASET>/<archive>.partial`` (an interrupted download resumes with an HTTP Range
+request), renamed to ``<archive>`` once complete, checked against its published sha1
+(misc/manifests/<release>.json), unpacked into a staging folder and only then moved into
+``<data_dir>/<DATASET>/``. A ``<archive>.verified`` marker records the result, so a re-run skips
+datasets that are already done. Archive members are repository-relative paths
+(``data/MSRVTT/structured-symlinks/...``); a member that would land outside
+``<data_dir>/<DATASET>/`` (absolute paths, ``..``, links pointing out) aborts the unpacking
+before anything is moved into place. After a verified unpack the .tar.gz is deleted unless
+--keep_archive is given; an archive already at ``<data_dir>/<DATASET>/<archive>`` (e.g. copied
+by hand) is verified and unpacked without downloading.
+
+Archives without a published sha1 (see misc/manifests/README.md) are refused unless --manifest
+gives their sha1 or --allow_unverified is passed. Exit status: 0 on success, 1 on a failure
+(explained in one line on stderr), 2 on bad arguments, 130 when interrupted (re-run to resume).
+
+Examples (from the repository root):
+
+  python3 misc/sync_experts.py --dataset MSRVTT MSVD
+  python3 misc/sync_experts.py --dataset MSRVTT --release high-quality
+  python3 misc/sync_experts.py --dataset LSMDC --access_code <code from the CE authors>
+  python3 misc/sync_experts.py --verify --config <original CE config.json>
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shutil
+import sys
+import tarfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+import requests
+import urllib3
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from utils.config import ConfigError, resolve  # noqa: E402
+
+MANIFEST_DIR = REPO / "misc" / "manifests"
+LISTS_DIR = REPO / "misc" / "datasets"
+DATASETS = ("MSRVTT", "MSVD", "DiDeMo", "activity-net", "LSMDC", "YouCook2", "QuerYD", "QuerYDSegments")
+RELEASES = ("features-v2", "high-quality")
+DEFAULT_ROOT_URLS = {
+    "features-v2": "https://www.robots.ox.ac.uk/~vgg/research/collaborative-experts/data",
+    "high-quality": "https://www.robots.ox.ac.uk/~vgg/research/teachtext/data-hq",
+}
+ROOT_URL_ENV = "CE_FEATURES_ROOT_URL"
+# config dataset_name -> folder under data/ (its file lists are in misc/datasets/<folder lowercased>/)
+FOLDERS = {"ActivityNet": "activity-net"}
+CHUNK = 1 << 20
+TIMEOUT = (15, 60)  # seconds: connect, between bytes
+SHA1 = re.compile(r"[0-9a-f]{40}")
+
+
+class SyncError(Exception):
+    """A failure the user can act on, described in one line."""
+
+
+def archive_name(dataset: str, release: str) -> str:
+    """Local archive file name: ``MSRVTT-experts.tar.gz`` or ``high-quality-MSRVTT-experts.tar.gz``."""
+    return f"{dataset}-experts.tar.gz" if release == "features-v2" else f"{release}-{dataset}-experts.tar.gz"
+
+
+def remote_name(archive: str, access_code: str | None) -> str:
+    """Server-side name: with an access code, prefixed by the first 10 hex chars of its sha256."""
+    if not access_code:
+        return archive
+    return f"{hashlib.sha256(access_code.encode('utf-8')).hexdigest()[:10]}-{archive}"
+
+
+def root_url(release: str, given: str | None) -> str:
+    """``--root_url``, else ``$CE_FEATURES_ROOT_URL``, else the release's default server."""
+    return (given or os.environ.get(ROOT_URL_ENV) or DEFAULT_ROOT_URLS[release]).rstrip("/")
+
+
+def load_manifest(release: str, extra: Path | None) -> dict[str, str]:
+    """Archive name -> sha1 from misc/manifests/<release>.json, overridden by ``extra`` entries."""
+    default = MANIFEST_DIR / f"{release}.json"
+    manifest: dict[str, str] = {}
+    for path in [p for p in (default if default.exists() else None, extra) if p is not None]:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SyncError(f"{path}: cannot read manifest ({exc})") from None
+        if not isinstance(data, dict):
+            raise SyncError(f"{path}: expected a JSON object mapping archive name -> sha1")
+        for name, digest in data.items():
+            if not isinstance(digest, str) or not SHA1.fullmatch(digest.lower()):
+                raise SyncError(f"{path}: {name}: expected a 40-character hex sha1, got {digest!r}")
+            manifest[name] = digest.lower()
+    return manifest
+
+
+def sha1_of(path: Path) -> str:
+    """Hex sha1 of a file, read in chunks."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for a network error: the OS-level one if any (e.g. 'Connection refused')."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain is short; the bound guards against cycles
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        inner = getattr(seen, "reason", None)
+        seen = inner if isinstance(inner, BaseException) else (seen.__cause__ or seen.__context__)
+    text = next((arg for arg in exc.args if isinstance(arg, str)), "")
+    return text or type(exc).__name__
+
+
+def _request(url: str, offset: int) -> requests.Response:
+    """GET ``url`` streamed, asking for bytes from ``offset`` on when it is non-zero."""
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    try:
+        return requests.get(url, headers=headers, stream=True, timeout=TIMEOUT)
+    except requests.Timeout:
+        raise SyncError(f"{url}: the server did not answer in time; re-run later or check --root_url") from None
+    except requests.RequestException as exc:
+        raise SyncError(f"{url}: cannot connect ({_reason(exc)}); check your network or --root_url") from None
+
+
+def _range_start(response: requests.Response) -> int | None:
+    """First byte of a 206 answer (``Content-Range: bytes START-END/TOTAL``)."""
+    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def _range_total(response: requests.Response) -> int | None:
+    """Full size the server reports in a 416 answer (``Content-Range: bytes */TOTAL``)."""
+    match = re.match(r"bytes \*/(\d+)", response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def download(url: str, partial: Path) -> None:
+    """Stream ``url`` into ``partial``, resuming from its current size when the server allows it.
+
+    A server that ignores the Range header (200) or answers with another start restarts the
+    download from zero. Raises SyncError on HTTP errors or a broken connection (the bytes
+    received so far stay in ``partial`` for the next run).
+    """
+    offset = partial.stat().st_size if partial.exists() else 0
+    with _request(url, offset) as response:
+        if response.status_code == 416 and offset and _range_total(response) == offset:
+            return  # the previous run had already received every byte
+        if response.status_code == 206 and _range_start(response) == offset:
+            mode = "ab"
+        elif response.status_code == 200:
+            offset, mode = 0, "wb"
+        elif offset and response.status_code in (206, 416):
+            partial.unlink()
+            return download(url, partial)
+        else:
+            hint = " (check --root_url, --release and, for LSMDC, --access_code)" if response.status_code == 404 else ""
+            raise SyncError(f"{url}: HTTP {response.status_code} {response.reason}{hint}")
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length and length.isdigit() else None
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
+                                              unit_divisor=1024, desc=partial.name.removesuffix(".partial"),
+                                              disable=None) as bar:
+            try:
+                for chunk in response.raw.stream(CHUNK, decode_content=False):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise SyncError(f"{url}: download interrupted ({_reason(exc)}) after {out.tell()} bytes; "
+                                f"re-run the same command to resume") from None
+            received = out.tell()
+    if total is not None and received != total:
+        raise SyncError(f"{url}: download ended after {received} of {total} bytes; "
+                        f"re-run the same command to resume")
+
+
+def check_member(member: tarfile.TarInfo, dataset: str) -> None:
+    """Raise SyncError unless ``member`` (and any link target) stays inside ``data/<dataset>/``."""
+    prefix = ("data", dataset)
+
+    def inside(name: str, what: str) -> None:
+        path = PurePosixPath(name)
+        if path.is_absolute():
+            raise SyncError(f"archive member {member.name!r}: {what} is an absolute path")
+        if ".." in path.parts:
+            raise SyncError(f"archive member {member.name!r}: {what} contains '..'")
+        parts = tuple(p for p in path.parts if p != ".")
+        if parts[:2] != prefix and not (member.isdir() and parts == prefix[:len(parts)]):
+            raise SyncError(f"archive member {member.name!r}: {what} is outside data/{dataset}/")
+
+    inside(member.name, "path")
+    if member.issym():
+        if PurePosixPath(member.linkname).is_absolute():
+            raise SyncError(f"archive member {member.name!r}: symlink to absolute path {member.linkname!r}")
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(member.name), member.linkname))
+        if not target.startswith(f"data/{dataset}/"):
+            raise SyncError(f"archive member {member.name!r}: symlink points outside data/{dataset}/")
+    elif member.islnk():
+        inside(member.linkname, "hard link target")
+    elif not (member.isreg() or member.isdir()):
+        raise SyncError(f"archive member {member.name!r}: device or special file")
+
+
+def merge_into(src: Path, dst: Path) -> None:
+    """Move the contents of ``src`` into ``dst``, merging folders and replacing files."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for entry in src.iterdir():
+        target = dst / entry.name
+        if entry.is_dir() and not entry.is_symlink() and target.is_dir() and not target.is_symlink():
+            merge_into(entry, target)
+            continue
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+
+
+def extract(archive: Path, data_dir: Path, dataset: str) -> int:
+    """Unpack ``archive`` into ``<data_dir>/<dataset>/`` via a staging folder; returns the member count.
+
+    Members ``data/<dataset>/...`` land in ``<data_dir>/<dataset>/...``. Every member is checked
+    before it is written; on any rejection the staging folder is removed and nothing is moved.
+    """
+    staging = data_dir / dataset / f".{archive.name}.extracting"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    safety = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    try:
+        count = 0
+        with tarfile.open(archive, "r|*") as tar:
+            for member in tar:
+                check_member(member, dataset)
+                tar.extract(member, staging, **safety)
+                count += 1
+        unpacked = staging / "data" / dataset
+        if unpacked.is_dir():
+            merge_into(unpacked, data_dir / dataset)
+    except SyncError as exc:
+        raise SyncError(f"{archive.name}: refused to unpack, nothing was unpacked: {exc}") from None
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise SyncError(f"{archive}: cannot unpack ({exc}); nothing was moved into place") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return count
+
+
+def marker_matches(marker: Path, expected: str | None) -> bool:
+    """Whether ``marker`` records a finished extraction of the archive with sha1 ``expected``."""
+    try:
+        recorded = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(recorded, dict) and (expected is None or recorded.get("sha1") == expected)
+
+
+def write_marker(marker: Path, record: dict) -> None:
+    """Write the ``.verified`` marker atomically."""
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(marker)
+
+
+def sync_dataset(dataset: str, release: str, url_root: str, data_dir: Path, manifest: dict[str, str],
+                 access_code: str | None = None, allow_unverified: bool = False, keep_archive: bool = False,
+                 report: Callable[[str], None] = lambda line: None) -> None:
+    """Fetch, verify and unpack one dataset's archive (see the module docstring)."""
+    archive = archive_name(dataset, release)
+    folder = data_dir / dataset
+    marker = folder / f"{archive}.verified"
+    expected = manifest.get(archive)
+    if expected is None and not allow_unverified:
+        raise SyncError(f"{archive}: no published sha1 in misc/manifests/{release}.json; pass --manifest FILE "
+                        f"with its sha1, or --allow_unverified to unpack it unchecked")
+    if marker_matches(marker, expected):
+        report(f"{dataset}: {archive} already verified and unpacked ({marker}); nothing to do")
+        return
+    local = folder / archive
+    url = f"{url_root}/{release}/{remote_name(archive, access_code if dataset == 'LSMDC' else None)}"
+    if not local.exists():
+        report(f"{dataset}: downloading {url}")
+        partial = folder / f"{archive}.partial"
+        download(url, partial)
+        partial.replace(local)
+    report(f"{dataset}: checking sha1 of {local}")
+    actual = sha1_of(local)
+    if expected is not None and actual != expected:
+        local.unlink()
+        raise SyncError(f"{archive}: sha1 {actual} does not match the manifest's {expected}; the archive was "
+                        f"deleted and nothing was unpacked: re-run to fetch it again, and if it fails again "
+                        f"check the mirror (--root_url) or the manifest")
+    report(f"{dataset}: unpacking {local} into {folder}")
+    count = extract(local, data_dir, dataset)
+    write_marker(marker, {"archive": archive, "url": url, "sha1": actual, "sha1_checked": expected is not None,
+                          "members": count})
+    if not keep_archive:
+        local.unlink()
+    report(f"{dataset}: done, {count} archive members unpacked ({'sha1 verified' if expected else 'UNVERIFIED'})")
+
+
+def expected_files(config_path: Path) -> tuple[str, Path]:
+    """(data folder, file list) for a config: its dataset's tar_include_hq.txt when its
+    ``root_feat_folder`` names high-quality features, else tar_include.txt."""
+    try:
+        config, _ = resolve(config_path)
+    except ConfigError as exc:
+        raise SyncError(str(exc)) from None
+    args = config.get("data_loader", {}).get("args", {})
+    name = args.get("dataset_name")
+    if not isinstance(name, str):
+        raise SyncError(f"{config_path}: data_loader.args.dataset_name is not set")
+    hq = "high-quality" in str(args.get("root_feat_folder", ""))
+    folder = FOLDERS.get(name, name)
+    listing = LISTS_DIR / folder.lower() / ("tar_include_hq.txt" if hq else "tar_include.txt")
+    if not listing.is_file():
+        raise SyncError(f"no released file list for dataset {name!r} ({listing} not found)")
+    return folder, listing
+
+
+def check_presence(listing: Path, data_dir: Path, folder: str) -> list[tuple[Path, bool | None]]:
+    """(local path, present) per entry ``data/<folder>/...`` of ``listing``, mapped under ``data_dir``.
+
+    present is None for an entry outside ``data/<folder>/`` (the official MSRVTT high-quality
+    list has one with a misspelt folder), which is reported but not checked.
+    """
+    rows: list[tuple[Path, bool | None]] = []
+    for entry in listing.read_text().splitlines():
+        parts = PurePosixPath(entry.strip()).parts
+        if not parts:
+            continue
+        path = data_dir.joinpath(*parts[1:])
+        rows.append((path, path.exists() if parts[:2] == ("data", folder) and ".." not in parts else None))
+    return rows
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options (see ``--help``)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", nargs="+", choices=DATASETS, metavar="DATASET",
+                        help=f"datasets to fetch, any of: {', '.join(DATASETS)}")
+    parser.add_argument("--release", default="features-v2", choices=RELEASES,
+                        help="features-v2: the CE paper's features (default); high-quality: the TeachText ones")
+    parser.add_argument("--root_url", help=f"server folder holding <release>/<archive> (default: ${ROOT_URL_ENV}, "
+                                           f"else {DEFAULT_ROOT_URLS['features-v2']} for features-v2 and "
+                                           f"{DEFAULT_ROOT_URLS['high-quality']} for high-quality)")
+    parser.add_argument("--manifest", type=Path, help="JSON file archive name -> sha1; its entries take precedence "
+                                                      "over misc/manifests/<release>.json")
+    parser.add_argument("--access_code", help="LSMDC access code, given by the CE authors once MPII grants "
+                                              "access (used for LSMDC only)")
+    parser.add_argument("--data_dir", type=Path, default=Path("data"),
+                        help="where data/<DATASET>/ of the archives is unpacked (default: data)")
+    parser.add_argument("--allow_unverified", action="store_true",
+                        help="unpack archives that have no published sha1 (never ones whose sha1 differs)")
+    parser.add_argument("--keep_archive", action="store_true", help="keep the .tar.gz after a verified unpack")
+    parser.add_argument("--verify", action="store_true",
+                        help="list the released files CONFIG needs and whether each is under --data_dir")
+    parser.add_argument("--config", type=Path, help="config file for --verify (inherit_from is followed)")
+    args = parser.parse_args(argv)
+    if args.verify and args.config is None:
+        parser.error("--verify needs --config CONFIG")
+    if not args.verify and not args.dataset:
+        parser.error("give --dataset DATASET [DATASET ...] (or --verify --config CONFIG)")
+    return args
+
+
+def run_verify(config: Path, data_dir: Path) -> int:
+    """Print the presence of every released file ``config`` needs; 1 if any is missing."""
+    folder, listing = expected_files(config)
+    rows = check_presence(listing, data_dir, folder)
+    for path, present in rows:
+        status = {True: "ok     ", False: "MISSING", None: "skipped"}[present]
+        note = f"  (listing entry outside data/{folder}/, not checked)" if present is None else ""
+        print(f"{status} {path}{note}")
+    missing = sum(present is False for _, present in rows)
+    checked = sum(present is not None for _, present in rows)
+    print(f"{folder}: {checked - missing} of {checked} files listed in {listing.relative_to(REPO)} "
+          f"present under {data_dir}")
+    if missing:
+        release = " --release high-quality" if listing.name.endswith("_hq.txt") else ""
+        print(f"fetch them with: python3 misc/sync_experts.py --dataset {folder}{release} --data_dir {data_dir}")
+    return 1 if missing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (0 ok, 1 failure, 130 interrupted)."""
+    args = parse_args(argv)
+    try:
+        if args.verify:
+            return run_verify(args.config, args.data_dir)
+        if "LSMDC" in args.dataset and not args.access_code:
+            raise SyncError("LSMDC needs --access_code: request access to the MPII movie description dataset, "
+                            "then ask the CE authors for the code")
+        manifest = load_manifest(args.release, args.manifest)
+        url_root = root_url(args.release, args.root_url)
+        for dataset in args.dataset:
+            sync_dataset(dataset, args.release, url_root, args.data_dir, manifest, args.access_code,
+                         args.allow_unverified, args.keep_archive, report=print)
+    except SyncError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""misc/sync_experts.py against a real HTTP server on 127.0.0.1 serving a small release archive."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import socket
+import tarfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("sync_experts", REPO / "misc" / "sync_experts.py")
+sync = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sync)
+
+ARCHIVE = "MSRVTT-experts.tar.gz"
+FEATURE = "data/MSRVTT/structured-symlinks/aggregated_audio_feats/Audio_MSRVTT_new.pickle"
+CAPTIONS = "data/MSRVTT/structured-symlinks/raw-captions.pkl"
+
+
+def make_archive(members: dict[str, bytes], links: dict[str, tuple[bytes, str]] | None = None) -> bytes:
+    """A tar.gz of regular files ``members`` (name -> bytes) and links ``links`` (name -> (tar type, target))."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, (kind, target) in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Serves ``server.files``, honouring Range unless ``server.ignore_range``; when
+    ``server.cut_after`` is set, the next body stops at that byte and the connection closes;
+    ``server.stall`` seconds of silence precede dropping the request unanswered."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        server = self.server
+        server.seen.append((self.path, self.headers.get("Range")))
+        if server.stall:
+            time.sleep(server.stall)
+            self.close_connection = True
+            return
+        body = server.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        if self.headers.get("Range") and not server.ignore_range:
+            start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        if server.cut_after is not None:
+            self.wfile.write(body[start:server.cut_after])
+            server.cut_after = None
+            self.close_connection = True
+            return
+        self.wfile.write(body[start:])
+
+    def log_message(self, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+@pytest.fixture
+def server():
+    """A threaded HTTP server on 127.0.0.1 (free port) whose archives live under ``<root>/<release>/``."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.files, httpd.seen, httpd.cut_after, httpd.ignore_range, httpd.stall = {}, [], None, False, 0.0
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    httpd.root = f"http://127.0.0.1:{httpd.server_address[1]}/ce"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def publish(server, body: bytes, tmp_path: Path, sha1: str | None = None) -> Path:
+    """Serve ``body`` as the MSRVTT features-v2 archive; returns a manifest with ``sha1`` (default: its own)."""
+    server.files[f"/ce/features-v2/{ARCHIVE}"] = body
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({ARCHIVE: sha1 or hashlib.sha1(body).hexdigest()}))
+    return manifest
+
+
+def fetch(server, tmp_path: Path, manifest: Path, *extra: str) -> int:
+    """Run the CLI in-process for MSRVTT against ``server``, unpacking under ``tmp_path/data``."""
+    return sync.main(["--dataset", "MSRVTT", "--root_url", server.root, "--manifest", str(manifest),
+                      "--data_dir", str(tmp_path / "data"), *extra])
+
+
+def files_under(folder: Path) -> list[str]:
+    """Relative paths of the files (not folders) below ``folder``."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir()) if folder.exists() else []
+
+
+def test_download_verify_extract_then_idempotent(server, tmp_path, capsys):
+    feature = os.urandom(4096)
+    manifest = publish(server, make_archive({FEATURE: feature, CAPTIONS: b"captions"}), tmp_path)
+    assert fetch(server, tmp_path, manifest) == 0
+    ds = tmp_path / "data" / "MSRVTT"
+    assert (ds / "structured-symlinks/aggregated_audio_feats/Audio_MSRVTT_new.pickle").read_bytes() == feature
+    assert (ds / "structured-symlinks/raw-captions.pkl").read_bytes() == b"captions"
+    marker = json.loads((ds / f"{ARCHIVE}.verified").read_text())
+    assert marker["sha1"] == json.loads(manifest.read_text())[ARCHIVE] and marker["sha1_checked"]
+    assert not (ds / ARCHIVE).exists() and not list(ds.glob("*.partial")) and not list(ds.glob(".*"))
+    requests_before = len(server.seen)
+    assert fetch(server, tmp_path, manifest) == 0
+    assert len(server.seen) == requests_before
+    assert "already verified" in capsys.readouterr().out
+
+
+def test_resume_after_cut_connection(server, tmp_path, capsys):
+    body = make_archive({FEATURE: os.urandom(200_000)})
+    manifest = publish(server, body, tmp_path)
+    server.cut_after = 70_000
+    assert fetch(server, tmp_path, manifest) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "re-run" in err and "\n" not in err
+    partial = tmp_path / "data" / "MSRVTT" / f"{ARCHIVE}.partial"
+    assert 0 < partial.stat().st_size <= 70_000
+    kept = partial.stat().st_size
+    assert fetch(server, tmp_path, manifest) == 0
+    assert server.seen[-1][1] == f"bytes={kept}-"
+    assert (tmp_path / "data/MSRVTT/structured-symlinks/aggregated_audio_feats/Audio_MSRVTT_new.pickle").exists()
+
+
+def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
+    body = make_archive({FEATURE: os.urandom(1000)})
+    manifest = publish(server, body, tmp_path)
+    partial = tmp_path / "data" / "MSRVTT" / f"{ARCHIVE}.partial"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"stale bytes from another file")
+    server.ignore_range = True
+    assert fetch(server, tmp_path, manifest, "--keep_archive") == 0
+    assert server.seen[-1][1] == f"bytes={len(b'stale bytes from another file')}-"
+    assert (partial.parent / ARCHIVE).read_bytes() == body
+
+
+def test_interrupted_unpack_is_redone_on_the_next_run(server, tmp_path, monkeypatch):
+    manifest = publish(server, make_archive({FEATURE: b"f", CAPTIONS: b"c"}), tmp_path)
+
+    def interrupt(src: Path, dst: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sync, "merge_into", interrupt)
+    assert fetch(server, tmp_path, manifest) == 130
+    ds = tmp_path / "data" / "MSRVTT"
+    assert files_under(ds) == [ARCHIVE]
+    monkeypatch.undo()
+    requests_before = len(server.seen)
+    assert fetch(server, tmp_path, manifest) == 0
+    assert len(server.seen) == requests_before  # the complete archive was re-checked, not re-fetched
+    assert (ds / f"{ARCHIVE}.verified").exists() and (ds / "structured-symlinks/raw-captions.pkl").exists()
+
+
+def test_checksum_mismatch_extracts_nothing(server, tmp_path, capsys):
+    manifest = publish(server, make_archive({FEATURE: b"x"}), tmp_path, sha1="0" * 40)
+    assert fetch(server, tmp_path, manifest) == 1
+    err = capsys.readouterr().err.strip()
+    assert "sha1" in err and "does not match" in err and "re-run" in err and "\n" not in err
+    assert files_under(tmp_path / "data") == []
+
+
+@pytest.mark.parametrize("members, links", [
+    ({"data/MSRVTT/../../evil": b"x"}, {}),
+    ({"/tmp/absolute-evil": b"x"}, {}),
+    ({}, {"data/MSRVTT/structured-symlinks/etc": (tarfile.SYMTYPE, "/etc")}),
+    ({}, {"data/MSRVTT/structured-symlinks/up": (tarfile.SYMTYPE, "../../../outside")}),
+    ({}, {"data/MSRVTT/structured-symlinks/passwd": (tarfile.LNKTYPE, "/etc/passwd")}),
+    ({"data/MSVD/other-dataset.pkl": b"x"}, {}),
+])
+def test_unsafe_members_are_refused(server, tmp_path, capsys, members, links):
+    manifest = publish(server, make_archive({CAPTIONS: b"ok", **members}, links), tmp_path)
+    assert fetch(server, tmp_path, manifest) == 1
+    assert "refused to unpack" in capsys.readouterr().err
+    assert files_under(tmp_path / "data") == [f"MSRVTT/{ARCHIVE}"]
+    assert not (tmp_path / "evil").exists() and not Path("/tmp/absolute-evil").exists()
+
+
+def test_http_404_is_one_line_and_leaves_nothing(server, tmp_path, capsys):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({ARCHIVE: "0" * 40}))
+    assert fetch(server, tmp_path, manifest) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "HTTP 404" in err and "Traceback" not in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_connection_refused_is_one_line(tmp_path, capsys):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({ARCHIVE: "0" * 40}))
+    with socket.socket() as probe:  # a port nobody listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = sync.main(["--dataset", "MSRVTT", "--root_url", f"http://127.0.0.1:{port}", "--manifest", str(manifest),
+                      "--data_dir", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "cannot connect" in err
+
+
+def test_silent_server_times_out_in_one_line(server, tmp_path, monkeypatch, capsys):
+    manifest = publish(server, b"never sent", tmp_path)
+    monkeypatch.setattr(sync, "TIMEOUT", (2, 0.2))
+    server.stall = 0.6
+    assert fetch(server, tmp_path, manifest) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did not answer in time" in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_archive_names_urls_and_unverifiable(tmp_path, monkeypatch, capsys):
+    assert sync.archive_name("MSRVTT", "high-quality") == "high-quality-MSRVTT-experts.tar.gz"
+    code_hash = hashlib.sha256(b"secret").hexdigest()[:10]
+    assert sync.remote_name("LSMDC-experts.tar.gz", "secret") == f"{code_hash}-LSMDC-experts.tar.gz"
+    monkeypatch.setenv("CE_FEATURES_ROOT_URL", "http://127.0.0.1:1/mirror/")
+    assert sync.root_url("features-v2", None) == "http://127.0.0.1:1/mirror"
+    assert sync.root_url("features-v2", "http://127.0.0.1:2") == "http://127.0.0.1:2"
+    assert sync.main(["--dataset", "LSMDC", "--data_dir", str(tmp_path)]) == 1
+    assert "--access_code" in capsys.readouterr().err
+    assert sync.main(["--dataset", "YouCook2", "--data_dir", str(tmp_path)]) == 1
+    assert "--allow_unverified" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_lists_missing_files(tmp_path, capsys):
+    parent = tmp_path / "base.json"
+    parent.write_text(json.dumps({"data_loader": {"args": {"dataset_name": "MSVD",
+                                                           "root_feat_folder": "structured-symlinks"}}}))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"inherit_from": str(parent)}))
+    data = tmp_path / "data"
+    listed = [data / entry.removeprefix("data/")
+              for entry in (REPO / "misc/datasets/msvd/tar_include.txt").read_text().split()]
+    for path in listed[1:]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    args = ["--verify", "--config", str(config), "--data_dir", str(data)]
+    assert sync.main(args) == 1
+    out = capsys.readouterr().out
+    assert f"MISSING {listed[0]}" in out and f"{len(listed) - 1} of {len(listed)} files" in out
+    listed[0].parent.mkdir(parents=True, exist_ok=True)
+    listed[0].touch()
+    assert sync.main(args) == 0
