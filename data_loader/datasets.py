@@ -1,10 +1,180 @@
-"""Per-dataset facts: which stored splits a config's ``split_name`` trains and evaluates on."""
+"""Per-dataset facts: which stored splits a config's ``split_name`` trains and evaluates on, and
+where each dataset's files lie in the original feature release.
+
+Stored split names of the released datasets are the stems of their official list files
+(``val_list_full`` for ``val_list_full.txt``), so each list is stored once however many
+``split_name`` values use it.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
 
 # dataset -> split_name -> (training split, evaluation split), names of splits in the store.
 SPLITS: dict[str, dict[str, tuple[str, str]]] = {
     "Synthetic": {"val": ("train", "val"), "test": ("train", "test")},
+    "MSRVTT": {
+        "full-val": ("train_list_full", "val_list_full"),
+        "full-test": ("train_list_full", "test_list_full"),
+        "jsfusion": ("train_list_jsfusion", "val_list_jsfusion"),
+        "miech": ("train_list_miech", "test_list_miech"),
+    },
+    "MSVD": {"dev": ("train_list", "val_list"), "official": ("train_list", "test_list")},
+    "LSMDC": {"full-val": ("train_list", "val_list"), "full-test": ("train_list", "test_list")},
+    "DiDeMo": {"val": ("train_list", "val_list"), "test": ("train_list", "test_list")},
+    "ActivityNet": {"val1": ("train_list", "val_1_list"), "val": ("train_list", "val_list")},
+    "QuerYD": {"val": ("train_list", "val_list"), "test": ("train_list", "test_list")},
+    "QuerYDSegments": {"val": ("train_list", "val_list"), "test": ("train_list", "test_list")},
+    "YouCook2": {"val": ("train_list", "val_list")},
 }
+
+# Official split lists shipped with the project: LIST_ROOT/<Release.list_folder>/<split>.txt.
+LIST_ROOT = Path(__file__).resolve().parents[1] / "misc" / "datasets"
+
+
+@dataclass(frozen=True)
+class TextFiles:
+    """The released files of one text feature, merged in order (each adds its videos).
+
+    ``youtube_keyed``: the files are keyed by YouTube ids and are mapped back to video ids
+    through the dataset's ``youtube_mapping`` (dict video id -> YouTube id).
+    """
+
+    paths: tuple[str, ...]
+    youtube_keyed: bool = False
+
+
+@dataclass(frozen=True)
+class Release:
+    """Where a dataset's released files lie, relative to its feature root, and its caption rules.
+
+    folder: the dataset's folder under ``data/`` (and the name ``misc/sync_experts.py`` takes).
+    list_folder: folder under LIST_ROOT with the official split lists; lists not found there
+        (and all lists when None) are read from the feature root, as the original does.
+    custom_paths: expert -> released files, for experts without a canonical path (or overriding it).
+    split_paths: split_name -> expert -> files, replacing custom_paths for that split.
+    text_dir, text_paths: a text feature ``name`` is ``<text_dir>/<name>.pkl`` unless overridden.
+    text_feats: the only text features the dataset has (None: any name).
+    fused_captions: all captions of a video are concatenated into one.
+    strip_list_suffix: list entries lose everything from their first '.' (file extensions).
+    test_captions: evaluation split -> pickle of video id -> index of its only test caption.
+    optional_lists: split lists the release may lack (their splits are then not stored).
+    """
+
+    folder: str
+    raw_captions: str = "raw-captions.pkl"
+    list_folder: str | None = None
+    custom_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    split_paths: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    text_dir: str = "aggregated_text_feats"
+    text_paths: dict[str, TextFiles] = field(default_factory=dict)
+    text_feats: tuple[str, ...] | None = None
+    youtube_mapping: str | None = None
+    fused_captions: bool = False
+    strip_list_suffix: bool = False
+    test_captions: dict[str, str] = field(default_factory=dict)
+    optional_lists: frozenset[str] = frozenset()
+
+    def text_files(self, name: str) -> TextFiles:
+        """The released files of text feature ``name``."""
+        return self.text_paths.get(name, TextFiles((f"{self.text_dir}/{name}.pkl",)))
+
+
+_DIDEMO_FACE = ("aggregated_facefeats_25fps_256px_stride1/face-avg.pickle",)
+_MSRVTT_CUSTOM = {
+    "audio": ("aggregated_audio_feats/Audio_MSRVTT_new.pickle",),
+    "face": ("aggregated_face_feats/facefeats-avg.pickle",),
+    "ocr": ("aggregated_ocr_feats/ocr-raw.pickle",),
+    "speech": ("aggregated_speech/speech-w2v.pickle",),
+}
+
+RELEASES: dict[str, Release] = {
+    "MSRVTT": Release(
+        folder="MSRVTT", list_folder="msrvtt", custom_paths=_MSRVTT_CUSTOM,
+        split_paths={"miech": {**_MSRVTT_CUSTOM,
+                               "antoine-rgb": ("antoine/resnet_features.pickle",),
+                               "audio": ("antoine/audio_features.pickle",),
+                               "flow": ("antoine/flow_features.pickle",),
+                               "face": ("antoine/facefeats-clone.pickle",)}},
+        text_paths={"openai": TextFiles(("aggregated_text_feats/w2v_MSRVTT_openAIGPT.pickle",))},
+        test_captions={"val_list_jsfusion": "jsfusion_val_caption_idx.pkl"},
+    ),
+    "MSVD": Release(
+        folder="MSVD", list_folder="msvd",
+        custom_paths={
+            "face": ("aggregated_face_feats/face-avg.pickle",),
+            "ocr": ("aggregated_ocr_feats/ocr-w2v.pickle",),
+            "r2p1d.r2p1d-ig65m-kinetics.0": (
+                "aggregated_r2p1d_30fps_256px_stride8_offset0_inner_stride1/r2p1d-ig65m-kinetics-avg.pickle",),
+        },
+        text_paths={"openai": TextFiles(tuple(f"aggregated_text_feats/openai-caption-{part}.pkl"
+                                              for part in ("train", "val", "test")), youtube_keyed=True)},
+        youtube_mapping="dict_youtube_mapping.pkl",
+    ),
+    "LSMDC": Release(
+        folder="LSMDC",
+        custom_paths={
+            "audio": ("aggregated_audio/vggish-raw.pickle",),
+            "ocr": ("aggregated_ocr_feats/ocr-w2v.pkl",),
+            "face": ("antoine/face-max-with-blank-val.pickle",),
+            "speech": ("aggregated_speech/speech-w2v.pickle",),
+        },
+        text_paths={"openai": TextFiles(("aggregated_text_feats/openai-text.pickle",))},
+    ),
+    "DiDeMo": Release(
+        folder="DiDeMo", list_folder="didemo", fused_captions=True, strip_list_suffix=True,
+        custom_paths={
+            "audio": ("aggregated_audio_feats/vggish-audio-raw.pickle",),
+            "ocr": ("aggregated_ocr_feats/ocr-feats.pkl",),
+            "speech": ("aggregated_speech_feats/stt_w2v.pickle",),
+            "face": _DIDEMO_FACE,
+        },
+        text_paths={"openai": TextFiles(("aggregated_text_feats/openai-feats.pkl",))},
+    ),
+    "ActivityNet": Release(
+        folder="activity-net", list_folder="activity-net", fused_captions=True,
+        raw_captions="raw-captions-train-val_1.pkl", optional_lists=frozenset({"val_list"}),
+        custom_paths={
+            "audio": ("aggregated_audio/vggish-audio-raw.pickle",),
+            "speech": ("aggregated_speech/goog_w2v-speech-raw.pickle",),
+            "ocr": ("aggregated_ocr_feats/ocr-w2v.pkl",),
+            "face": _DIDEMO_FACE,
+        },
+        text_paths={"openai": TextFiles(("aggregated_text_feats/openai-train.pkl",
+                                         "aggregated_text_feats/openai-val1.pkl"))},
+    ),
+    "QuerYD": Release(
+        folder="QuerYD", fused_captions=True, text_dir="text_embeddings",
+        raw_captions="structured-symlinks/raw_captions_combined_filtered.pkl",
+        custom_paths={"audio": ("aggregated_audio/vggish-raw.hickle",)},
+    ),
+    "QuerYDSegments": Release(
+        folder="QuerYDSegments", text_dir="text_embeddings",
+        raw_captions="structured-symlinks/split_raw_captions_filtered.pkl",
+        custom_paths={"audio": ("aggregated_audio/vggish-raw.hickle",)},
+    ),
+    "YouCook2": Release(
+        folder="YouCook2", text_feats=("w2v", "openai"),
+        custom_paths={
+            "audio": ("aggregated_audio/vggish-raw.pickle",),
+            "ocr": ("aggregated_ocr_feats/ocr-w2v.pkl",),
+        },
+    ),
+}
+
+
+def split_lists(dataset_name: str) -> list[str]:
+    """Every stored split of a released dataset (list file stems), training lists first."""
+    pairs = SPLITS[dataset_name].values()
+    return list(dict.fromkeys([train for train, _ in pairs] + [test for _, test in pairs]))
+
+
+def list_path(dataset_name: str, split: str, root_feat: Path) -> Path:
+    """The list file of ``split``: the official copy under LIST_ROOT when shipped, else the feature root's."""
+    folder = RELEASES[dataset_name].list_folder
+    if folder is not None and (LIST_ROOT / folder / f"{split}.txt").is_file():
+        return LIST_ROOT / folder / f"{split}.txt"
+    return Path(root_feat) / f"{split}.txt"
 
 
 def split_pair(dataset_name: str, split_name: str, available: list[str]) -> tuple[str, str]:

@@ -1,0 +1,323 @@
+"""Reading the original feature release and converting it, once, into the feature store.
+
+Released layout, relative to the feature root ``<data_dir>/<root_feat_folder>/`` (per-dataset
+paths and rules in ``data_loader/datasets.py``):
+
+* split lists ``<split>.txt``, one video id per line (official copies under misc/datasets/ win);
+* raw captions: pickle of video id -> list of captions, each a list of words;
+* text features: pickle of video id -> list (one per caption) of [tokens, D] arrays;
+* expert features: pickle of video id -> [D] (or [1, D]) array for fixed experts, [T, d] for
+  token experts, a float NaN where the video lacks the feature. An expert
+  ``<type>.<model>.<index>`` lives at ``aggregated_<type>[_<fps>fps_<px>px_stride<s>]``
+  ``[_offset<o>][_inner_stride<i>][_num_segments<n>]/<model>-<temporal>[-logits].pickle``, one
+  file per '-'-separated temporal mode, concatenated along features; others at custom paths;
+* MSRVTT 1k-A: ``jsfusion_val_caption_idx.pkl``, video id -> index of its only test caption.
+
+Pickles are read with :class:`RestrictedUnpickler`: it builds plain containers and numpy arrays
+only, so a released file never runs code.
+
+Store additions, on top of the layout in ``data_loader/store.py``::
+
+    index.h5                 attrs also: producer="released", root_feat_folder, fused_captions
+        /splits/<stem>       one split per list file (e.g. train_list_full, val_list_jsfusion)
+        /captions/...        fused datasets: one caption per video, its captions joined
+    experts/<source>.h5      named after the released file(s) it holds, without suffix, e.g.
+                             experts/aggregated_audio_feats/Audio_MSRVTT_new.h5; several temporal
+                             modes: experts/<folder>/senet154-avg+senet154-max.h5. A NaN feature
+                             or a video absent from the pickle -> available False with a zero
+                             row (fixed) or no tokens (token experts)
+    text/<text_feat>.h5      fused datasets: one token sequence per video, its captions stacked
+    test_captions/<split>.h5 /caption_rows (n,) int64: store caption row of the only caption
+                             evaluated for each video of /splits/<split>, in split order
+                             (MSRVTT jsfusion: val_list_jsfusion)
+
+The index is written once per dataset; every expert, text feature and test caption table a
+config needs is added when missing, so the store folder is shared by all configs of a dataset
+and an interrupted conversion resumes where it stopped.
+"""
+from __future__ import annotations
+
+import codecs
+import functools
+import pickle
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data_loader import packing
+from data_loader.datasets import RELEASES, list_path, split_lists
+from data_loader.release_plan import ExpertSource, StorePlan, plan_store, test_captions_path
+from data_loader.store import (INDEX_NAME, STORE_DIR, StoreError, _atomic_h5, expert_path, read_index_attrs,
+                               text_path, write_expert, write_index, write_text)
+
+PRODUCER = "released"
+
+
+def _allowed_globals() -> dict[tuple[str, str], object]:
+    """(module, name) -> object for every global a feature pickle may reference."""
+    try:
+        from numpy._core import multiarray, numeric  # numpy >= 2
+    except ImportError:
+        from numpy.core import multiarray, numeric
+    allowed: dict[tuple[str, str], object] = {
+        ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode, ("collections", "OrderedDict"): OrderedDict,
+        **{("builtins", t.__name__): t for t in (set, frozenset, complex, slice, bytearray)},
+    }
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{package}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
+    classes = {name: getattr(dtypes, name) for name in dir(dtypes)} if dtypes is not None else {}
+    allowed.update({("numpy.dtypes", name): cls for name, cls in classes.items()
+                    if isinstance(cls, type) and issubclass(cls, np.dtype)})
+    return allowed
+
+
+ALLOWED_GLOBALS = _allowed_globals()
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays/scalars; any other global is refused."""
+
+    def __init__(self, file, path: Path):
+        super().__init__(file, encoding="latin1")
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise StoreError(f"{self.path}: refused to unpickle global '{module}.{name}' "
+                             "(feature pickles may hold only containers and numpy arrays)") from None
+
+
+def load_pickle(path: Path) -> object:
+    """Read a released pickle through :class:`RestrictedUnpickler` (StoreError when malformed)."""
+    with open(path, "rb") as f:
+        try:
+            return RestrictedUnpickler(f, path).load()
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{path}: not a readable feature pickle ({type(exc).__name__}: {exc})") from None
+
+
+def missing_release(path: Path, dataset_name: str) -> StoreError:
+    return StoreError(f"{path}: released file not found; fetch the features with "
+                      f"python3 misc/sync_experts.py --dataset {RELEASES[dataset_name].folder}")
+
+
+def load_released(root: Path, relative: str, dataset_name: str) -> object:
+    """The released file ``root/relative``; StoreError naming it when absent or unsupported."""
+    path = Path(root) / relative
+    if not path.is_file():
+        raise missing_release(path, dataset_name)
+    if path.suffix in {".hkl", ".hickle"}:
+        raise StoreError(f"{path}: hickle files are not supported (pickles only); "
+                         "leave this expert out of experts.modalities")
+    return load_pickle(path)
+
+
+def _table(obj: object, path: Path) -> dict:
+    if not isinstance(obj, dict):
+        raise StoreError(f"{path}: expected a dict keyed by video id, got {type(obj).__name__}")
+    return obj
+
+
+# ----------------------------------------------------------------------------- readers
+
+def read_split_lists(dataset_name: str, root: Path) -> dict[str, list[str]]:
+    """Split (list stem) -> video ids, for every list the dataset's splits use."""
+    release = RELEASES[dataset_name]
+    lists = {}
+    for split in split_lists(dataset_name):
+        path = list_path(dataset_name, split, root)
+        if not path.is_file() and split in release.optional_lists:
+            continue
+        if not path.is_file():
+            raise missing_release(path, dataset_name)
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        lists[split] = [v.split(".")[0] for v in ids] if release.strip_list_suffix else ids
+    return lists
+
+
+def _caption_text(caption: object) -> str:
+    return caption if isinstance(caption, str) else " ".join(str(word) for word in caption)
+
+
+def read_raw_captions(dataset_name: str, root: Path, video_ids: list[str]) -> list[list[str]]:
+    """Caption texts per video (one joined caption per video for fused datasets)."""
+    release = RELEASES[dataset_name]
+    path = Path(root) / release.raw_captions
+    table = _table(load_released(root, release.raw_captions, dataset_name), path)
+    packing.require_videos(table, video_ids, str(path), "raw captions")
+    texts = [[_caption_text(c) for c in table[v]] for v in video_ids]
+    return [[" ".join(t)] for t in texts] if release.fused_captions else texts
+
+
+def read_text_feature(dataset_name: str, root: Path, text_feat: str) -> tuple[dict, str]:
+    """Text feature ``text_feat`` as one dict video id -> caption embeddings, and its file label."""
+    release = RELEASES[dataset_name]
+    if release.text_feats is not None and text_feat not in release.text_feats:
+        raise StoreError(f"experts.text_feat: {dataset_name} has no text feature '{text_feat}'; "
+                         f"expected one of: {', '.join(release.text_feats)}")
+    files = release.text_files(text_feat)
+    merged: dict = {}
+    for relative in files.paths:
+        merged.update(_table(load_released(root, relative, dataset_name), Path(root) / relative))
+    label = ", ".join(str(Path(root) / p) for p in files.paths)
+    if files.youtube_keyed:
+        mapping_path = Path(root) / release.youtube_mapping
+        mapping = _table(load_released(root, release.youtube_mapping, dataset_name), mapping_path)
+        to_video = {youtube: video for video, youtube in mapping.items()}
+        packing.require_videos(to_video, list(merged), str(mapping_path), "video id")
+        merged = {to_video[key]: value for key, value in merged.items()}
+    return merged, label
+
+
+def read_expert(dataset_name: str, root: Path, source: ExpertSource) -> list[dict]:
+    """One table (video id -> feature) per released file of ``source``."""
+    return [_table(load_released(root, f, dataset_name), Path(root) / f) for f in source.files]
+
+
+# ----------------------------------------------------------------------------- conversion
+
+@dataclass
+class IndexLayout:
+    """What conversions need from a written index: ids [N], caption offsets [N+1], splits."""
+
+    video_ids: list[str]
+    caption_offsets: np.ndarray
+    splits: dict[str, np.ndarray]
+    fused_captions: bool
+
+
+def read_layout(store_dir: Path) -> IndexLayout:
+    with h5py.File(Path(store_dir) / INDEX_NAME, "r") as f:
+        return IndexLayout(f["videos/ids"].asstr()[()].tolist(), f["captions/offsets"][()],
+                           {name: f[f"splits/{name}"][()] for name in f.get("splits", {})},
+                           bool(f.attrs.get("fused_captions", False)))
+
+
+def write_released_index(dataset_name: str, root: Path, store_dir: Path, root_feat_folder: str) -> Path:
+    """index.h5 from the split lists and raw captions."""
+    lists = read_split_lists(dataset_name, root)
+    video_ids = list(dict.fromkeys(v for ids in lists.values() for v in ids))
+    row = {v: i for i, v in enumerate(video_ids)}
+    splits = {name: np.array([row[v] for v in ids], dtype=np.int64) for name, ids in lists.items()}
+    return write_index(store_dir, dataset=dataset_name, video_ids=video_ids, splits=splits,
+                       captions=read_raw_captions(dataset_name, root, video_ids),
+                       attrs={"producer": PRODUCER, "root_feat_folder": root_feat_folder,
+                              "fused_captions": RELEASES[dataset_name].fused_captions})
+
+
+def write_test_captions(dataset_name: str, root: Path, store_dir: Path, split: str, layout: IndexLayout) -> Path:
+    """test_captions/<split>.h5 from the dataset's released caption index of ``split``."""
+    relative = RELEASES[dataset_name].test_captions[split]
+    table = _table(load_released(root, relative, dataset_name), Path(root) / relative)
+    rows = packing.select_captions(table, layout.video_ids, layout.splits[split], layout.caption_offsets,
+                                   str(Path(root) / relative))
+    path = test_captions_path(store_dir, split)
+    with _atomic_h5(path) as f:
+        f.attrs["source"] = relative
+        f.create_dataset("caption_rows", data=rows)
+    return path
+
+
+def read_test_captions(store_dir: Path, split: str) -> torch.Tensor | None:
+    """Caption rows [n] evaluated for the videos of ``split``, or None when it uses all captions."""
+    path = test_captions_path(store_dir, split)
+    if not path.is_file():
+        return None
+    with h5py.File(path, "r") as f:
+        return torch.from_numpy(f["caption_rows"][()])
+
+
+def _expert_job(plan: StorePlan, source: ExpertSource, root: Path, store_dir: Path,
+                layout: Callable[[], IndexLayout]) -> Callable[[], Path]:
+    def write() -> Path:
+        label = ", ".join(str(root / f) for f in source.files)
+        tables = read_expert(plan.dataset, root, source)
+        kind = source.kind or packing.infer_kind(tables[0])
+        arrays = packing.pack_expert(tables, layout().video_ids, kind, label)
+        return write_expert(store_dir, source.store_name, arrays)
+    return write
+
+
+def _text_job(plan: StorePlan, root: Path, store_dir: Path, layout: Callable[[], IndexLayout]) -> Callable[[], Path]:
+    def write() -> Path:
+        table, label = read_text_feature(plan.dataset, root, plan.text_feat)
+        index = layout()
+        counts = np.diff(index.caption_offsets)
+        tokens = packing.pack_text(table, index.video_ids, counts, index.fused_captions, label)
+        return write_text(store_dir, plan.text_feat, tokens)
+    return write
+
+
+def _jobs(plan: StorePlan, root: Path, store_dir: Path, root_feat_folder: str) -> dict[Path, Callable[[], object]]:
+    """Store file -> the call writing it, for every file ``plan`` needs (the index first)."""
+    layout = functools.cache(lambda: read_layout(store_dir))
+    jobs: dict[Path, Callable[[], object]] = {
+        store_dir / INDEX_NAME: functools.partial(write_released_index, plan.dataset, root, store_dir,
+                                                  root_feat_folder)}
+    for source in plan.experts.values():
+        jobs[expert_path(store_dir, source.store_name)] = _expert_job(plan, source, root, store_dir, layout)
+    if plan.text_feat is not None:
+        jobs[text_path(store_dir, plan.text_feat)] = _text_job(plan, root, store_dir, layout)
+    if plan.test_split is not None:
+        jobs[test_captions_path(store_dir, plan.test_split)] = lambda: write_test_captions(
+            plan.dataset, root, store_dir, plan.test_split, layout())
+    return jobs
+
+
+def check_release(dataset_name: str, data_dir: Path, root_feat_folder: str) -> None:
+    """StoreError unless ``<data_dir>/store/`` belongs to ``dataset_name`` or, with no store yet,
+    the release folder ``<data_dir>/<root_feat_folder>/`` exists."""
+    index, root = Path(data_dir) / STORE_DIR / INDEX_NAME, Path(data_dir) / root_feat_folder
+    if index.is_file():
+        found = read_index_attrs(index.parent).get("dataset")
+        if found != dataset_name:
+            raise StoreError(f"{index}: the store holds dataset {found!r}, not {dataset_name}")
+    elif not root.is_dir():
+        raise StoreError(f"{index}: feature store for {dataset_name} not found and the released features "
+                         f"folder {root} does not exist; fetch it with "
+                         f"python3 misc/sync_experts.py --dataset {RELEASES[dataset_name].folder}")
+
+
+def needs_conversion(plan: StorePlan, data_dir: Path, root_feat_folder: str) -> bool:
+    """True when ``<data_dir>/store/`` lacks a file ``plan`` needs."""
+    store_dir = Path(data_dir) / STORE_DIR
+    return not all(path.is_file() for path in _jobs(plan, Path(data_dir) / root_feat_folder, store_dir,
+                                                     root_feat_folder))
+
+
+def convert_plan(plan: StorePlan, data_dir: Path, root_feat_folder: str, progress: bool = True) -> Path:
+    """Write every store file ``plan`` needs that ``<data_dir>/store/`` lacks; returns the store."""
+    data_dir = Path(data_dir)
+    store_dir, root = data_dir / STORE_DIR, data_dir / root_feat_folder
+    check_release(plan.dataset, data_dir, root_feat_folder)
+    pending = {p: job for p, job in _jobs(plan, root, store_dir, root_feat_folder).items() if not p.is_file()}
+    for path in tqdm(pending, desc=f"converting {plan.dataset}", unit="file", disable=not (progress and pending)):
+        pending[path]()
+    return store_dir
+
+
+def convert_released(dataset_name: str, data_dir: str | Path, root_feat_folder: str, experts: list[str],
+                     feat_aggregation: dict, text_feat: str | None, progress: bool = True, *,
+                     split_name: str | None = None) -> Path:
+    """Convert what a config needs from the release under ``<data_dir>/<root_feat_folder>/``
+    into ``<data_dir>/store/`` (files already there are kept); returns the store folder.
+
+    ``split_name`` selects split-specific expert files (MSRVTT "miech") and the test caption
+    table of its evaluation split (MSRVTT "jsfusion").
+    """
+    plan = plan_store(dataset_name, experts, feat_aggregation, text_feat, split_name)
+    return convert_plan(plan, Path(data_dir), root_feat_folder, progress)

@@ -1,0 +1,87 @@
+"""Convert a dataset's original feature release into this project's feature store.
+
+Reads the unpacked release under <data_dir>/<root_feat_folder>/ (fetched with
+misc/sync_experts.py) and writes <data_dir>/store/: the index (split lists and captions) once,
+then every expert and text feature asked for that the store does not hold yet. Files already
+converted are kept, so an interrupted conversion resumes where it stopped. Training converts
+on first use too; this tool does it ahead of time.
+
+With --config: the experts, text feature and splits that config uses (its split_name and
+the one in its eval_settings). Without: every expert and text feature file present.
+
+Examples (from the repository root):
+
+  python3 misc/convert_features.py --dataset MSRVTT --config <config.json>
+  python3 misc/convert_features.py --dataset MSRVTT
+  python3 misc/convert_features.py --dataset MSRVTT --root_feat_folder high-quality/structured-symlinks
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from data_loader.datasets import RELEASES  # noqa: E402
+from data_loader.release_plan import StorePlan, plan_store, present_plans  # noqa: E402
+from data_loader.released import convert_plan  # noqa: E402
+from data_loader.store import StoreError  # noqa: E402
+from model.dims import used_experts  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
+from utils.config import Config, ConfigError, load_config, with_eval_settings  # noqa: E402
+
+DEFAULT_ROOT_FEAT_FOLDER = "structured-symlinks"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, choices=sorted(RELEASES), help="dataset to convert")
+    parser.add_argument("--data_dir", type=Path,
+                        help="dataset folder (default: the config's data_loader.args.data_dir, else data/<folder>)")
+    parser.add_argument("--root_feat_folder",
+                        help="release folder under data_dir (default: the config's, else structured-symlinks)")
+    parser.add_argument("--config", type=Path, help="convert only what this config needs")
+    return parser.parse_args()
+
+
+def config_plans(config: Config, dataset: str) -> list[StorePlan]:
+    """One plan per split the config trains/evaluates on (split_name, then eval_settings')."""
+    args = config["data_loader"].get("args", {})
+    if args.get("dataset_name") != dataset:
+        raise ConfigError(f"{config.where('data_loader.args.dataset_name')}: data_loader.args.dataset_name is "
+                          f"{args.get('dataset_name')!r}, not --dataset {dataset}")
+    splits = [args.get("split_name", "val")]
+    if config.get("eval_settings"):
+        splits.append(with_eval_settings(config)["data_loader"]["args"].get("split_name", splits[0]))
+    experts = used_experts(config["experts"])
+    feat_aggregation = args.get("feat_aggregation", {})
+    text_feat = config["experts"].get("text_feat", "openai")
+    return [plan_store(dataset, experts, feat_aggregation, text_feat, split) for split in dict.fromkeys(splits)]
+
+
+def main() -> int:
+    args = parse_args()
+    config = load_config(args.config) if args.config else None
+    config_args = config["data_loader"].get("args", {}) if config else {}
+    data_dir = args.data_dir or Path(config_args.get("data_dir", f"data/{RELEASES[args.dataset].folder}"))
+    root_feat_folder = args.root_feat_folder or config_args.get("root_feat_folder", DEFAULT_ROOT_FEAT_FOLDER)
+    if config is not None:
+        plans = config_plans(config, args.dataset)
+    else:
+        if not (data_dir / root_feat_folder).is_dir():
+            raise StoreError(f"{data_dir / root_feat_folder}: released features folder not found; fetch it with "
+                             f"python3 misc/sync_experts.py --dataset {RELEASES[args.dataset].folder}")
+        plans = present_plans(args.dataset, data_dir / root_feat_folder)
+    for plan in plans:
+        store_dir = convert_plan(plan, data_dir, root_feat_folder)
+    experts = {source.store_name for plan in plans for source in plan.experts.values()}
+    texts = sorted({plan.text_feat for plan in plans if plan.text_feat})
+    print(f"{store_dir}: index, {len(experts)} experts, text features: {', '.join(texts) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
