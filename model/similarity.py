@@ -25,10 +25,6 @@ def availability(ind: dict[str, torch.Tensor], modalities: list[str], dtype: tor
     avail = torch.stack([ind[name].reshape(-1).to(dtype) for name in modalities], dim=1)
     if not bool(((avail == 0) | (avail == 1)).all()):
         raise ValueError("expert availability (ind) must contain only 0s and 1s")
-    empty = (avail.sum(dim=1) == 0).nonzero().flatten().tolist()
-    if empty:
-        raise ValueError(f"videos at batch rows {empty} have no available expert; "
-                         "their similarities would be undefined")
     return avail
 
 
@@ -48,7 +44,8 @@ def cross_view_similarity(text_embds: dict[str, torch.Tensor], moe_weights: torc
     Returns:
         ``[T*K, N]``: ``sum_m w[t, n, m] <text_m[t], vid_m[n]>`` where ``w`` is the MoE
         weight restricted to the experts available for video ``n`` and renormalised to
-        sum to 1 over them.
+        sum to 1 over them. A video with no available expert scores 0 against every
+        caption (it carries no evidence; the original CE code produced NaN there).
     """
     num_items, num_caps, num_experts = moe_weights.shape
     weights = moe_weights.reshape(num_items * num_caps, num_experts)
@@ -64,7 +61,8 @@ def cross_view_similarity(text_embds: dict[str, torch.Tensor], moe_weights: torc
         text = text_embds[name].reshape(weights.shape[0], -1)
         term_weights = weights[:, idx:idx + 1] * avail[:, idx].unsqueeze(0)
         sims = sims + term_weights * (text @ vid_embds[name].t())
-    return sims / (weights @ avail.t())
+    total = weights @ avail.t()
+    return torch.where(total > 0, sims / total.clamp(min=torch.finfo(total.dtype).tiny), sims.new_zeros(()))
 
 
 def concat_similarity(text: torch.Tensor, vid: torch.Tensor, zero_pad_bug: bool = False) -> torch.Tensor:

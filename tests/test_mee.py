@@ -137,10 +137,18 @@ def test_invalid_inputs_are_rejected(mee):
         run(mee, captions, videos, ind, conf=False)
     with pytest.raises(ValueError, match="missing modalities"):
         run(mee, captions, {k: v for k, v in videos.items() if k != "face"}, ind)
-    with pytest.raises(ValueError, match="no available expert"):
-        run(mee, captions, videos, {name: torch.zeros(5) for name in DIMS})
     with pytest.raises(ValueError, match="entries for"):
         run(mee, captions, videos, {**ind, "face": torch.ones(4)})
+
+
+def test_video_without_any_modality_scores_zero(mee):
+    captions, videos, ind = make_batch()
+    ind = {name: value.clone().float() for name, value in ind.items()}
+    for name in DIMS:
+        ind[name][2] = 0
+    scores = run(mee, captions, videos, ind)
+    assert torch.equal(scores[:, 2], torch.zeros(scores.shape[0]))
+    assert torch.isfinite(scores).all()
 
 
 def test_docstring_example_runs():
