@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from trainer import ranger  # noqa: F401  (registers Ranger)
 from utils.registry import OPTIMIZERS, SCHEDULERS
 
 for _cls in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.RAdam):

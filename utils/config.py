@@ -3,7 +3,8 @@
 A config file may name parents with ``"inherit_from"`` (a path, a comma-separated list of
 paths, or a JSON list; relative to the working directory, else to the file's own folder).
 Parents are merged left to right, then the child: nested objects merge key by key and the
-child wins; every other value, lists included, is replaced whole.
+child wins; every other value, lists included, is replaced whole. A config written by the
+original Collaborative Experts trainer is translated on reading (``utils.legacy_config``).
 
 Validation runs before anything is built. Registry-built sections (``{"type", "args"}``) are
 checked against the factory's signature and type hints; plain sections against the dataclasses
@@ -137,8 +138,11 @@ def resolve(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, dict[str, 
     if path.resolve() in _chain:
         raise ConfigError(f"{path}: inherit_from: inheritance cycle through this file")
     data = read_json(path)
+    from utils.legacy_config import is_original_config, translate_original  # it imports this module
     merged: dict = {}
     origin: dict[str, str] = {}
+    if is_original_config(data):
+        return translate_original(data, origin, path), origin
     for parent in _parents(data, path):
         parent_data, parent_origin = resolve(parent, _chain + (path.resolve(),))
         _merge(merged, parent_data, origin, "")
