@@ -2,10 +2,12 @@
 
 Prints a t2v / v2t table, writes metrics.json next to the checkpoint and an HTML ranking
 page into the run's web folder. The config saved in the checkpoint is used unless --config
-is given.
+is given. Checkpoints and config.json files written by the original CE code are read too
+(safely: no code in a checkpoint can run).
 
-Example:
+Examples:
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth
+  python3 test.py --config original/config.json --resume original/trained_model.pth
 """
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ from pathlib import Path
 
 from logger.logger import setup_logging
 from trainer.build import build_data, build_model, build_page_writer, select_device
-from trainer.checkpoint import load_checkpoint
+from model.compat import load_any_checkpoint
+from trainer.checkpoint import CheckpointError
 from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import run_dirs_of_checkpoint
 from utils.cli import run_cli
 from utils.config import Config, apply_overrides, load_config, validate, with_eval_settings
+from utils.legacy_config import from_original_dict, is_original_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -28,18 +32,29 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY.PATH=VALUE",
                         help="override config keys, e.g. data_loader.args.data_dir=/data/MSRVTT")
     parser.add_argument("--split", choices=("test", "val"), default="test",
-                        help="test: the config with its eval_settings merged (the test run); "
-                             "val: the training config's own evaluation split")
+                        help="test (default): the config with its eval_settings merged, i.e. the test "
+                             "run; val: the training config's own evaluation split")
+    parser.add_argument("--eval_from_training_config", action="store_const", const="test", dest="split",
+                        help="the original CE flag for the test run; the same as --split test")
     return parser.parse_args()
+
+
+def config_of_checkpoint(state: dict, path: Path) -> Config:
+    """The config stored in a checkpoint (an original CE config is translated)."""
+    if not state.get("config"):
+        raise CheckpointError(f"{path}: the checkpoint holds no config; give --config")
+    if is_original_config(state["config"]):
+        return from_original_dict(state["config"], path)
+    return Config(state["config"], {}, path)
 
 
 def main() -> int:
     args = parse_args()
-    state = load_checkpoint(args.resume)
+    state = load_any_checkpoint(args.resume)
     if args.config is not None:
         config = load_config(args.config, args.set)
     else:
-        config = Config(state["config"], {}, args.resume)
+        config = config_of_checkpoint(state, args.resume)
         apply_overrides(config, args.set)
         validate(config)
     if args.split == "test":
