@@ -51,28 +51,29 @@ def _synthetic_is_current(store_dir: Path, seed: int) -> bool:
 def ensure_store(dataset_name: str, data_dir: Path, synthetic_seed: int = 0, *,
                  root_feat_folder: str = "structured-symlinks", split_name: str | None = None,
                  experts: Sequence[str] = (), feat_aggregation: dict | None = None,
-                 text_feat: str | None = None) -> Path:
-    """The dataset's store folder; the Synthetic one is generated when absent or stale.
+                 text_feat: str | None = None) -> tuple[Path, StorePlan | None]:
+    """The dataset's store folder, and for a released dataset the plan mapping its experts to files.
 
-    For a released dataset (``datasets.RELEASES``) the index and every expert, text feature and
-    test caption table the config needs that the store lacks are converted from
-    ``<data_dir>/<root_feat_folder>/``; a missing released file is a StoreError naming it.
+    The Synthetic store is generated when absent or stale. For a released dataset
+    (``datasets.RELEASES``) the index and every expert, text feature and test caption table the
+    config needs that the store lacks are converted from ``<data_dir>/<root_feat_folder>/``; a
+    missing released file is a StoreError naming it.
     """
     store_dir = Path(data_dir) / STORE_DIR
     if dataset_name == "Synthetic":
         if not _synthetic_is_current(store_dir, synthetic_seed):
             generate_synthetic(Path(data_dir), seed=synthetic_seed)
-        return store_dir
+        return store_dir, None
     if dataset_name in RELEASES:
         check_release(dataset_name, Path(data_dir), root_feat_folder)
         plan = plan_store(dataset_name, list(experts), feat_aggregation or {}, text_feat, split_name)
         if needs_conversion(plan, Path(data_dir), root_feat_folder):
             convert_plan(plan, Path(data_dir), root_feat_folder)
-        return store_dir
+        return store_dir, plan
     if not (store_dir / INDEX_NAME).is_file():
         raise StoreError(f"{store_dir / INDEX_NAME}: feature store for {dataset_name} not found; "
                          f"set data_loader.args.data_dir to the folder holding {STORE_DIR}/")
-    return store_dir
+    return store_dir, None
 
 
 def _load(path: Path, experts: list[str], text_feat: str, plan: StorePlan | None) -> FeatureStore:
@@ -108,12 +109,9 @@ class ExpertDataLoader:
         self.batch_size = batch_size
         self.max_tokens = {**DEFAULT_MAX_TOKENS, **(max_tokens or {})}
         self.num_test_captions = num_test_captions
-        path = ensure_store(dataset_name, Path(data_dir), synthetic_seed, root_feat_folder=root_feat_folder,
-                            split_name=split_name, experts=experts, feat_aggregation=feat_aggregation,
-                            text_feat=text_feat)
-        plan = None
-        if dataset_name in RELEASES:
-            plan = plan_store(dataset_name, experts, feat_aggregation or {}, text_feat, split_name)
+        path, plan = ensure_store(dataset_name, Path(data_dir), synthetic_seed, root_feat_folder=root_feat_folder,
+                                  split_name=split_name, experts=experts, feat_aggregation=feat_aggregation,
+                                  text_feat=text_feat)
         self.store: FeatureStore = _load(path, experts, text_feat, plan)
         self._check(feat_aggregation or {})
         self.train_split, self.eval_split = split_pair(dataset_name, split_name, list(self.store.splits))
