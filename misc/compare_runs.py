@@ -46,12 +46,13 @@ def train(config: Path, save_dir: Path, overrides: list[str]) -> dict:
 
 
 def table(results: dict[str, dict]) -> str:
-    head = f"{'config':40s}" + "".join(f"{'t2v ' + k.split('_')[0]:>12s}" for k in KEYS) + f"{'v2t geom':>12s}"
-    lines = [head]
+    """A fixed-width table: t2v R1, R5, R10, MedR, geometric mean, then the v2t geometric mean."""
+    width = max(len(name) for name in results) + 2
+    names = ["t2v R1", "t2v R5", "t2v R10", "t2v MedR", "t2v geom", "v2t geom"]
+    lines = [f"{'config':{width}s}" + "".join(f"{n:>10s}" for n in names)]
     for name, res in results.items():
-        t2v, v2t = res["t2v_metrics"], res["v2t_metrics"]
-        lines.append(f"{name:40s}" + "".join(f"{t2v[k]:12.2f}" for k in KEYS)
-                     + f"{v2t['geometric_mean_R1-R5-R10']:12.2f}")
+        values = [res["t2v_metrics"][k] for k in KEYS] + [res["v2t_metrics"]["geometric_mean_R1-R5-R10"]]
+        lines.append(f"{name:{width}s}" + "".join(f"{v:10.2f}" for v in values))
     return "\n".join(lines)
 
 
