@@ -169,10 +169,11 @@ def split_lists(dataset_name: str) -> list[str]:
     return list(dict.fromkeys([train for train, _ in pairs] + [test for _, test in pairs]))
 
 
-def list_path(dataset_name: str, split: str, root_feat: Path) -> Path:
-    """The list file of ``split``: the official copy under LIST_ROOT when shipped, else the feature root's."""
+def list_path(dataset_name: str, split: str, root_feat: Path, official: bool = True) -> Path:
+    """The list file of ``split``: the official copy under LIST_ROOT when shipped (and ``official``),
+    else the feature root's."""
     folder = RELEASES[dataset_name].list_folder
-    if folder is not None and (LIST_ROOT / folder / f"{split}.txt").is_file():
+    if official and folder is not None and (LIST_ROOT / folder / f"{split}.txt").is_file():
         return LIST_ROOT / folder / f"{split}.txt"
     return Path(root_feat) / f"{split}.txt"
 

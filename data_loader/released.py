@@ -134,12 +134,13 @@ def _table(obj: object, path: Path) -> dict:
 
 # ----------------------------------------------------------------------------- readers
 
-def read_split_lists(dataset_name: str, root: Path) -> dict[str, list[str]]:
-    """Split (list stem) -> video ids, for every list the dataset's splits use."""
+def read_split_lists(dataset_name: str, root: Path, official: bool = True) -> dict[str, list[str]]:
+    """Split (list stem) -> video ids, for every list the dataset's splits use (the shipped official
+    lists first unless ``official`` is False)."""
     release = RELEASES[dataset_name]
     lists = {}
     for split in split_lists(dataset_name):
-        path = list_path(dataset_name, split, root)
+        path = list_path(dataset_name, split, root, official)
         if not path.is_file() and split in release.optional_lists:
             continue
         if not path.is_file():
@@ -207,9 +208,11 @@ def read_layout(store_dir: Path) -> IndexLayout:
                            bool(f.attrs.get("fused_captions", False)))
 
 
-def write_released_index(dataset_name: str, root: Path, store_dir: Path, root_feat_folder: str) -> Path:
-    """index.h5 from the split lists and raw captions."""
-    lists = read_split_lists(dataset_name, root)
+def write_released_index(dataset_name: str, root: Path, store_dir: Path, root_feat_folder: str,
+                         official_lists: bool = True) -> Path:
+    """index.h5 from the split lists and raw captions (the lists under ``root`` alone when
+    ``official_lists`` is False)."""
+    lists = read_split_lists(dataset_name, root, official_lists)
     video_ids = list(dict.fromkeys(v for ids in lists.values() for v in ids))
     row = {v: i for i, v in enumerate(video_ids)}
     splits = {name: np.array([row[v] for v in ids], dtype=np.int64) for name, ids in lists.items()}
