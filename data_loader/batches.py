@@ -60,10 +60,14 @@ def caption_table(store: FeatureStore, video_rows: torch.Tensor, num_captions: i
     return torch.where(slots[None, :] < count[:, None], start[:, None] + slots[None, :], torch.tensor(-1))
 
 
-def sample_captions(store: FeatureStore, video_rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One caption row per video, drawn uniformly among its captions: [B] -> [B]."""
+def sample_captions(store: FeatureStore, video_rows: torch.Tensor, generator: torch.Generator,
+                    first: int = 0) -> torch.Tensor:
+    """One caption row per video, drawn uniformly among its captions (its first ``first`` ones
+    when ``first`` > 0): [B] -> [B]."""
     start = store.caption_offsets[video_rows]
     count = store.caption_offsets[video_rows + 1] - start
+    if first > 0:
+        count = count.clamp(max=first)
     pick = (torch.rand(len(video_rows), generator=generator, dtype=torch.float64) * count).long()
     return start + pick.clamp(max=count - 1)
 

@@ -95,20 +95,25 @@ class ExpertDataLoader:
     token expert and ``text``), ``feat_aggregation`` (per expert ``temporal``: "vlad" for
     token experts, "avg"/"max" for fixed ones; for released datasets also where the expert's
     files lie, see ``data_loader/release_plan.py``), ``num_test_captions`` (captions per video
-    at evaluation), ``root_feat_folder`` (released datasets: the folder under ``data_dir``
+    at evaluation), ``restrict_train_captions`` (train on the first N captions of each video
+    only, as the original's MSR-VTT caption ablation; 0 = all), ``root_feat_folder`` (released datasets: the folder under ``data_dir``
     holding the unpacked feature release, converted into ``<data_dir>/store/`` on first use).
     ``experts`` and ``text_feat`` come from the program.
     """
 
     def __init__(self, dataset_name: str, data_dir: str, split_name: str = "val", batch_size: int = 64,
                  max_tokens: dict[str, int] | None = None, feat_aggregation: dict | None = None,
-                 num_test_captions: int = 20, synthetic_seed: int = 0,
+                 num_test_captions: int = 20, restrict_train_captions: int = 0, synthetic_seed: int = 0,
                  root_feat_folder: str = "structured-symlinks", *,
                  experts: list[str], text_feat: str):
         self.dataset_name = dataset_name
         self.batch_size = batch_size
         self.max_tokens = {**DEFAULT_MAX_TOKENS, **(max_tokens or {})}
         self.num_test_captions = num_test_captions
+        if restrict_train_captions < 0:
+            raise ValueError(f"data_loader.args.restrict_train_captions: expected 0 (all captions) or a "
+                             f"positive count, got {restrict_train_captions}")
+        self.restrict_train_captions = restrict_train_captions
         path, plan = ensure_store(dataset_name, Path(data_dir), synthetic_seed, root_feat_folder=root_feat_folder,
                                   split_name=split_name, experts=experts, feat_aggregation=feat_aggregation,
                                   text_feat=text_feat)
@@ -138,11 +143,12 @@ class ExpertDataLoader:
         return -(-len(self.train_rows) // self.batch_size)
 
     def train_batches(self, generator: torch.Generator) -> Iterator[dict]:
-        """One epoch: shuffled training videos, one random caption each; ``text`` is [B, 1, T, D]."""
+        """One epoch: shuffled training videos, one random caption each (among the first
+        ``restrict_train_captions`` when set); ``text`` is [B, 1, T, D]."""
         rows = self.train_rows[torch.randperm(len(self.train_rows), generator=generator)]
         for start in range(0, len(rows), self.batch_size):
             video_rows = rows[start:start + self.batch_size]
-            captions = sample_captions(self.store, video_rows, generator)[:, None]
+            captions = sample_captions(self.store, video_rows, generator, self.restrict_train_captions)[:, None]
             yield make_batch(self.store, video_rows, captions, self.max_tokens)
 
     def eval_set(self) -> EvalSet:

@@ -62,6 +62,13 @@ def test_missing_feature_store(tmp_path):
     assert_one_line_error(done, 2, f"{tmp_path}/store/index.h5: feature store for MSRVTT not found")
 
 
+def test_negative_caption_restriction(tmp_path):
+    done = run("train.py", "--config", CONFIG, "--set", "data_loader.args.restrict_train_captions=-1",
+               f"data_loader.args.data_dir={tmp_path}", f"trainer.save_dir={tmp_path / 'saved'}")
+    assert_one_line_error(done, 1, "data_loader.args.restrict_train_captions: expected 0 (all captions) or a "
+                                   "positive count, got -1")
+
+
 def test_missing_checkpoint(tmp_path):
     assert_one_line_error(run("test.py", "--resume", str(tmp_path / "nope.pth")), 2, "checkpoint not found")
 

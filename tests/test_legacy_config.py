@@ -58,7 +58,6 @@ def test_dropped_keys_do_not_reach_the_validated_config():
 
 @pytest.mark.parametrize("keypath, value", [
     ("data_loader.args.text_dropout", 0.3),
-    ("data_loader.args.restrict_train_captions", 1),
     ("data_loader.args.trn_cat", 1),
     ("data_loader.args.fuse_captions", True),
     ("training_file", "train_list_less80.txt"),
@@ -82,6 +81,12 @@ def test_an_unsupported_value_is_a_one_line_error_naming_the_key(tmp_path, keypa
     message = str(info.value)
     assert f": {keypath}: {json.dumps(value)} is not supported here (" in message
     assert "\n" not in message
+
+
+def test_restricted_training_captions_reach_the_loader(tmp_path):
+    data = original()
+    data["data_loader"]["args"]["restrict_train_captions"] = 1
+    assert load_config(write(tmp_path, data))["data_loader"]["args"]["restrict_train_captions"] == 1
 
 
 def test_temporal_relation_segments_are_refused(tmp_path):

@@ -296,11 +296,12 @@ def test_missing_released_file_is_named(msrvtt, tmp_path):
 
 # ----------------------------------------------------------------------------- end to end
 
-def make_loader(data_dir: Path, split_name: str, num_test_captions: int = 4) -> ExpertDataLoader:
+def make_loader(data_dir: Path, split_name: str, num_test_captions: int = 4,
+                restrict_train_captions: int = 0) -> ExpertDataLoader:
     return ExpertDataLoader("MSRVTT", str(data_dir), split_name, batch_size=4, max_tokens=MAX_TOKENS,
                             feat_aggregation=MSRVTT_AGG, num_test_captions=num_test_captions,
-                            root_feat_folder="structured-symlinks", experts=sorted(MSRVTT_AGG),
-                            text_feat="openai")
+                            restrict_train_captions=restrict_train_captions, root_feat_folder="structured-symlinks",
+                            experts=sorted(MSRVTT_AGG), text_feat="openai")
 
 
 def test_loader_converts_on_first_use_and_serves_eval_splits(msrvtt):
@@ -317,6 +318,17 @@ def test_loader_converts_on_first_use_and_serves_eval_splits(msrvtt):
         train = next(loader.train_batches(torch.Generator().manual_seed(0)))
         assert train["text"].shape == (4, 1, 4, TEXT_DIM) and set(train["experts"]) == set(MSRVTT_AGG)
     assert sorted(p.name for p in (data_dir / "store").iterdir()) == ["experts", INDEX_NAME, "text"]
+
+
+def test_restricted_training_uses_the_first_caption_of_each_video(msrvtt):
+    data_dir, _ = msrvtt
+    loader = make_loader(data_dir, "full-val", restrict_train_captions=1)
+    offsets = loader.store.caption_offsets
+    for seed in range(5):
+        for batch in loader.train_batches(torch.Generator().manual_seed(seed)):
+            assert torch.equal(batch["caption_rows"][:, 0], offsets[batch["video_rows"]])
+    eval_set = loader.eval_set()
+    assert eval_set.query_masks.sum() > len(eval_set.video_rows)  # evaluation still uses every caption
 
 
 def test_jsfusion_evaluates_the_released_test_caption_only(msrvtt):

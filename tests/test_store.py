@@ -71,6 +71,14 @@ def test_sample_captions_stays_within_each_video():
     assert len(set(picks[rows == 2].tolist())) > 1
 
 
+@pytest.mark.parametrize("first, allowed", [(1, [{0}, {3}, {4}]), (2, [{0, 1}, {3}, {4, 5}])])
+def test_restricted_sampling_draws_every_one_of_the_first_captions_only(first, allowed):
+    store = type("S", (), {"caption_offsets": torch.tensor([0, 3, 4, 9])})()
+    rows = torch.tensor([0, 1, 2] * 50)
+    picks = sample_captions(store, rows, torch.Generator().manual_seed(0), first)
+    assert [set(picks[rows == v].tolist()) for v in range(3)] == allowed
+
+
 def test_synthetic_is_deterministic_and_has_missing_experts(tmp_path):
     a = generate_synthetic(tmp_path / "a", seed=3, split_sizes=SMALL)
     b = generate_synthetic(tmp_path / "b", seed=3, split_sizes=SMALL)

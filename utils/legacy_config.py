@@ -102,7 +102,6 @@ DROPPED: dict[str, tuple[Accept, str]] = {
                                                           "(DiDeMo, ActivityNet, QuerYD)"),
     "data_loader.args.drop_last": (_off, "the last partial batch of an epoch is always used here"),
     "data_loader.args.spatial_feats": (_off, "detection-sem options are not supported"),
-    "data_loader.args.restrict_train_captions": (_off, "training on a subset of captions is not supported"),
     "data_loader.args.challenge_test_root_feat_folder": (_any, "read only in challenge mode"),
     "data_loader.args.cls_partitions": (_any, "read only by classification tasks"),
     "visualizer.args.src_video_dir": (_any, "ranking pages here show video ids and captions, not videos"),
