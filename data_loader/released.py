@@ -53,7 +53,7 @@ from tqdm import tqdm
 from data_loader import packing
 from data_loader.datasets import RELEASES, list_path, split_lists
 from data_loader.release_plan import ExpertSource, StorePlan, plan_store, test_captions_path
-from data_loader.store import (INDEX_NAME, STORE_DIR, StoreError, _atomic_h5, expert_path, read_index_attrs,
+from data_loader.store import (INDEX_NAME, STORE_DIR, StoreError, atomic_h5, expert_path, read_index_attrs,
                                text_path, write_expert, write_index, write_text)
 
 PRODUCER = "released"
@@ -229,7 +229,7 @@ def write_test_captions(dataset_name: str, root: Path, store_dir: Path, split: s
     rows = packing.select_captions(table, layout.video_ids, layout.splits[split], layout.caption_offsets,
                                    str(Path(root) / relative))
     path = test_captions_path(store_dir, split)
-    with _atomic_h5(path) as f:
+    with atomic_h5(path) as f:
         f.attrs["source"] = relative
         f.create_dataset("caption_rows", data=rows)
     return path

@@ -23,7 +23,6 @@ half way keeps the files it finished.
 """
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ from typing import Iterator
 import h5py
 import numpy as np
 import torch
+
+from utils.atomic import atomic_path
 
 FORMAT = "expert-store"
 VERSION = 1
@@ -65,15 +66,10 @@ class TokenArrays:
 
 
 @contextmanager
-def _atomic_h5(path: Path) -> Iterator[h5py.File]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".partial-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def atomic_h5(path: Path) -> Iterator[h5py.File]:
+    """An HDF5 file opened for writing that replaces ``path`` only once complete."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        yield f
 
 
 def expert_path(store_dir: Path, name: str) -> Path:
@@ -87,7 +83,7 @@ def text_path(store_dir: Path, name: str) -> Path:
 def write_expert(store_dir: Path, name: str, expert: ExpertArrays) -> Path:
     """Write ``experts/<name>.h5`` atomically."""
     path = expert_path(store_dir, name)
-    with _atomic_h5(path) as f:
+    with atomic_h5(path) as f:
         f.attrs.update({"kind": expert.kind, "dim": expert.features.shape[-1]})
         f.create_dataset("features", data=expert.features)
         f.create_dataset("available", data=np.asarray(expert.available, dtype=bool))
@@ -99,7 +95,7 @@ def write_expert(store_dir: Path, name: str, expert: ExpertArrays) -> Path:
 def write_text(store_dir: Path, name: str, tokens: TokenArrays) -> Path:
     """Write ``text/<name>.h5`` atomically."""
     path = text_path(store_dir, name)
-    with _atomic_h5(path) as f:
+    with atomic_h5(path) as f:
         f.create_dataset("embeddings", data=tokens.values)
         f.create_dataset("offsets", data=np.asarray(tokens.offsets, dtype=np.int64))
     return path
@@ -112,7 +108,7 @@ def write_index(store_dir: Path, *, dataset: str, video_ids: list[str], splits: 
         raise StoreError(f"{store_dir}: {len(captions)} caption lists for {len(video_ids)} videos")
     str_dtype = h5py.string_dtype("utf-8")
     path = Path(store_dir) / INDEX_NAME
-    with _atomic_h5(path) as f:
+    with atomic_h5(path) as f:
         f.attrs.update({"format": FORMAT, "version": VERSION, "dataset": dataset, **(attrs or {})})
         f.create_dataset("videos/ids", data=np.array(video_ids, dtype=object), dtype=str_dtype)
         for name, rows in splits.items():

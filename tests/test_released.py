@@ -245,7 +245,7 @@ def test_interrupted_conversion_leaves_no_trusted_file(msrvtt, monkeypatch, tmp_
             raise KeyboardInterrupt
         os.rename(src, dst)
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        patch.setattr("data_loader.store.os.replace", interrupt_second_file)
+        patch.setattr("utils.atomic.os.replace", interrupt_second_file)
         convert_msrvtt(data_dir)
     store_dir = data_dir / "store"
     assert (store_dir / INDEX_NAME).is_file() and not Path(calls[1]).exists()

@@ -103,7 +103,7 @@ def test_interrupted_write_leaves_no_trusted_file(tmp_path, monkeypatch):
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr("data_loader.store.os.replace", boom)
+    monkeypatch.setattr("utils.atomic.os.replace", boom)
     with pytest.raises(KeyboardInterrupt):
         tiny_store(tmp_path / "store")
     assert not list(store.rglob("*.partial-*"))

@@ -1,11 +1,12 @@
 """Checkpoints: atomic writes and safe reads (tensors and plain containers only)."""
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
 import torch
+
+from utils.atomic import atomic_path
 
 FORMAT = "ce-retrieval-checkpoint"
 
@@ -19,15 +20,9 @@ def save_checkpoint(path: Path, state: dict) -> Path:
 
     An interrupted save leaves the previous file intact and no partial file behind.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".partial-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, **state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,6 +14,7 @@ from base.retrieval_model import RetrievalModel
 from data_loader.batches import expert_batch, text_batch
 from data_loader.expert_loader import EvalSet, ExpertDataLoader
 from model.metric import t2v_metrics, v2t_metrics
+from utils.atomic import write_text_atomic
 
 METRICS = {"t2v_metrics": t2v_metrics, "v2t_metrics": v2t_metrics}
 
@@ -87,11 +87,7 @@ def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device
 
 def write_metrics_json(path: Path, result: EvalResult, **extra: object) -> Path:
     """Write the evaluation summary (every metric, split, counts) as JSON, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".partial-{os.getpid()}")
-    tmp.write_text(json.dumps({**result.summary(), **extra}, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps({**result.summary(), **extra}, indent=2) + "\n")
 
 
 def write_page(page_writer: Callable[..., Path], path: Path, result: EvalResult, data: ExpertDataLoader,

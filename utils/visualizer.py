@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import functools
 import html
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from utils.atomic import write_text_atomic
 from utils.registry import VISUALIZERS
 
 METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -136,21 +135,6 @@ def _metrics_table(metrics: dict[str, dict[str, float]]) -> list[str]:
     lines.append("</tbody>")
     lines.append("</table>")
     return lines
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def write_ranking_page(
@@ -278,7 +262,7 @@ def write_ranking_page(
         lines.append("<p class=\"note\">No valid queries to show.</p>")
     lines += ["</main>", "</body>", "</html>", ""]
 
-    _write_atomic(path, "\n".join(lines))
+    write_text_atomic(path, "\n".join(lines))
     return path
 
 
