@@ -14,7 +14,8 @@ paths and rules in ``data_loader/datasets.py``):
 * MSRVTT 1k-A: ``jsfusion_val_caption_idx.pkl``, video id -> index of its only test caption.
 
 Pickles are read with :class:`RestrictedUnpickler`: it builds plain containers and numpy arrays
-only, so a released file never runs code.
+only, so a released file never runs code. Tables saved with hickle (QuerYD audio) are read as
+plain HDF5 (``data_loader/hickle_reader.py``).
 
 Store additions, on top of the layout in ``data_loader/store.py``::
 
@@ -52,6 +53,7 @@ from tqdm import tqdm
 
 from data_loader import packing
 from data_loader.datasets import RELEASES, list_path, split_lists
+from data_loader.hickle_reader import load_hickle
 from data_loader.release_plan import ExpertSource, StorePlan, plan_store, test_captions_path
 from data_loader.store import (INDEX_NAME, STORE_DIR, StoreError, atomic_h5, expert_path, read_index_attrs,
                                text_path, write_expert, write_index, write_text)
@@ -121,8 +123,7 @@ def load_released(root: Path, relative: str, dataset_name: str) -> object:
     if not path.is_file():
         raise missing_release(path, dataset_name)
     if path.suffix in {".hkl", ".hickle"}:
-        raise StoreError(f"{path}: hickle files are not supported (pickles only); "
-                         "leave this expert out of experts.modalities")
+        return load_hickle(path)
     return load_pickle(path)
 
 
