@@ -17,12 +17,11 @@ from pathlib import Path
 from logger.logger import setup_logging
 from trainer.build import build_data, build_model, build_page_writer, select_device
 from model.compat import load_any_checkpoint
-from trainer.checkpoint import CheckpointError
 from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import run_dirs_of_checkpoint
 from utils.cli import run_cli
-from utils.config import Config, apply_overrides, load_config, validate, with_eval_settings
-from utils.legacy_config import from_original_dict, is_original_config
+from utils.config import apply_overrides, load_config, validate, with_eval_settings
+from utils.legacy_config import config_of_checkpoint
 
 
 def parse_args() -> argparse.Namespace:
@@ -37,15 +36,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval_from_training_config", action="store_const", const="test", dest="split",
                         help="the original CE flag for the test run; the same as --split test")
     return parser.parse_args()
-
-
-def config_of_checkpoint(state: dict, path: Path) -> Config:
-    """The config stored in a checkpoint (an original CE config is translated)."""
-    if not state.get("config"):
-        raise CheckpointError(f"{path}: the checkpoint holds no config; give --config")
-    if is_original_config(state["config"]):
-        return from_original_dict(state["config"], path)
-    return Config(state["config"], {}, path)
 
 
 def main() -> int:

@@ -4,6 +4,7 @@ Examples:
   python3 train.py --config configs/synthetic/train-ce.json
   python3 train.py --config configs/synthetic/train-ce.json --set trainer.epochs=3 optimizer.args.lr=1e-3
   python3 train.py --resume data/saved/models/synthetic-train-ce/<run>/checkpoint-epoch5.pth
+  python3 train.py --resume original/checkpoint-epoch10.pth   (written by the original CE trainer)
   python3 train.py --config configs/synthetic/train-ce.json --dry_run
 """
 from __future__ import annotations
@@ -16,11 +17,13 @@ import torch
 from logger.logger import setup_logging
 from trainer.build import (build_data, build_loss, build_model, build_optimizer, build_page_writer,
                            select_device)
-from trainer.checkpoint import load_checkpoint
-from trainer.run_dirs import experiment_name, new_run_dirs, run_dirs_of_checkpoint
+from model.compat import load_any_checkpoint
+from trainer.checkpoint import FORMAT
+from trainer.run_dirs import RunDirs, experiment_name, new_run_dirs, run_dirs_of_checkpoint
 from trainer.trainer import Trainer
 from utils.cli import run_cli
 from utils.config import Config, ConfigError, apply_overrides, load_config, validate, with_eval_settings
+from utils.legacy_config import config_of_checkpoint
 from utils.summary import module_summary
 
 
@@ -36,27 +39,37 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def resolve_config(args: argparse.Namespace) -> Config:
+def resolve_config(args: argparse.Namespace, state: dict | None) -> Config:
     if args.config is not None:
         return load_config(args.config, args.set)
-    if args.resume is None:
+    if state is None:
         raise ConfigError("train.py: give --config (or --resume with a checkpoint that holds its config)")
-    config = Config(load_checkpoint(args.resume)["config"], {}, args.resume)
+    config = config_of_checkpoint(state, args.resume)
     apply_overrides(config, args.set)
     validate(config)
     return config
 
 
+def resumed_run_dirs(checkpoint: Path, state: dict, config: Config) -> RunDirs:
+    """This project's checkpoints continue in their own run folder; one written by the original
+    trainer continues in a new run folder of the same experiment, leaving its files untouched."""
+    if state.get("format") == FORMAT:
+        return run_dirs_of_checkpoint(checkpoint)
+    save_dir = Path(config["trainer"].get("save_dir", "data/saved"))
+    return new_run_dirs(save_dir, Path(checkpoint).resolve().parent.parent.name)
+
+
 def main() -> int:
     args = parse_args()
-    config = resolve_config(args)
+    state = load_any_checkpoint(args.resume) if args.resume is not None else None
+    config = resolve_config(args, state)
     if args.dry_run:
         with torch.device("meta"):
             model = build_model(config)
         print(module_summary(model))
         return 0
-    if args.resume is not None:
-        dirs = run_dirs_of_checkpoint(args.resume)
+    if state is not None:
+        dirs = resumed_run_dirs(args.resume, state, config)
     else:
         experiment = experiment_name(args.config)
         dirs = new_run_dirs(Path(config["trainer"].get("save_dir", "data/saved")), experiment)
@@ -70,8 +83,8 @@ def main() -> int:
     optimizer, scheduler = build_optimizer(config, model)
     trainer = Trainer(config, model, build_loss(config), optimizer, scheduler, data, dirs, device,
                       build_page_writer(config), test_data=lambda: build_data(with_eval_settings(config)))
-    if args.resume is not None:
-        trainer.resume(args.resume)
+    if state is not None:
+        trainer.resume(state, args.resume)
     trainer.train()
     return 0
 

@@ -85,6 +85,9 @@ def _load(path: Path, experts: list[str], text_feat: str, plan: StorePlan | None
     return dataclasses.replace(store, experts={name: store.experts[s] for name, s in stored.items()})
 
 
+MIN_BATCH = 2  # videos in a training batch: a ranking loss needs a negative
+
+
 @DATASETS.register()
 class ExpertDataLoader:
     """Serves batches of expert features and caption embeddings from a feature store.
@@ -140,14 +143,20 @@ class ExpertDataLoader:
         return self.store.splits[self.train_split]
 
     def num_train_batches(self) -> int:
-        return -(-len(self.train_rows) // self.batch_size)
+        full, rest = divmod(len(self.train_rows), self.batch_size)
+        return full + (rest >= MIN_BATCH)
 
     def train_batches(self, generator: torch.Generator) -> Iterator[dict]:
         """One epoch: shuffled training videos, one random caption each (among the first
-        ``restrict_train_captions`` when set); ``text`` is [B, 1, T, D]."""
+        ``restrict_train_captions`` when set); ``text`` is [B, 1, T, D].
+
+        A last batch of one video is left out: it has no negatives for the ranking loss, and
+        BatchNorm cannot train on a single sample."""
         rows = self.train_rows[torch.randperm(len(self.train_rows), generator=generator)]
         for start in range(0, len(rows), self.batch_size):
             video_rows = rows[start:start + self.batch_size]
+            if len(video_rows) < MIN_BATCH:
+                break
             captions = sample_captions(self.store, video_rows, generator, self.restrict_train_captions)[:, None]
             yield make_batch(self.store, video_rows, captions, self.max_tokens)
 

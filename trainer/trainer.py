@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
-from trainer.checkpoint import load_checkpoint, save_checkpoint
+from model.compat import load_any_checkpoint
+from trainer.checkpoint import FORMAT, save_checkpoint
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import RunDirs
 from utils.config import Config
@@ -73,6 +74,7 @@ class Trainer:
         self.log = get_logger()
         self.monitor = Monitor(self.opts.monitor)
         self.start_epoch = 1
+        self.best_path = self.dirs.models / "trained_model.pth"
         self.generator = torch.Generator().manual_seed(int(config.get("seed", 0)))
         self.writer = SummaryWriter(str(dirs.log)) if self.opts.tensorboard else None
 
@@ -90,16 +92,30 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "data": self.generator.get_state()},
         }
 
-    def resume(self, path: Path) -> None:
-        """Continue from a checkpoint of this project (weights, optimiser, scheduler, RNGs)."""
-        state = load_checkpoint(path)
+    def resume(self, state: dict, path: Path) -> None:
+        """Continue from checkpoint ``state`` read from ``path`` (``model.compat.load_any_checkpoint``).
+
+        A checkpoint of this project restores weights, optimiser, scheduler, monitor and RNG
+        states, so the run ends as an uninterrupted one would. One written by the original
+        trainer holds weights, optimiser state and the best monitored value only: the scheduler
+        continues from the resumed epoch and batches are drawn from this run's seed.
+        """
         self.model.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("optimizer"):
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("lr_scheduler"):
             self.scheduler.load_state_dict(state["lr_scheduler"])
-        self.monitor = Monitor(self.opts.monitor, state["monitor_best"], state["monitor_stale"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.generator.set_state(state["rng"]["data"])
+        elif self.scheduler is not None:
+            self.scheduler.last_epoch = state["epoch"]
+        self.monitor = Monitor(self.opts.monitor, state.get("monitor_best"), state.get("monitor_stale", 0))
+        if "rng" in state:
+            torch.set_rng_state(state["rng"]["torch"])
+            self.generator.set_state(state["rng"]["data"])
+        else:
+            self.log.info(f"{path} holds no RNG state (original trainer): batches follow this run's seed")
+        if state.get("format") != FORMAT:  # the original's run folder keeps its best model until this run beats it
+            prior_best = Path(path).parent / "trained_model.pth"
+            self.best_path = prior_best if prior_best.is_file() else Path(path)
         self.start_epoch = state["epoch"] + 1
         self.log.info(f"Resumed from {path} (epoch {state['epoch']}); continuing at epoch {self.start_epoch}")
 
@@ -112,7 +128,7 @@ class Trainer:
             for old in kept[:-self.opts.num_keep_ckpts]:
                 old.unlink()
         if improved:
-            save_checkpoint(self.dirs.models / "trained_model.pth", state)
+            self.best_path = save_checkpoint(self.dirs.models / "trained_model.pth", state)
             self.log.info(f"Saved best model (epoch {epoch}, {self.monitor.key or 'last'} = {self.monitor.best})")
 
     # ------------------------------------------------------------------ loop
@@ -172,12 +188,13 @@ class Trainer:
         return self.test_best()
 
     def test_best(self) -> EvalResult:
-        """Load ``trained_model.pth`` and evaluate it on the test split; writes metrics.json.
+        """Load the best checkpoint (``trained_model.pth``) and evaluate it on the test split;
+        writes metrics.json into the run's models folder.
 
         The test data comes from the config with its ``eval_settings`` merged in.
         """
-        best_path = self.dirs.models / "trained_model.pth"
-        state = load_checkpoint(best_path)
+        best_path = self.best_path
+        state = load_any_checkpoint(best_path)
         self.model.load_state_dict(state["state_dict"])
         result = self._evaluate("test", self.test_data(), state["epoch"])
         write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"], checkpoint=str(best_path))

@@ -100,7 +100,8 @@ DROPPED: dict[str, tuple[Accept, str]] = {
     "data_loader.args.text_dropout": (_off, "caption tokens are never dropped here"),
     "data_loader.args.fuse_captions": (_fused_as_dataset, "captions are fused by the dataset's own rule here "
                                                           "(DiDeMo, ActivityNet, QuerYD)"),
-    "data_loader.args.drop_last": (_off, "the last partial batch of an epoch is always used here"),
+    "data_loader.args.drop_last": (_off, "the last partial batch of an epoch is used here (unless it holds "
+                                             "a single video)"),
     "data_loader.args.spatial_feats": (_off, "detection-sem options are not supported"),
     "data_loader.args.challenge_test_root_feat_folder": (_any, "read only in challenge mode"),
     "data_loader.args.cls_partitions": (_any, "read only by classification tasks"),
@@ -212,3 +213,13 @@ def from_original_dict(data: dict, path: str | Path) -> Config:
     config = Config(translate_original(data, origin, path), origin, Path(path))
     validate(config)
     return config
+
+
+def config_of_checkpoint(state: dict, path: Path) -> Config:
+    """The config stored in a checkpoint ``state`` read from ``path`` (an original CE config is
+    translated); ConfigError when it holds none."""
+    if not state.get("config"):
+        raise ConfigError(f"{path}: the checkpoint holds no config; give --config")
+    if is_original_config(state["config"]):
+        return from_original_dict(state["config"], path)
+    return Config(state["config"], {}, path)
