@@ -331,6 +331,16 @@ def test_restricted_training_uses_the_first_caption_of_each_video(msrvtt):
     assert eval_set.query_masks.sum() > len(eval_set.video_rows)  # evaluation still uses every caption
 
 
+def test_a_last_batch_of_one_video_is_left_out(msrvtt):
+    loader = make_loader(msrvtt[0], "full-val")
+    videos = len(loader.train_rows)
+    for batch_size, sizes in ((videos - 1, [videos - 1]), (videos - 2, [videos - 2, 2])):
+        loader.batch_size = batch_size
+        batches = list(loader.train_batches(torch.Generator().manual_seed(0)))
+        assert [len(b["video_rows"]) for b in batches] == sizes
+        assert loader.num_train_batches() == len(sizes)
+
+
 def test_jsfusion_evaluates_the_released_test_caption_only(msrvtt):
     data_dir, files = msrvtt
     loader = make_loader(data_dir, "jsfusion", num_test_captions=3)
