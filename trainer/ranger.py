@@ -78,6 +78,7 @@ class Ranger(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        scratch = None  # one buffer for sqrt(v) and p - slow, reused across parameters
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr, weight_decay = group["lr"], group["weight_decay"]
@@ -99,12 +100,15 @@ class Ranger(Optimizer):
                 rectified, step_size = radam_step_size(state["step"], beta1, beta2, group["N_sma_threshhold"])
                 if weight_decay != 0:
                     p.add_(p, alpha=-weight_decay * lr)
+                if scratch is None or scratch.numel() < p.numel() or scratch.dtype != p.dtype:
+                    scratch = torch.empty(max(q.numel() for q in group["params"]), dtype=p.dtype, device=p.device)
+                work = scratch[:p.numel()].view_as(p)
                 if rectified:
-                    p.addcdiv_(exp_avg, exp_avg_sq.sqrt().add_(group["eps"]), value=-step_size * lr)
+                    p.addcdiv_(exp_avg, torch.sqrt(exp_avg_sq, out=work).add_(group["eps"]), value=-step_size * lr)
                 else:
                     p.add_(exp_avg, alpha=-step_size * lr)
                 if state["step"] % group["k"] == 0:
                     slow = state["slow_buffer"]
-                    slow.add_(p - slow, alpha=group["alpha"])
+                    slow.add_(torch.sub(p, slow, out=work), alpha=group["alpha"])
                     p.copy_(slow)
         return loss
