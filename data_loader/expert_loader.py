@@ -99,8 +99,9 @@ class ExpertDataLoader:
     token experts, "avg"/"max" for fixed ones; for released datasets also where the expert's
     files lie, see ``data_loader/release_plan.py``), ``num_test_captions`` (captions per video
     at evaluation), ``restrict_train_captions`` (train on the first N captions of each video
-    only, as the original's MSR-VTT caption ablation; 0 = all), ``root_feat_folder`` (released datasets: the folder under ``data_dir``
-    holding the unpacked feature release, converted into ``<data_dir>/store/`` on first use).
+    only, as the original's MSR-VTT caption ablation; 0 = all), ``root_feat_folder``
+    (released datasets: the folder under ``data_dir`` holding the unpacked feature release,
+    converted into ``<data_dir>/store/`` on first use).
     ``experts`` and ``text_feat`` come from the program.
     """
 

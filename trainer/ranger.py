@@ -101,7 +101,7 @@ class Ranger(Optimizer):
                 if weight_decay != 0:
                     p.add_(p, alpha=-weight_decay * lr)
                 if scratch is None or scratch.numel() < p.numel() or scratch.dtype != p.dtype:
-                    scratch = torch.empty(max(q.numel() for q in group["params"]), dtype=p.dtype, device=p.device)
+                    scratch = p.new_empty(max(q.numel() for q in group["params"]))
                 work = scratch[:p.numel()].view_as(p)
                 if rectified:
                     p.addcdiv_(exp_avg, torch.sqrt(exp_avg_sq, out=work).add_(group["eps"]), value=-step_size * lr)
