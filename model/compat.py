@@ -9,7 +9,8 @@ The original ``BaseTrainer._save_checkpoint`` pickles a plain dict holding ``arc
 rebuild helpers and storage classes.
 
 Files are read with ``torch.load(weights_only=True)`` plus the allow-list ``ALLOWED_GLOBALS``
-(torch >= 2.6 for its ``(object, "module.name")`` entries). The original config object is
+(torch >= 2.5); older torch reads them through an unpickler that resolves the same globals
+and nothing else. The original config object is
 rebuilt as an inert :class:`OriginalConfig` registered under the name
 ``parse_config.ConfigParser``: the original module is never imported and ``sys.modules`` is
 left untouched. Pickled paths are rebuilt as pure paths (``PurePosixPath`` /
@@ -27,10 +28,13 @@ Public API:
 """
 from __future__ import annotations
 
+import _compat_pickle
 import argparse
+import importlib
 import pathlib
 import pickle
 import re
+import types
 from collections import OrderedDict
 from pathlib import Path, PurePath
 from typing import Any
@@ -117,11 +121,61 @@ def _unsafe_globals(path: Path) -> list[str]:
         return []
 
 
+# torch's own tensor rebuild helpers; storage classes are resolved by torch.load itself.
+TORCH_GLOBALS = ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter", "torch.Size",
+                 "_codecs.encode")
+
+
+def _globals_by_name() -> dict[str, Any]:
+    """``"module.name"`` -> object for every allowed global (the allow-list of the fallback loader)."""
+    table = {name: obj for obj, name in (entry for entry in ALLOWED_GLOBALS if isinstance(entry, tuple))}
+    table.update({f"{cls.__module__}.{cls.__qualname__}": cls for cls in ALLOWED_GLOBALS if isinstance(cls, type)})
+    for name in TORCH_GLOBALS:
+        module, _, attr = name.rpartition(".")
+        table[name] = getattr(importlib.import_module(module), attr)
+    return table
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    """Resolves only the globals of :func:`_globals_by_name`; any other is refused by name."""
+
+    table: dict[str, Any] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _compat_pickle.NAME_MAPPING:  # Python 2 names, as protocol 2 writes them
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        try:
+            return self.table[f"{module}.{name}"]
+        except KeyError:
+            raise pickle.UnpicklingError(f"GLOBAL {module}.{name} is not allowed") from None
+
+
+def _allow_list_pickle_module() -> types.ModuleType:
+    """A ``pickle_module`` for ``torch.load`` whose unpickler resolves allowed globals only."""
+    module = types.ModuleType("allow_list_pickle")
+    _AllowListUnpickler.table = _globals_by_name()
+    module.Unpickler = _AllowListUnpickler
+    module.load = lambda file, **kwargs: _AllowListUnpickler(file, **kwargs).load()
+    return module
+
+
+def _load_with_allow_list(path: Path) -> Any:
+    """``torch.load`` through :class:`_AllowListUnpickler`: for torch < 2.5, which lacks
+    ``torch.serialization.safe_globals``; the same globals are allowed."""
+    try:
+        return torch.load(path, map_location="cpu", pickle_module=_allow_list_pickle_module(), weights_only=False)
+    except Exception as exc:  # any unreadable content becomes a one-line CheckpointError
+        raise CheckpointError(f"{path}: {_refusal(exc)}") from None
+
+
 def _safe_load(path: Path) -> Any:
     """``torch.load`` onto the CPU with only ``ALLOWED_GLOBALS`` (and torch's tensor types)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not hasattr(torch.serialization, "safe_globals"):
+        return _load_with_allow_list(path)
     with torch.serialization.safe_globals(ALLOWED_GLOBALS):
         refused = _unsafe_globals(path)
         if refused:

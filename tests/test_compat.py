@@ -68,7 +68,8 @@ def test_reference_config_is_the_saved_config_json(original):
 
 def test_loading_leaves_no_global_state(original):
     assert "parse_config" not in sys.modules
-    assert OriginalConfig not in torch.serialization.get_safe_globals()
+    if hasattr(torch.serialization, "get_safe_globals"):
+        assert OriginalConfig not in torch.serialization.get_safe_globals()
 
 
 # ------------------------------------------------- (b) rebuild CENet from the config alone
@@ -104,8 +105,28 @@ class _Reduces:
         return self.func, self.args
 
 
+@pytest.fixture(params=["safe_globals", "allow_list_unpickler"])
+def torch_loader(request, monkeypatch) -> str:
+    """Run a test with torch's safe_globals (torch >= 2.5) and with the fallback for older torch."""
+    if request.param == "allow_list_unpickler":
+        monkeypatch.delattr(torch.serialization, "safe_globals", raising=False)
+    elif not hasattr(torch.serialization, "safe_globals"):
+        pytest.skip("torch < 2.5 has no safe_globals")
+    return request.param
+
+
+def test_both_loaders_read_the_reference_checkpoint_alike(original, monkeypatch):
+    monkeypatch.delattr(torch.serialization, "safe_globals", raising=False)
+    fallback = load_original_checkpoint(reference_path(*CHECKPOINT))
+    assert fallback.keys() == original.keys() and fallback["config"] == original["config"]
+    assert fallback["monitor_best"] == original["monitor_best"] and fallback["epoch"] == original["epoch"]
+    for key, value in original["state_dict"].items():
+        assert torch.equal(fallback["state_dict"][key], value), key
+    assert len(fallback["optimizer"]["state"]) == len(original["optimizer"]["state"])
+
+
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
-def test_os_system_is_refused_and_never_runs(tmp_path, legacy):
+def test_os_system_is_refused_and_never_runs(tmp_path, legacy, torch_loader):
     marker = tmp_path / "marker"
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": {}, "epoch": _Reduces(os.system, f"touch {marker}")}, path,
@@ -119,13 +140,13 @@ def test_os_system_is_refused_and_never_runs(tmp_path, legacy):
     (subprocess.Popen, (["true"],), "Popen"),
     (numpy.frombuffer, (b"\0" * 8,), "frombuffer"),
 ], ids=["eval", "popen", "numpy-function"])
-def test_other_globals_are_refused(tmp_path, func, args, name):
+def test_other_globals_are_refused(tmp_path, func, args, name, torch_loader):
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": {}, "config": _Reduces(func, *args)}, path)
     assert_refused(path, name)
 
 
-def test_unreadable_files_raise_one_line_errors(tmp_path):
+def test_unreadable_files_raise_one_line_errors(tmp_path, torch_loader):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
     for path in (garbage, tmp_path / "absent.pth"):

@@ -1,6 +1,7 @@
 """Configs written by the original trainer load through load_config and validate."""
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -119,6 +120,10 @@ def test_fixed_epoch_runs_test_their_last_epoch_on_their_own_split(tmp_path):
     assert with_eval_settings(config)["data_loader"]["args"]["split_name"] == "jsfusion"
 
 
+RADAM_DECOUPLES = "decoupled_weight_decay" in inspect.signature(torch.optim.RAdam).parameters
+
+
+@pytest.mark.skipif(not RADAM_DECOUPLES, reason="torch.optim.RAdam decouples weight decay from torch 2.2")
 def test_mapped_sections(tmp_path):
     data = original()
     data["optimizer"] = {"type": "RAdam", "args": {"lr": 0.001, "weight_decay": 1e-5}}
@@ -128,6 +133,19 @@ def test_mapped_sections(tmp_path):
     assert config["optimizer"]["args"] == {"lr": 0.001, "weight_decay": 1e-5, "decoupled_weight_decay": True}
     assert config["visualizer"]["args"] == {"num_queries": 100}
     assert config["arch"]["args"]["concat_zero_pad_bug"] is True
+
+
+def test_radam_without_decoupled_decay_is_a_one_line_error(tmp_path, monkeypatch):
+    class OldRAdam(torch.optim.Optimizer):
+        def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0):
+            super().__init__(params, {"lr": lr})
+
+    monkeypatch.setattr(torch.optim, "RAdam", OldRAdam)
+    data = original()
+    data["optimizer"] = {"type": "RAdam", "args": {"lr": 0.001, "weight_decay": 1e-5}}
+    with pytest.raises(ConfigError, match=r"config.json: optimizer: the original's RAdam decays weights "
+                                          r"decoupled, which torch.optim.RAdam does from torch 2.2 on"):
+        load_config(write(tmp_path, data))
 
 
 def test_inherit_from_of_an_original_config_is_not_followed(tmp_path):

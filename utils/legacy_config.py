@@ -31,9 +31,12 @@ meet the usual validation, which names any key this project does not know.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from pathlib import Path
 from typing import Any, Callable
+
+import torch
 
 from data_loader.datasets import RELEASES
 from model.dims import TEXT_DIMS
@@ -163,7 +166,7 @@ def _refuse_trn_segments(config: dict, path: str) -> None:
                               "networks (trn_config) are not supported here")
 
 
-def _map_sections(tree: dict) -> None:
+def _map_sections(tree: dict, path: str) -> None:
     """Rename and convert the sections whose names or types differ from the original's."""
     trainer = tree.get("trainer")
     if isinstance(trainer, dict) and "val_freq" in trainer:
@@ -175,7 +178,12 @@ def _map_sections(tree: dict) -> None:
         tree["visualizer"] = {"type": "RankingPage", "args": {**page_args, **args}}
     optimizer = tree.get("optimizer")
     if isinstance(optimizer, dict) and optimizer.get("type") == "RAdam":
-        optimizer.setdefault("args", {})["decoupled_weight_decay"] = True
+        args = optimizer.setdefault("args", {})
+        if "decoupled_weight_decay" in inspect.signature(torch.optim.RAdam).parameters:
+            args["decoupled_weight_decay"] = True
+        elif args.get("weight_decay"):
+            raise ConfigError(f"{path}: optimizer: the original's RAdam decays weights decoupled, which "
+                              f"torch.optim.RAdam does from torch 2.2 on (this is torch {torch.__version__})")
     arch = tree.get("arch")
     arch_args = arch.get("args") if isinstance(arch, dict) else None
     if isinstance(arch_args, dict) and arch_args.get("concat_experts"):
@@ -197,12 +205,12 @@ def translate_original(data: dict, origin: dict[str, str], path: str | Path) -> 
         del config["eval_settings"]
     elif isinstance(settings, dict):
         _drop(settings, "eval_settings.", data, source)
-        _map_sections(settings)
+        _map_sections(settings, source)
     elif "eval_settings" in config:
         raise ConfigError(f"{source}: eval_settings: expected an object or false, got {json.dumps(settings)}")
     _drop(config, "", data, source)
     _refuse_trn_segments(config, source)
-    _map_sections(config)
+    _map_sections(config, source)
     origin.update({key: source for key in config})
     return config
 
