@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.metric import t2v_metrics, v2t_metrics  # noqa: E402
+from utils.atomic import write_text_atomic  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -88,9 +89,8 @@ def main() -> None:
     print(f"matrix {report['matrix_mb']:.0f} MiB; peak RSS increase during the runs "
           f"{report['peak_rss_increase_mb']:.0f} MiB")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    path = write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
