@@ -18,7 +18,7 @@ from logger.logger import setup_logging
 from trainer.build import (build_data, build_loss, build_model, build_optimizer, build_page_writer,
                            select_device)
 from model.compat import load_any_checkpoint
-from trainer.checkpoint import FORMAT
+from trainer.checkpoint import is_own_checkpoint
 from trainer.run_dirs import RunDirs, experiment_name, new_run_dirs, run_dirs_of_checkpoint
 from trainer.trainer import Trainer
 from utils.cli import run_cli
@@ -53,7 +53,7 @@ def resolve_config(args: argparse.Namespace, state: dict | None) -> Config:
 def resumed_run_dirs(checkpoint: Path, state: dict, config: Config) -> RunDirs:
     """This project's checkpoints continue in their own run folder; one written by the original
     trainer continues in a new run folder of the same experiment, leaving its files untouched."""
-    if state.get("format") == FORMAT:
+    if is_own_checkpoint(state):
         return run_dirs_of_checkpoint(checkpoint)
     save_dir = Path(config["trainer"].get("save_dir", "data/saved"))
     return new_run_dirs(save_dir, Path(checkpoint).resolve().parent.parent.name)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import argparse
-import importlib
+import codecs
 import pathlib
 import pickle
 import re
@@ -42,7 +42,7 @@ from typing import Any
 import numpy
 import torch
 
-from trainer.checkpoint import FORMAT, CheckpointError
+from trainer.checkpoint import CheckpointError, is_own_checkpoint
 
 try:
     from numpy._core.multiarray import scalar as _numpy_scalar
@@ -121,25 +121,21 @@ def _unsafe_globals(path: Path) -> list[str]:
         return []
 
 
-# torch's own tensor rebuild helpers; storage classes are resolved by torch.load itself.
-TORCH_GLOBALS = ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter", "torch.Size",
-                 "_codecs.encode")
-
-
 def _globals_by_name() -> dict[str, Any]:
-    """``"module.name"`` -> object for every allowed global (the allow-list of the fallback loader)."""
+    """``"module.name"`` -> object for every global the fallback loader resolves: ``ALLOWED_GLOBALS``
+    and torch's tensor rebuild helpers (storage classes are resolved by ``torch.load`` itself)."""
     table = {name: obj for obj, name in (entry for entry in ALLOWED_GLOBALS if isinstance(entry, tuple))}
     table.update({f"{cls.__module__}.{cls.__qualname__}": cls for cls in ALLOWED_GLOBALS if isinstance(cls, type)})
-    for name in TORCH_GLOBALS:
-        module, _, attr = name.rpartition(".")
-        table[name] = getattr(importlib.import_module(module), attr)
+    table.update({"torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
+                  "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
+                  "torch.Size": torch.Size, "_codecs.encode": codecs.encode})
     return table
 
 
 class _AllowListUnpickler(pickle.Unpickler):
     """Resolves only the globals of :func:`_globals_by_name`; any other is refused by name."""
 
-    table: dict[str, Any] = {}
+    table = _globals_by_name()
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _compat_pickle.NAME_MAPPING:  # Python 2 names, as protocol 2 writes them
@@ -151,20 +147,17 @@ class _AllowListUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"GLOBAL {module}.{name} is not allowed") from None
 
 
-def _allow_list_pickle_module() -> types.ModuleType:
-    """A ``pickle_module`` for ``torch.load`` whose unpickler resolves allowed globals only."""
-    module = types.ModuleType("allow_list_pickle")
-    _AllowListUnpickler.table = _globals_by_name()
-    module.Unpickler = _AllowListUnpickler
-    module.load = lambda file, **kwargs: _AllowListUnpickler(file, **kwargs).load()
-    return module
+# The ``pickle_module`` handed to ``torch.load`` by the fallback loader.
+ALLOW_LIST_PICKLE = types.ModuleType("allow_list_pickle")
+ALLOW_LIST_PICKLE.Unpickler = _AllowListUnpickler
+ALLOW_LIST_PICKLE.load = lambda file, **kwargs: _AllowListUnpickler(file, **kwargs).load()
 
 
 def _load_with_allow_list(path: Path) -> Any:
     """``torch.load`` through :class:`_AllowListUnpickler`: for torch < 2.5, which lacks
     ``torch.serialization.safe_globals``; the same globals are allowed."""
     try:
-        return torch.load(path, map_location="cpu", pickle_module=_allow_list_pickle_module(), weights_only=False)
+        return torch.load(path, map_location="cpu", pickle_module=ALLOW_LIST_PICKLE, weights_only=False)
     except Exception as exc:  # any unreadable content becomes a one-line CheckpointError
         raise CheckpointError(f"{path}: {_refusal(exc)}") from None
 
@@ -258,6 +251,6 @@ def load_any_checkpoint(path: Path) -> dict:
     ``config`` (a dict, or None for an original file without one).
     """
     state = _safe_load(path)
-    if isinstance(state, dict) and state.get("format") == FORMAT:
+    if is_own_checkpoint(state):
         return state
     return _convert(Path(path), state)

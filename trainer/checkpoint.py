@@ -11,6 +11,11 @@ from utils.atomic import atomic_path
 FORMAT = "ce-retrieval-checkpoint"
 
 
+def is_own_checkpoint(state: object) -> bool:
+    """True for a checkpoint dict written by :func:`save_checkpoint` (it carries the format marker)."""
+    return isinstance(state, dict) and state.get("format") == FORMAT
+
+
 class CheckpointError(ValueError):
     """A missing or unreadable checkpoint, described in one line naming the file."""
 
@@ -38,6 +43,6 @@ def load_checkpoint(path: Path) -> dict:
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint of this project ({reason[:200]})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not is_own_checkpoint(state):
         raise CheckpointError(f"{path}: not a checkpoint of this project (no '{FORMAT}' format marker)")
     return state

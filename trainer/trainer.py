@@ -19,7 +19,7 @@ from tqdm import tqdm
 from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
 from model.compat import load_any_checkpoint
-from trainer.checkpoint import FORMAT, save_checkpoint
+from trainer.checkpoint import is_own_checkpoint, save_checkpoint
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import RunDirs
 from utils.config import Config
@@ -113,7 +113,7 @@ class Trainer:
             self.generator.set_state(state["rng"]["data"])
         else:
             self.log.info(f"{path} holds no RNG state (original trainer): batches follow this run's seed")
-        if state.get("format") != FORMAT:  # the original's run folder keeps its best model until this run beats it
+        if not is_own_checkpoint(state):  # the original's run folder keeps its best model until this run beats it
             prior_best = Path(path).parent / "trained_model.pth"
             self.best_path = prior_best if prior_best.is_file() else Path(path)
         self.start_epoch = state["epoch"] + 1
