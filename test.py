@@ -15,13 +15,12 @@ import argparse
 from pathlib import Path
 
 from logger.logger import setup_logging
-from trainer.build import build_data, build_model, build_page_writer, select_device
-from model.compat import load_any_checkpoint
+from trainer.build import build_data, build_model, build_page_writer, prepare_data, select_device, trainer_options
+from trainer.checkpoint import load_any_checkpoint
 from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import run_dirs_of_checkpoint
 from utils.cli import run_cli
-from utils.config import apply_overrides, load_config, validate, with_eval_settings
-from utils.legacy_config import config_of_checkpoint
+from utils.config import apply_overrides, config_of_checkpoint, load_config, validate, with_eval_settings
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,14 +49,15 @@ def main() -> int:
     if args.split == "test":
         config = with_eval_settings(config)
     dirs = run_dirs_of_checkpoint(args.resume)
-    log = setup_logging(dirs.log, config["trainer"].get("verbosity", 2))
+    options = trainer_options(config)
+    log = setup_logging(dirs.log, options.verbosity)
     model = build_model(config)
     model.load_state_dict(state["state_dict"])
     device = select_device(config)
     model.to(device)
+    prepare_data(config)
     data = build_data(config)
-    chunk = config["trainer"].get("eval_chunk_videos", 64)
-    result = evaluate(model, data, device, chunk, config.get("metrics"))
+    result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"))
     metrics_path = write_metrics_json(args.resume.parent / "metrics.json", result, epoch=state["epoch"],
                                       checkpoint=str(args.resume))
     page = write_page(build_page_writer(config), dirs.web / f"{args.split}.html", result, data,

@@ -16,14 +16,13 @@ import torch
 
 from logger.logger import setup_logging
 from trainer.build import (build_data, build_loss, build_model, build_optimizer, build_page_writer,
-                           select_device)
-from model.compat import load_any_checkpoint
-from trainer.checkpoint import is_own_checkpoint
+                           prepare_data, select_device, trainer_options)
+from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint
 from trainer.run_dirs import RunDirs, experiment_name, new_run_dirs, run_dirs_of_checkpoint
 from trainer.trainer import Trainer
 from utils.cli import run_cli
-from utils.config import Config, ConfigError, apply_overrides, load_config, validate, with_eval_settings
-from utils.legacy_config import config_of_checkpoint
+from utils.config import (Config, ConfigError, apply_overrides, config_of_checkpoint, load_config, validate,
+                          with_eval_settings)
 from utils.summary import module_summary
 
 
@@ -55,8 +54,7 @@ def resumed_run_dirs(checkpoint: Path, state: dict, config: Config) -> RunDirs:
     trainer continues in a new run folder of the same experiment, leaving its files untouched."""
     if is_own_checkpoint(state):
         return run_dirs_of_checkpoint(checkpoint)
-    save_dir = Path(config["trainer"].get("save_dir", "data/saved"))
-    return new_run_dirs(save_dir, Path(checkpoint).resolve().parent.parent.name)
+    return new_run_dirs(Path(trainer_options(config).save_dir), Path(checkpoint).resolve().parent.parent.name)
 
 
 def main() -> int:
@@ -68,21 +66,24 @@ def main() -> int:
             model = build_model(config)
         print(module_summary(model))
         return 0
+    options = trainer_options(config)
     if state is not None:
         dirs = resumed_run_dirs(args.resume, state, config)
     else:
-        experiment = experiment_name(args.config)
-        dirs = new_run_dirs(Path(config["trainer"].get("save_dir", "data/saved")), experiment)
-    setup_logging(dirs.log, config["trainer"].get("verbosity", 2))
+        dirs = new_run_dirs(Path(options.save_dir), experiment_name(args.config))
+    setup_logging(dirs.log, options.verbosity)
     config.save(dirs.models / "config.json")
     torch.manual_seed(int(config.get("seed", 0)))
     model = build_model(config)
+    test_config = with_eval_settings(config)
+    for needed in (config, test_config):
+        prepare_data(needed)
     data = build_data(config)
     device = select_device(config)
     model.to(device)
     optimizer, scheduler = build_optimizer(config, model)
     trainer = Trainer(config, model, build_loss(config), optimizer, scheduler, data, dirs, device,
-                      build_page_writer(config), test_data=lambda: build_data(with_eval_settings(config)))
+                      build_page_writer(config), test_data=lambda: build_data(test_config))
     if state is not None:
         trainer.resume(state, args.resume)
     trainer.train()

@@ -1,18 +1,36 @@
-"""Index-gathered batches from a loaded :class:`FeatureStore` (no per-sample Python loop).
-
-A batch is a dict with fixed keys:
-
-* ``experts``: {name: [B, D]} for fixed experts, {name: [B, T, d]} for token experts
-  (first ``max_tokens[name]`` tokens, zero padded);
-* ``ind``: {name: [B]} float 0/1 availability;
-* ``text``: [B, K, T, D] word embeddings of K captions per video (zero padded);
-* ``video_rows``: [B] store rows of the videos; ``caption_rows``: [B, K] store caption rows.
-"""
+"""Index-gathered batches from a loaded :class:`FeatureStore` (no per-sample Python loop)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from data_loader.store import FeatureStore
+
+
+@dataclass
+class Batch:
+    """B videos with K captions each, as the model and the loss take them.
+
+    ``experts``: {name: [B, D]} for fixed experts, {name: [B, T, d]} for token experts (first
+    ``max_tokens[name]`` tokens, zero padded); ``ind``: {name: [B]} float 0/1 availability;
+    ``text``: [B, K, T, D] word embeddings (zero padded); ``video_rows``: [B] store rows of the
+    videos; ``caption_rows``: [B, K] store caption rows.
+    """
+
+    experts: dict[str, torch.Tensor]
+    ind: dict[str, torch.Tensor]
+    text: torch.Tensor
+    video_rows: torch.Tensor
+    caption_rows: torch.Tensor
+
+    def to(self, device: torch.device) -> "Batch":
+        """The same batch with every tensor on ``device``."""
+        return Batch({k: v.to(device) for k, v in self.experts.items()}, {k: v.to(device) for k, v in self.ind.items()},
+                     self.text.to(device), self.video_rows.to(device), self.caption_rows.to(device))
+
+    def __len__(self) -> int:
+        return len(self.video_rows)
 
 
 def gather_tokens(values: torch.Tensor, offsets: torch.Tensor, rows: torch.Tensor,
@@ -73,13 +91,7 @@ def sample_captions(store: FeatureStore, video_rows: torch.Tensor, generator: to
 
 
 def make_batch(store: FeatureStore, video_rows: torch.Tensor, caption_rows: torch.Tensor,
-               max_tokens: dict[str, int]) -> dict:
-    """Assemble the batch dict (see module docstring) for videos [B] and captions [B, K]."""
+               max_tokens: dict[str, int]) -> Batch:
+    """The :class:`Batch` of videos ``video_rows`` [B] and captions ``caption_rows`` [B, K]."""
     experts, ind = expert_batch(store, video_rows, max_tokens)
-    return {
-        "experts": experts,
-        "ind": ind,
-        "text": text_batch(store, caption_rows, max_tokens["text"]),
-        "video_rows": video_rows,
-        "caption_rows": caption_rows,
-    }
+    return Batch(experts, ind, text_batch(store, caption_rows, max_tokens["text"]), video_rows, caption_rows)

@@ -1,9 +1,8 @@
 """``ExpertDataLoader``: the config-built data source for training and evaluation.
 
-It makes sure the dataset's feature store exists (generating the embedded default, or
-converting the original feature release of a known dataset, on first use), loads the
-configured experts into memory once, and serves index-gathered batches: training batches with
-one random caption per video, and whole evaluation splits.
+It opens a dataset's feature store (made ready beforehand by ``data_loader/prepare.py``),
+loads the configured experts into memory once, and serves index-gathered batches: training
+batches with one random caption per video, and whole evaluation splits.
 """
 from __future__ import annotations
 
@@ -14,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from data_loader.batches import caption_table, make_batch, sample_captions
-from data_loader.datasets import RELEASES, split_pair
-from data_loader.release_plan import StorePlan, plan_store
-from data_loader.released import check_release, convert_plan, needs_conversion, read_test_captions
-from data_loader.store import INDEX_NAME, STORE_DIR, FeatureStore, StoreError, load_store, read_index_attrs
-from data_loader.synthetic import GENERATOR_VERSION, generate_synthetic
+from data_loader.batches import Batch, caption_table, make_batch, sample_captions
+from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, split_pair
+from data_loader.release_plan import StorePlan, plan_store, test_captions_path
+from data_loader.released import check_release, read_test_captions
+from data_loader.store import STORE_DIR, FeatureStore, load_store
+from utils.errors import ConfigError, StoreError
 from utils.registry import DATASETS
 
 DEFAULT_MAX_TOKENS = {"text": 30}
@@ -41,39 +40,6 @@ class EvalSet:
     @property
     def num_queries(self) -> int:
         return int(self.query_masks.sum())
-
-
-def _synthetic_is_current(store_dir: Path, seed: int) -> bool:
-    attrs = read_index_attrs(store_dir)
-    return attrs.get("generator_version") == GENERATOR_VERSION and int(attrs.get("seed", -1)) == seed
-
-
-def ensure_store(dataset_name: str, data_dir: Path, synthetic_seed: int = 0, *,
-                 root_feat_folder: str = "structured-symlinks", split_name: str | None = None,
-                 experts: Sequence[str] = (), feat_aggregation: dict | None = None,
-                 text_feat: str | None = None) -> tuple[Path, StorePlan | None]:
-    """The dataset's store folder, and for a released dataset the plan mapping its experts to files.
-
-    The Synthetic store is generated when absent or stale. For a released dataset
-    (``datasets.RELEASES``) the index and every expert, text feature and test caption table the
-    config needs that the store lacks are converted from ``<data_dir>/<root_feat_folder>/``; a
-    missing released file is a StoreError naming it.
-    """
-    store_dir = Path(data_dir) / STORE_DIR
-    if dataset_name == "Synthetic":
-        if not _synthetic_is_current(store_dir, synthetic_seed):
-            generate_synthetic(Path(data_dir), seed=synthetic_seed)
-        return store_dir, None
-    if dataset_name in RELEASES:
-        check_release(dataset_name, Path(data_dir), root_feat_folder)
-        plan = plan_store(dataset_name, list(experts), feat_aggregation or {}, text_feat, split_name)
-        if needs_conversion(plan, Path(data_dir), root_feat_folder):
-            convert_plan(plan, Path(data_dir), root_feat_folder)
-        return store_dir, plan
-    if not (store_dir / INDEX_NAME).is_file():
-        raise StoreError(f"{store_dir / INDEX_NAME}: feature store for {dataset_name} not found; "
-                         f"set data_loader.args.data_dir to the folder holding {STORE_DIR}/")
-    return store_dir, None
 
 
 def _load(path: Path, experts: list[str], text_feat: str, plan: StorePlan | None) -> FeatureStore:
@@ -101,33 +67,48 @@ class ExpertDataLoader:
     at evaluation), ``restrict_train_captions`` (train on the first N captions of each video
     only, as the original's MSR-VTT caption ablation; 0 = all), ``root_feat_folder``
     (released datasets: the folder under ``data_dir`` holding the unpacked feature release,
-    converted into ``<data_dir>/store/`` on first use).
+    converted into ``<data_dir>/store/`` by ``data_loader.prepare.prepare_store``),
+    ``fuse_captions`` (the original's key: when given it must agree with the dataset's own rule,
+    which fuses the captions of DiDeMo, ActivityNet and QuerYD into one per video).
     ``experts`` and ``text_feat`` come from the program.
     """
 
     def __init__(self, dataset_name: str, data_dir: str, split_name: str = "val", batch_size: int = 64,
                  max_tokens: dict[str, int] | None = None, feat_aggregation: dict | None = None,
                  num_test_captions: int = 20, restrict_train_captions: int = 0, synthetic_seed: int = 0,
-                 root_feat_folder: str = "structured-symlinks", *,
+                 root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, fuse_captions: bool | None = None, *,
                  experts: list[str], text_feat: str):
         self.dataset_name = dataset_name
         self.batch_size = batch_size
         self.max_tokens = {**DEFAULT_MAX_TOKENS, **(max_tokens or {})}
         self.num_test_captions = num_test_captions
         if restrict_train_captions < 0:
-            raise ValueError(f"data_loader.args.restrict_train_captions: expected 0 (all captions) or a "
+            raise ConfigError(f"data_loader.args.restrict_train_captions: expected 0 (all captions) or a "
                              f"positive count, got {restrict_train_captions}")
         self.restrict_train_captions = restrict_train_captions
-        path, plan = ensure_store(dataset_name, Path(data_dir), synthetic_seed, root_feat_folder=root_feat_folder,
-                                  split_name=split_name, experts=experts, feat_aggregation=feat_aggregation,
-                                  text_feat=text_feat)
+        release = RELEASES.get(dataset_name)
+        fused = release is not None and release.fused_captions
+        if fuse_captions is not None and bool(fuse_captions) != fused:
+            raise ConfigError(f"data_loader.args.fuse_captions: {str(fuse_captions).lower()} is not supported for "
+                              f"{dataset_name}; captions are fused by the dataset's own rule here "
+                              "(DiDeMo, ActivityNet, QuerYD)")
+        path = Path(data_dir) / STORE_DIR
+        plan = None
+        if release is not None:
+            check_release(dataset_name, Path(data_dir), root_feat_folder)
+            plan = plan_store(dataset_name, list(experts), feat_aggregation or {}, text_feat, split_name)
         self.store: FeatureStore = _load(path, experts, text_feat, plan)
         self._check(feat_aggregation or {})
         self.train_split, self.eval_split = split_pair(dataset_name, split_name, list(self.store.splits))
         for split in (self.train_split, self.eval_split):
             if split not in self.store.splits:
                 raise StoreError(f"{path}: split '{split}' not in the store (it has: {', '.join(sorted(self.store.splits))})")
-        self.test_captions = read_test_captions(path, self.eval_split) if plan and plan.test_split else None
+        self.test_captions = None
+        if plan is not None and plan.test_split:
+            self.test_captions = read_test_captions(path, plan.test_split)
+            if self.test_captions is None:
+                raise StoreError(f"{test_captions_path(path, plan.test_split)}: test caption table not found; "
+                                 "convert it with python3 misc/convert_features.py")
 
     def _check(self, feat_aggregation: dict) -> None:
         for name, expert in self.store.experts.items():
@@ -147,7 +128,7 @@ class ExpertDataLoader:
         full, rest = divmod(len(self.train_rows), self.batch_size)
         return full + (rest >= MIN_BATCH)
 
-    def train_batches(self, generator: torch.Generator) -> Iterator[dict]:
+    def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
         """One epoch: shuffled training videos, one random caption each (among the first
         ``restrict_train_captions`` when set); ``text`` is [B, 1, T, D].
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from data_loader.store import StoreError
+from utils.errors import StoreError
 
 ROOT_GROUPS = ("data", "data_0")
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_loader.store import ExpertArrays, StoreError, TokenArrays
+from data_loader.store import ExpertArrays, TokenArrays
+from utils.errors import StoreError
 
 
 def is_missing(value: object) -> bool:

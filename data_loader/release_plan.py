@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from data_loader.datasets import RELEASES, Release, split_pair
-from data_loader.store import StoreError
+from utils.config import Config, with_eval_settings
+from utils.errors import ConfigError, StoreError
+from utils.options import used_experts
 
 UNCANONICAL_TYPES = {"ocr", "speech", "audio"}  # canonical folders without fps/px/stride
 FEATURE_SUFFIXES = {".pickle", ".pkl"}
@@ -123,3 +125,18 @@ def present_plans(dataset_name: str, root: Path) -> list[StorePlan]:
     plans += [StorePlan(dataset_name, {}, None, split) for split, relative in release.test_captions.items()
               if (root / relative).is_file()]
     return plans
+
+
+def config_plans(config: Config, dataset: str) -> list[StorePlan]:
+    """One plan per split the config trains/evaluates on (split_name, then eval_settings')."""
+    args = config["data_loader"].get("args", {})
+    if args.get("dataset_name") != dataset:
+        raise ConfigError(f"{config.where('data_loader.args.dataset_name')}: data_loader.args.dataset_name is "
+                          f"{args.get('dataset_name')!r}, not --dataset {dataset}")
+    splits = [args.get("split_name", "val")]
+    if config.get("eval_settings"):
+        splits.append(with_eval_settings(config)["data_loader"]["args"].get("split_name", splits[0]))
+    experts = used_experts(config["experts"])
+    feat_aggregation = args.get("feat_aggregation", {})
+    text_feat = config["experts"].get("text_feat", "openai")
+    return [plan_store(dataset, experts, feat_aggregation, text_feat, split) for split in dict.fromkeys(splits)]

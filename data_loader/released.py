@@ -13,7 +13,7 @@ paths and rules in ``data_loader/datasets.py``):
   file per '-'-separated temporal mode, concatenated along features; others at custom paths;
 * MSRVTT 1k-A: ``jsfusion_val_caption_idx.pkl``, video id -> index of its only test caption.
 
-Pickles are read with :class:`RestrictedUnpickler`: it builds plain containers and numpy arrays
+Pickles are read with ``utils.original.unpickle``: it builds plain containers and numpy arrays
 only, so a released file never runs code. Tables saved with hickle (QuerYD audio) are read as
 plain HDF5 (``data_loader/hickle_reader.py``).
 
@@ -38,10 +38,7 @@ and an interrupted conversion resumes where it stopped.
 """
 from __future__ import annotations
 
-import codecs
 import functools
-import pickle
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -55,61 +52,24 @@ from data_loader import packing
 from data_loader.datasets import RELEASES, list_path, split_lists
 from data_loader.hickle_reader import load_hickle
 from data_loader.release_plan import ExpertSource, StorePlan, plan_store, test_captions_path
-from data_loader.store import (INDEX_NAME, STORE_DIR, StoreError, atomic_h5, expert_path, read_index_attrs,
+from data_loader.store import (INDEX_NAME, STORE_DIR, atomic_h5, expert_path, read_index_attrs,
                                text_path, write_expert, write_index, write_text)
+from utils.errors import StoreError
+from utils.original.unpickle import RefusedGlobal, load_restricted
 
 PRODUCER = "released"
 
 
-def _allowed_globals() -> dict[tuple[str, str], object]:
-    """(module, name) -> object for every global a feature pickle may reference."""
-    try:
-        from numpy._core import multiarray, numeric  # numpy >= 2
-    except ImportError:
-        from numpy.core import multiarray, numeric
-    allowed: dict[tuple[str, str], object] = {
-        ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): codecs.encode, ("collections", "OrderedDict"): OrderedDict,
-        **{("builtins", t.__name__): t for t in (set, frozenset, complex, slice, bytearray)},
-    }
-    for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{package}.multiarray", "scalar")] = multiarray.scalar
-        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
-    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
-    classes = {name: getattr(dtypes, name) for name in dir(dtypes)} if dtypes is not None else {}
-    allowed.update({("numpy.dtypes", name): cls for name, cls in classes.items()
-                    if isinstance(cls, type) and issubclass(cls, np.dtype)})
-    return allowed
-
-
-ALLOWED_GLOBALS = _allowed_globals()
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays/scalars; any other global is refused."""
-
-    def __init__(self, file, path: Path):
-        super().__init__(file, encoding="latin1")
-        self.path = path
-
-    def find_class(self, module: str, name: str) -> object:
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise StoreError(f"{self.path}: refused to unpickle global '{module}.{name}' "
-                             "(feature pickles may hold only containers and numpy arrays)") from None
-
-
 def load_pickle(path: Path) -> object:
-    """Read a released pickle through :class:`RestrictedUnpickler` (StoreError when malformed)."""
-    with open(path, "rb") as f:
-        try:
-            return RestrictedUnpickler(f, path).load()
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"{path}: not a readable feature pickle ({type(exc).__name__}: {exc})") from None
+    """Read a released pickle with the restricted unpickler (StoreError when malformed or when it
+    references anything but containers and numpy values)."""
+    try:
+        return load_restricted(path)
+    except RefusedGlobal as exc:
+        raise StoreError(f"{path}: refused to unpickle global '{exc.name}' "
+                         "(feature pickles may hold only containers and numpy arrays)") from None
+    except Exception as exc:
+        raise StoreError(f"{path}: not a readable feature pickle ({type(exc).__name__}: {exc})") from None
 
 
 def missing_release(path: Path, dataset_name: str) -> StoreError:

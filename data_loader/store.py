@@ -33,15 +33,12 @@ import numpy as np
 import torch
 
 from utils.atomic import atomic_path
+from utils.errors import StoreError
 
 FORMAT = "expert-store"
 VERSION = 1
 STORE_DIR = "store"
 INDEX_NAME = "index.h5"
-
-
-class StoreError(ValueError):
-    """A missing or malformed store, described in one line naming the file and the key."""
 
 
 @dataclass

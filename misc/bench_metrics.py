@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
+    sys.path[0] = str(REPO)
 
 from model.metric import t2v_metrics, v2t_metrics  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402

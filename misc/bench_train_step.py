@@ -21,7 +21,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
+    sys.path[0] = str(REPO)
 
 from model.dims import compute_dims  # noqa: E402
 from trainer.build import build_loss, build_model, build_optimizer  # noqa: E402

@@ -22,18 +22,16 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
+    sys.path[0] = str(REPO)
 
-from data_loader.datasets import RELEASES  # noqa: E402
-from data_loader.release_plan import StorePlan, plan_store, present_plans  # noqa: E402
+from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES  # noqa: E402
+from data_loader.release_plan import config_plans, present_plans  # noqa: E402
 from data_loader.released import convert_plan  # noqa: E402
-from data_loader.store import StoreError  # noqa: E402
-from model.dims import used_experts  # noqa: E402
+from trainer import build  # noqa: E402,F401  (fills the registries that configs are validated against)
 from utils.cli import run_cli  # noqa: E402
-from utils.config import Config, ConfigError, load_config, with_eval_settings  # noqa: E402
-
-DEFAULT_ROOT_FEAT_FOLDER = "structured-symlinks"
+from utils.config import load_config  # noqa: E402
+from utils.errors import StoreError  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,21 +43,6 @@ def parse_args() -> argparse.Namespace:
                         help="release folder under data_dir (default: the config's, else structured-symlinks)")
     parser.add_argument("--config", type=Path, help="convert only what this config needs")
     return parser.parse_args()
-
-
-def config_plans(config: Config, dataset: str) -> list[StorePlan]:
-    """One plan per split the config trains/evaluates on (split_name, then eval_settings')."""
-    args = config["data_loader"].get("args", {})
-    if args.get("dataset_name") != dataset:
-        raise ConfigError(f"{config.where('data_loader.args.dataset_name')}: data_loader.args.dataset_name is "
-                          f"{args.get('dataset_name')!r}, not --dataset {dataset}")
-    splits = [args.get("split_name", "val")]
-    if config.get("eval_settings"):
-        splits.append(with_eval_settings(config)["data_loader"]["args"].get("split_name", splits[0]))
-    experts = used_experts(config["experts"])
-    feat_aggregation = args.get("feat_aggregation", {})
-    text_feat = config["experts"].get("text_feat", "openai")
-    return [plan_store(dataset, experts, feat_aggregation, text_feat, split) for split in dict.fromkeys(splits)]
 
 
 def main() -> int:

@@ -45,14 +45,16 @@ import numpy as np
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
+    sys.path[0] = str(REPO)
 
 from data_loader import datasets  # noqa: E402
+from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER  # noqa: E402
+from data_loader.release_plan import config_plans  # noqa: E402
 from data_loader.released import write_released_index  # noqa: E402
 from data_loader.store import STORE_DIR  # noqa: E402
-from misc.convert_features import DEFAULT_ROOT_FEAT_FOLDER, config_plans  # noqa: E402
 from model.dims import TEXT_DIMS, compute_dims  # noqa: E402
+from trainer import build  # noqa: E402,F401  (fills the registries that configs are validated against)
 from utils.cli import run_cli  # noqa: E402
 from utils.config import Config, load_config  # noqa: E402
 

@@ -43,8 +43,8 @@ import urllib3
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
+    sys.path[0] = str(REPO)
 
 from utils.config import ConfigError, resolve  # noqa: E402
 

@@ -1,2 +1,3 @@
-"""Models and losses; importing this package fills ``MODELS`` and ``LOSSES`` in utils.registry."""
-from model import ce, loss  # noqa: F401
+"""Models, losses and metrics; importing this package fills ``MODELS``, ``LOSSES`` and ``METRICS``
+in utils.registry."""
+from model import ce, loss, metric  # noqa: F401

@@ -16,6 +16,7 @@ from model.collab_gating import CE_MODES
 from model.dims import DEFAULT_GHOST_CLUSTERS, DEFAULT_USE_CE, DEFAULT_VLAD_CLUSTERS, is_variable
 from model.net_vlad import NetVLAD
 from model.similarity import MERGE_MODES
+from utils.errors import ConfigError, StoreError
 from utils.registry import MODELS
 
 # The original CE code creates the expert NetVLADs in this order (seeded initialisation
@@ -55,7 +56,7 @@ class CENet(nn.Module):
                  task: str = "retrieval", verbose: bool = False):
         super().__init__()
         if not expert_dims:
-            raise ValueError("CENet needs expert_dims (expert -> (in_dim, out_dim), from compute_dims)")
+            raise ConfigError("CENet needs expert_dims (expert -> (in_dim, out_dim), from compute_dims)")
         vlad_clusters = dict(DEFAULT_VLAD_CLUSTERS if vlad_clusters is None else vlad_clusters)
         ghost_clusters = dict(DEFAULT_GHOST_CLUSTERS if ghost_clusters is None else ghost_clusters)
         self.modalities = list(expert_dims)
@@ -68,12 +69,12 @@ class CENet(nn.Module):
         self.pooling = nn.ModuleDict()
         for name in _pooled_experts(self.modalities, feat_aggregation):
             if name not in vlad_clusters:
-                raise ValueError(f"expert '{name}' uses temporal 'vlad' but vlad_clusters has no entry "
+                raise ConfigError(f"expert '{name}' uses temporal 'vlad' but vlad_clusters has no entry "
                                  "for it")
             clusters = vlad_clusters[name]
             in_dim = int(expert_dims[name][0])
             if in_dim % clusters:
-                raise ValueError(f"expert '{name}': in_dim {in_dim} is not a multiple of its "
+                raise ConfigError(f"expert '{name}': in_dim {in_dim} is not a multiple of its "
                                  f"{clusters} VLAD clusters")
             self.pooling[name] = NetVLAD(clusters, in_dim // clusters)
 
@@ -183,24 +184,24 @@ def _check_options(modalities: list[str], use_ce: str, mimic_ce_dims: bool, conc
                    concat_mix_experts: bool, test_caption_mode: str, task: str, l2renorm: bool,
                    random_feats: set[str]) -> None:
     if task != "retrieval":
-        raise ValueError(f"task {task!r} is not supported; only 'retrieval' is")
+        raise ConfigError(f"task {task!r} is not supported; only 'retrieval' is")
     if l2renorm:
-        raise NotImplementedError("l2renorm is not supported (the original CE code also raises "
+        raise ConfigError("l2renorm is not supported (the original CE code also raises "
                                   "NotImplementedError when computing similarities with it)")
     if use_ce and use_ce not in CE_MODES:
-        raise ValueError(f"unknown use_ce mode {use_ce!r}; expected '' or one of {CE_MODES}")
+        raise ConfigError(f"unknown use_ce mode {use_ce!r}; expected '' or one of {CE_MODES}")
     if use_ce and len(modalities) < 2:
-        raise ValueError("use_ce (collaborative gating) needs at least two experts")
+        raise ConfigError("use_ce (collaborative gating) needs at least two experts")
     variants = {"use_ce": use_ce, "mimic_ce_dims": mimic_ce_dims, "concat_experts": concat_experts,
                 "concat_mix_experts": concat_mix_experts}
     chosen = [key for key, value in variants.items() if value]
     if len(chosen) > 1:
-        raise ValueError(f"options {chosen} cannot be combined; set at most one")
+        raise ConfigError(f"options {chosen} cannot be combined; set at most one")
     if test_caption_mode not in MERGE_MODES:
-        raise ValueError(f"unknown test_caption_mode {test_caption_mode!r}; expected one of {MERGE_MODES}")
+        raise ConfigError(f"unknown test_caption_mode {test_caption_mode!r}; expected one of {MERGE_MODES}")
     unknown = sorted(random_feats - set(modalities) - {"text"})
     if unknown:
-        raise ValueError(f"randomise_feats names unknown experts {unknown}")
+        raise ConfigError(f"randomise_feats names unknown experts {unknown}")
 
 
 def _pooled_experts(modalities: list[str], feat_aggregation: dict | None) -> list[str]:
@@ -209,7 +210,7 @@ def _pooled_experts(modalities: list[str], feat_aggregation: dict | None) -> lis
         return []
     for name in modalities:
         if name not in feat_aggregation:
-            raise ValueError(f"expert '{name}' has no entry in feat_aggregation")
+            raise ConfigError(f"expert '{name}' has no entry in feat_aggregation")
     variable = [name for name in modalities if is_variable(name, feat_aggregation[name])]
     first = [name for name in POOLING_ORDER if name in variable]
     return first + [name for name in variable if name not in first]
@@ -220,5 +221,5 @@ def _raise_on_nan(modalities: list[str], nan_rows: torch.Tensor) -> None:
     if not bool(nan_rows.any()):
         return
     expert_idx, row = (int(i) for i in nan_rows.nonzero()[0])
-    raise ValueError(f"expert '{modalities[expert_idx]}' has NaN features for a video marked "
+    raise StoreError(f"expert '{modalities[expert_idx]}' has NaN features for a video marked "
                      f"present (batch row {row})")

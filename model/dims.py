@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from utils.errors import ConfigError
+from utils.options import used_experts
+
 TEXT_DIMS: dict[str, int] = {
     "w2v": 300, "grovle": 300, "mt_grovle": 300, "hglmm_300d": 300, "hglmm_6kd": 6000,
     "howto100m_mil_nce": 512, "openai": 768, "electra": 256, "openai-gpt": 768,
@@ -28,12 +31,6 @@ DEFAULT_VLAD_CLUSTERS: dict[str, int] = {"ocr": 43, "text": 28, "audio": 8, "spe
 DEFAULT_GHOST_CLUSTERS: dict[str, int] = {"text": 1}
 
 
-def used_experts(experts_cfg: dict) -> list[str]:
-    """Experts in use: ``sorted(modalities)`` minus the comma-separated ``drop_feats``."""
-    dropped = {name.strip() for name in experts_cfg.get("drop_feats", "").split(",") if name.strip()}
-    return [name for name in sorted(experts_cfg["modalities"]) if name not in dropped]
-
-
 def is_variable(expert: str, aggregation: dict) -> bool:
     """True for token-sequence ("vlad") experts, False for fixed-size ones.
 
@@ -45,7 +42,7 @@ def is_variable(expert: str, aggregation: dict) -> bool:
         return True
     modes = str(temporal).split("-")
     if temporal is None or any(mode not in FIXED_TEMPORAL_MODES for mode in modes):
-        raise ValueError(f"expert '{expert}': unknown temporal aggregation {temporal!r}; "
+        raise ConfigError(f"expert '{expert}': unknown temporal aggregation {temporal!r}; "
                          f"expected 'vlad' or a '-'-joined combination of {FIXED_TEMPORAL_MODES}")
     return False
 
@@ -58,7 +55,7 @@ def _token_dim(expert: str, aggregation: dict, face_dim: int) -> int:
     if dim is None:
         dim = NATIVE_TOKEN_DIMS.get(expert.split(".")[0])
     if dim is None:
-        raise ValueError(f"expert '{expert}': feat_aggregation has no feat_dims['{feat_type}']")
+        raise ConfigError(f"expert '{expert}': feat_aggregation has no feat_dims['{feat_type}']")
     return int(dim)
 
 
@@ -81,20 +78,20 @@ def compute_dims(config: dict) -> tuple[OrderedDict[str, tuple[int, int]], dict[
     mimic_ce_dims = arch_args.get("mimic_ce_dims", False)
     vlad_clusters = arch_args.get("vlad_clusters", DEFAULT_VLAD_CLUSTERS)
     if use_ce and mimic_ce_dims:
-        raise ValueError(f"arch.args: use_ce ({use_ce!r}) and mimic_ce_dims cannot both be set")
+        raise ConfigError(f"arch.args: use_ce ({use_ce!r}) and mimic_ce_dims cannot both be set")
     shared_out = arch.get("type") == "CENet" and bool(use_ce or mimic_ce_dims)
 
     expert_dims: OrderedDict[str, tuple[int, int]] = OrderedDict()
     raw_input_dims: dict[str, int] = {}
     for expert in used_experts(experts_cfg):
         if expert not in feat_aggregation:
-            raise ValueError(f"expert '{expert}' is used but has no entry in "
+            raise ConfigError(f"expert '{expert}' is used but has no entry in "
                              "data_loader.args.feat_aggregation")
         aggregation = feat_aggregation[expert]
         dim = _token_dim(expert, aggregation, experts_cfg.get("face_dim", 512))
         if is_variable(expert, aggregation):
             if expert not in vlad_clusters:
-                raise ValueError(f"expert '{expert}' uses temporal 'vlad' but arch.args.vlad_clusters "
+                raise ConfigError(f"expert '{expert}' uses temporal 'vlad' but arch.args.vlad_clusters "
                                  "has no entry for it")
             in_dim, out_dim, raw_dim = dim * vlad_clusters[expert], dim, dim
         else:
@@ -107,6 +104,6 @@ def compute_dims(config: dict) -> tuple[OrderedDict[str, tuple[int, int]], dict[
 
     text_feat = experts_cfg["text_feat"]
     if text_feat not in TEXT_DIMS:
-        raise ValueError(f"experts.text_feat: unknown text feature {text_feat!r}; "
+        raise ConfigError(f"experts.text_feat: unknown text feature {text_feat!r}; "
                          f"expected one of: {', '.join(sorted(TEXT_DIMS))}")
     return expert_dims, raw_input_dims, TEXT_DIMS[text_feat]

@@ -27,6 +27,8 @@ import numpy as np
 import scipy.stats
 import torch
 
+from utils.registry import METRICS
+
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 GMEAN_KEY = "geometric_mean_R1-R5-R10"
@@ -188,6 +190,7 @@ def cols2metrics(ranks: ArrayLike, num_queries: int | float) -> dict[str, float]
     return metrics
 
 
+@METRICS.register()
 def t2v_metrics(sims: ArrayLike, query_masks: ArrayLike | None = None) -> dict[str, float]:
     """Text-to-video retrieval metrics.
 
@@ -202,6 +205,7 @@ def t2v_metrics(sims: ArrayLike, query_masks: ArrayLike | None = None) -> dict[s
     return cols2metrics(ranks, ranks.size)
 
 
+@METRICS.register()
 def v2t_metrics(sims: ArrayLike, query_masks: ArrayLike | None = None) -> dict[str, float]:
     """Video-to-text retrieval metrics (one query per video, best of its captions).
 

@@ -9,6 +9,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import trainer.build  # noqa: E402,F401  (fills the registries that configs are validated against)
+
 BUNDLED_REFERENCE = REPO / "tests" / "data" / "reference"
 SHARED_REFERENCE = REPO.parent / "shared" / "reference"
 

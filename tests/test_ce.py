@@ -11,6 +11,7 @@ import torch
 from conftest import reference_path
 from model.ce import CENet
 from model.dims import compute_dims
+from utils.errors import ConfigError
 from utils.registry import MODELS
 
 VLAD_EXPERTS = ("audio", "ocr", "speech")
@@ -269,7 +270,7 @@ def test_concat_pads_with_video_values_unless_bug_requested(inputs):
 
 
 @pytest.mark.parametrize("overrides, error", [
-    ({"l2renorm": True}, NotImplementedError),
+    ({"l2renorm": True}, ConfigError),
     ({"task": "classification"}, ValueError),
     ({"use_ce": "quadruplet"}, ValueError),
     ({"mimic_ce_dims": True}, ValueError),

@@ -65,7 +65,7 @@ def test_missing_feature_store(tmp_path):
 def test_negative_caption_restriction(tmp_path):
     done = run("train.py", "--config", CONFIG, "--set", "data_loader.args.restrict_train_captions=-1",
                f"data_loader.args.data_dir={tmp_path}", f"trainer.save_dir={tmp_path / 'saved'}")
-    assert_one_line_error(done, 1, "data_loader.args.restrict_train_captions: expected 0 (all captions) or a "
+    assert_one_line_error(done, 2, "data_loader.args.restrict_train_captions: expected 0 (all captions) or a "
                                    "positive count, got -1")
 
 
@@ -94,4 +94,4 @@ def test_nan_in_a_present_expert_is_a_clear_error(tmp_path):
         f["features"][row, 5] = np.nan
     done = run("train.py", "--config", CONFIG, "--set", f"data_loader.args.data_dir={data}",
                f"trainer.save_dir={tmp_path / 'saved'}", "trainer.epochs=1", "data_loader.args.batch_size=80")
-    assert_one_line_error(done, 1, "appearance", "NaN")
+    assert_one_line_error(done, 2, "appearance", "NaN")

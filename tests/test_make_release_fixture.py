@@ -11,7 +11,7 @@ import torch
 
 from conftest import REPO
 from data_loader.released import load_pickle
-from trainer.build import build_data
+from trainer.build import build_data, prepare_data
 from utils.config import load_config, with_eval_settings
 
 SCRIPT = "misc/make_release_fixture.py"
@@ -39,21 +39,24 @@ def test_tiny_fixture_converts_and_loads(tmp_path, monkeypatch):
 
     monkeypatch.chdir(REPO)
     config = load_config(CONFIG, [f"data_loader.args.data_dir={out}"])
+    prepare_data(config)
     train = build_data(config)
     batch = next(train.train_batches(torch.Generator().manual_seed(0)))
     for expert, dim in FIXED_DIMS.items():
-        assert batch["experts"][expert].shape[-1] == dim
+        assert batch.experts[expert].shape[-1] == dim
     for expert, dim in TOKEN_DIMS.items():
-        assert batch["experts"][expert].shape[-1] == dim and batch["experts"][expert].ndim == 3
-    assert batch["text"].shape[-1] == 768
+        assert batch.experts[expert].shape[-1] == dim and batch.experts[expert].ndim == 3
+    assert batch.text.shape[-1] == 768
     assert len(train.train_rows) == len(lists["train_list_full"])
 
+    prepare_data(with_eval_settings(config))
     test_set = build_data(with_eval_settings(config)).eval_set()
     assert test_set.num_videos == len(lists["test_list_full"])
     assert test_set.num_queries == sum(len(raw[v]) for v in lists["test_list_full"])
 
-    jsfusion = build_data(load_config(CONFIG, [f"data_loader.args.data_dir={out}",
-                                               "data_loader.args.split_name=jsfusion"]))
+    jsfusion_config = load_config(CONFIG, [f"data_loader.args.data_dir={out}", "data_loader.args.split_name=jsfusion"])
+    prepare_data(jsfusion_config)
+    jsfusion = build_data(jsfusion_config)
     picks = load_pickle(root / "jsfusion_val_caption_idx.pkl")
     eval_set = jsfusion.eval_set()
     starts = jsfusion.store.caption_offsets[eval_set.video_rows]

@@ -18,8 +18,8 @@ import torch
 from conftest import REPO, reference_path
 from data_loader.datasets import RELEASES
 from data_loader.released import load_pickle
-from misc.convert_features import config_plans
-from model.compat import load_original_checkpoint
+from data_loader.release_plan import config_plans
+from utils.original.checkpoint import load_original_checkpoint
 from model.metric import t2v_metrics, v2t_metrics
 from trainer.build import build_model
 from utils.config import load_config, with_eval_settings

@@ -18,12 +18,14 @@ import torch
 
 from conftest import REPO
 from data_loader import datasets
-from data_loader.batches import make_batch
+from data_loader.batches import Batch, make_batch
 from data_loader.expert_loader import ExpertDataLoader
+from data_loader.prepare import prepare_store
 from data_loader.release_plan import canonical_files, expert_source, plan_store
 from data_loader.released import (convert_released, load_pickle, read_split_lists, read_test_captions,
                                   read_text_feature)
 from data_loader.store import INDEX_NAME, StoreError, load_store
+from utils.errors import ConfigError
 
 NAN = float("nan")
 TEXT_DIM = 6
@@ -139,12 +141,12 @@ def reference_batch(files: dict, experts: dict[str, tuple[str, ...]], text_file:
     return out
 
 
-def assert_batches_equal(batch: dict, expected: dict) -> None:
+def assert_batches_equal(batch: Batch, expected: dict) -> None:
     for key in ("experts", "ind"):
-        assert list(batch[key]) == list(expected[key])
+        assert list(getattr(batch, key)) == list(expected[key])
         for name in expected[key]:
-            torch.testing.assert_close(batch[key][name], expected[key][name], msg=f"{key}.{name}")
-    torch.testing.assert_close(batch["text"], expected["text"])
+            torch.testing.assert_close(getattr(batch, key)[name], expected[key][name], msg=f"{key}.{name}")
+    torch.testing.assert_close(batch.text, expected["text"])
 
 
 def load(store_dir: Path, experts: dict[str, tuple[str, ...]], text_feat: str, dataset: str = "MSRVTT",
@@ -176,7 +178,7 @@ def test_released_paths_follow_the_original_layout():
     assert plan_store("MSRVTT", [], MSRVTT_AGG, "openai", "jsfusion").test_split == "val_list_jsfusion"
     with pytest.raises(StoreError, match="expert 'rgb': no released features known for MSRVTT"):
         expert_source("MSRVTT", "rgb", {"temporal": "avg"})
-    with pytest.raises(KeyError, match="unknown split 'val1' for MSRVTT"):
+    with pytest.raises(ConfigError, match="unknown split 'val1' for MSRVTT"):
         plan_store("MSRVTT", [], {}, "openai", "val1")
 
 
@@ -215,7 +217,7 @@ def test_converted_batches_equal_batches_from_the_pickles(msrvtt):
     caption_rows = (store.caption_offsets[rows] + torch.tensor(picks))[:, None]
     batch = make_batch(store, rows, caption_rows, MAX_TOKENS)
     assert_batches_equal(batch, reference_batch(files, MSRVTT_FILES, TEXT_FILE, videos, picks))
-    assert batch["ind"]["audio"].tolist() == [1, 1, 0, 0, 1, 1]  # NaN (video4) and absent (video7)
+    assert batch.ind["audio"].tolist() == [1, 1, 0, 0, 1, 1]  # NaN (video4) and absent (video7)
 
 
 def test_conversion_resumes_and_rewrites_only_missing_files(msrvtt):
@@ -298,6 +300,8 @@ def test_missing_released_file_is_named(msrvtt, tmp_path):
 
 def make_loader(data_dir: Path, split_name: str, num_test_captions: int = 4,
                 restrict_train_captions: int = 0) -> ExpertDataLoader:
+    prepare_store("MSRVTT", data_dir, root_feat_folder="structured-symlinks", split_name=split_name,
+                  experts=sorted(MSRVTT_AGG), feat_aggregation=MSRVTT_AGG, text_feat="openai")
     return ExpertDataLoader("MSRVTT", str(data_dir), split_name, batch_size=4, max_tokens=MAX_TOKENS,
                             feat_aggregation=MSRVTT_AGG, num_test_captions=num_test_captions,
                             restrict_train_captions=restrict_train_captions, root_feat_folder="structured-symlinks",
@@ -316,7 +320,7 @@ def test_loader_converts_on_first_use_and_serves_eval_splits(msrvtt):
         assert_batches_equal(batch, reference_batch(files, {e: MSRVTT_FILES[e] for e in sorted(MSRVTT_AGG)},
                                                     TEXT_FILE, videos, [0, 0]))
         train = next(loader.train_batches(torch.Generator().manual_seed(0)))
-        assert train["text"].shape == (4, 1, 4, TEXT_DIM) and set(train["experts"]) == set(MSRVTT_AGG)
+        assert train.text.shape == (4, 1, 4, TEXT_DIM) and set(train.experts) == set(MSRVTT_AGG)
     assert sorted(p.name for p in (data_dir / "store").iterdir()) == ["experts", INDEX_NAME, "text"]
 
 
@@ -326,7 +330,7 @@ def test_restricted_training_uses_the_first_caption_of_each_video(msrvtt):
     offsets = loader.store.caption_offsets
     for seed in range(5):
         for batch in loader.train_batches(torch.Generator().manual_seed(seed)):
-            assert torch.equal(batch["caption_rows"][:, 0], offsets[batch["video_rows"]])
+            assert torch.equal(batch.caption_rows[:, 0], offsets[batch.video_rows])
     eval_set = loader.eval_set()
     assert eval_set.query_masks.sum() > len(eval_set.video_rows)  # evaluation still uses every caption
 
@@ -337,7 +341,7 @@ def test_a_last_batch_of_one_video_is_left_out(msrvtt):
     for batch_size, sizes in ((videos - 1, [videos - 1]), (videos - 2, [videos - 2, 2])):
         loader.batch_size = batch_size
         batches = list(loader.train_batches(torch.Generator().manual_seed(0)))
-        assert [len(b["video_rows"]) for b in batches] == sizes
+        assert [len(b.video_rows) for b in batches] == sizes
         assert loader.num_train_batches() == len(sizes)
 
 

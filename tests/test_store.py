@@ -42,11 +42,11 @@ def test_store_round_trip_and_batches(tmp_path):
     captions = caption_table(store, torch.tensor([0, 1]), 2)
     assert captions.tolist() == [[0, -1], [1, 2]]
     batch = make_batch(store, torch.tensor([0, 2]), captions, {"audio": 4, "text": 3})
-    assert batch["experts"]["rgb"].tolist() == [[0, 1], [4, 5]]
-    assert batch["experts"]["audio"].shape == (2, 4, 2)
-    assert batch["ind"]["rgb"].tolist() == [1, 1] and batch["ind"]["audio"].tolist() == [1, 0]
-    assert batch["text"].shape == (2, 2, 3, 4)
-    assert batch["text"][0, 1].abs().sum() == 0
+    assert batch.experts["rgb"].tolist() == [[0, 1], [4, 5]]
+    assert batch.experts["audio"].shape == (2, 4, 2)
+    assert batch.ind["rgb"].tolist() == [1, 1] and batch.ind["audio"].tolist() == [1, 0]
+    assert batch.text.shape == (2, 2, 3, 4)
+    assert batch.text[0, 1].abs().sum() == 0
 
 
 def test_store_errors_name_file_and_key(tmp_path):

@@ -1,14 +1,29 @@
-"""Build the model, data, loss, optimiser, scheduler and page writer from a resolved config."""
+"""Build the model, data, loss, optimiser, scheduler and page writer from a resolved config.
+
+This is where the component packages are imported, and so where they fill the registries
+of ``utils.registry`` that configs name their components from.
+"""
 from __future__ import annotations
 
 from typing import Any, Callable
 
 import torch
 
+import data_loader  # noqa: F401  (registers ExpertDataLoader)
+import model  # noqa: F401  (registers models, losses, metrics)
+import utils.visualizer  # noqa: F401  (registers RankingPage)
 from data_loader.expert_loader import ExpertDataLoader
+from data_loader.prepare import prepare_store
 from model.dims import compute_dims, used_experts
+from trainer import optim  # noqa: F401  (registers optimisers and schedulers)
 from utils.config import Config
+from utils.options import TrainerOptions, options_from
 from utils.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, VISUALIZERS
+
+
+def trainer_options(config: Config) -> TrainerOptions:
+    """The ``trainer`` section with every default filled in."""
+    return options_from(TrainerOptions, config.get("trainer", {}))
 
 
 def build_model(config: Config) -> torch.nn.Module:
@@ -22,8 +37,17 @@ def build_model(config: Config) -> torch.nn.Module:
     )
 
 
+def prepare_data(config: Config) -> None:
+    """Generate or convert what the dataset's store lacks for ``config`` (see data_loader/prepare.py)."""
+    args = config["data_loader"]["args"]
+    prepare_store(args["dataset_name"], args["data_dir"], args.get("synthetic_seed", 0),
+                  root_feat_folder=args.get("root_feat_folder", "structured-symlinks"),
+                  split_name=args.get("split_name", "val"), experts=used_experts(config["experts"]),
+                  feat_aggregation=args.get("feat_aggregation", {}), text_feat=config["experts"]["text_feat"])
+
+
 def build_data(config: Config) -> ExpertDataLoader:
-    """The data loader of ``config["data_loader"]`` (generates the embedded default if needed)."""
+    """The data loader of ``config["data_loader"]`` over a store :func:`prepare_data` made ready."""
     return DATASETS.build(config["data_loader"], experts=used_experts(config["experts"]),
                           text_feat=config["experts"]["text_feat"])
 
@@ -46,7 +70,7 @@ def build_page_writer(config: Config) -> Callable[..., Any]:
 
 def select_device(config: Config) -> torch.device:
     """``trainer.device``: "auto" picks CUDA when present (and ``n_gpu`` is not 0), else CPU."""
-    wanted = config["trainer"].get("device", "auto")
+    wanted = trainer_options(config).device
     if wanted == "auto":
         use_cuda = torch.cuda.is_available() and config.get("n_gpu", 1) != 0
         return torch.device("cuda" if use_cuda else "cpu")

@@ -1,12 +1,13 @@
-"""Checkpoints: atomic writes and safe reads (tensors and plain containers only)."""
+"""This project's checkpoints: atomic writes and safe reads (tensors and plain containers only)."""
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
 
 from utils.atomic import atomic_path
+from utils.errors import CheckpointError
+from utils.original.checkpoint import from_original, safe_load
 
 FORMAT = "ce-retrieval-checkpoint"
 
@@ -14,10 +15,6 @@ FORMAT = "ce-retrieval-checkpoint"
 def is_own_checkpoint(state: object) -> bool:
     """True for a checkpoint dict written by :func:`save_checkpoint` (it carries the format marker)."""
     return isinstance(state, dict) and state.get("format") == FORMAT
-
-
-class CheckpointError(ValueError):
-    """A missing or unreadable checkpoint, described in one line naming the file."""
 
 
 def save_checkpoint(path: Path, state: dict) -> Path:
@@ -31,18 +28,21 @@ def save_checkpoint(path: Path, state: dict) -> Path:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint` onto the CPU.
-
-    Uses ``torch.load(weights_only=True)``: nothing in the file can execute code.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint of this project ({reason[:200]})") from None
+    """Read a checkpoint written by :func:`save_checkpoint` onto the CPU (nothing in it can run)."""
+    state = safe_load(path)
     if not is_own_checkpoint(state):
         raise CheckpointError(f"{path}: not a checkpoint of this project (no '{FORMAT}' format marker)")
     return state
+
+
+def load_any_checkpoint(path: Path) -> dict:
+    """Read a checkpoint of this project or of the original trainer with one safe load.
+
+    This project's files are returned as :func:`load_checkpoint` returns them; an original
+    one is converted by ``utils.original.checkpoint.from_original``. Both results hold
+    ``state_dict``, ``epoch`` and ``config`` (a dict, or None for an original file without one).
+    """
+    state = safe_load(path)
+    if is_own_checkpoint(state):
+        return state
+    return from_original(Path(path), state)

@@ -13,10 +13,11 @@ from tqdm import tqdm
 from base.retrieval_model import RetrievalModel
 from data_loader.batches import expert_batch, text_batch
 from data_loader.expert_loader import EvalSet, ExpertDataLoader
-from model.metric import t2v_metrics, v2t_metrics
+from model.metric import GMEAN_KEY
 from utils.atomic import write_text_atomic
+from utils.registry import METRICS
 
-METRICS = {"t2v_metrics": t2v_metrics, "v2t_metrics": v2t_metrics}
+DEFAULT_METRICS = ("t2v_metrics", "v2t_metrics")
 
 
 @dataclass
@@ -80,8 +81,8 @@ def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device
     eval_set = data.eval_set()
     sims = compute_similarities(model, data, eval_set, device, chunk_videos, progress).numpy()
     masks = eval_set.query_masks.numpy().astype(np.float64)
-    names = metric_names or list(METRICS)
-    metrics = {name: METRICS[name](sims, query_masks=masks) for name in names}
+    names = metric_names or DEFAULT_METRICS
+    metrics = {name: METRICS.get(name)(sims, query_masks=masks) for name in names}
     return EvalResult(eval_set.split, sims, masks, metrics)
 
 
@@ -102,8 +103,8 @@ def write_page(page_writer: Callable[..., Path], path: Path, result: EvalResult,
 
 def format_table(result: EvalResult) -> str:
     """A fixed-width t2v / v2t table for the console and info.log."""
-    keys = ["R1", "R5", "R10", "R50", "MedR", "MeanR", "geometric_mean_R1-R5-R10"]
-    head = f"{'':5s}" + "".join(f"{k.replace('geometric_mean_R1-R5-R10', 'geom'):>9s}" for k in keys)
+    keys = ["R1", "R5", "R10", "R50", "MedR", "MeanR", GMEAN_KEY]
+    head = f"{'':5s}" + "".join(f"{k.replace(GMEAN_KEY, 'geom'):>9s}" for k in keys)
     lines = [f"{result.split}: {result.num_videos} videos, {result.num_queries} queries", head]
     for name, res in result.metrics.items():
         lines.append(f"{name[:3]:5s}" + "".join(f"{res[k]:9.2f}" for k in keys))

@@ -35,6 +35,7 @@ from typing import Callable, Iterable
 import torch
 from torch.optim import Optimizer
 
+from utils.errors import ConfigError
 from utils.registry import OPTIMIZERS
 
 
@@ -60,13 +61,13 @@ class Ranger(Optimizer):
                  N_sma_threshhold: float = 5.0, betas: tuple[float, float] = (0.95, 0.999),
                  eps: float = 1e-5, weight_decay: float = 0.0):
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"Ranger: alpha must be in [0, 1], got {alpha}")
+            raise ConfigError(f"Ranger: alpha must be in [0, 1], got {alpha}")
         if k < 1:
-            raise ValueError(f"Ranger: k must be >= 1, got {k}")
+            raise ConfigError(f"Ranger: k must be >= 1, got {k}")
         if lr <= 0:
-            raise ValueError(f"Ranger: lr must be > 0, got {lr}")
+            raise ConfigError(f"Ranger: lr must be > 0, got {lr}")
         if eps <= 0:
-            raise ValueError(f"Ranger: eps must be > 0, got {eps}")
+            raise ConfigError(f"Ranger: eps must be > 0, got {eps}")
         defaults = dict(lr=lr, alpha=alpha, k=k, N_sma_threshhold=N_sma_threshhold,
                         betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         super().__init__(params, defaults)

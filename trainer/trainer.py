@@ -18,11 +18,11 @@ from tqdm import tqdm
 
 from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
-from model.compat import load_any_checkpoint
-from trainer.checkpoint import is_own_checkpoint, save_checkpoint
+from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, save_checkpoint
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import RunDirs
 from utils.config import Config
+from utils.errors import ConfigError
 from utils.options import TrainerOptions, options_from
 
 
@@ -32,7 +32,7 @@ class Monitor:
     def __init__(self, spec: str, best: float | None = None, stale: int = 0):
         self.mode, _, self.key = spec.partition(" ")
         if self.mode not in ("max", "min", "off"):
-            raise ValueError(f"trainer.monitor: expected 'max <metric>', 'min <metric>' or 'off', got {spec!r}")
+            raise ConfigError(f"trainer.monitor: expected 'max <metric>', 'min <metric>' or 'off', got {spec!r}")
         self.best = best if best is not None else (-math.inf if self.mode == "max" else math.inf)
         self.stale = stale
 
@@ -41,7 +41,7 @@ class Monitor:
         if self.mode == "off":
             return True
         if self.key not in logs:
-            raise KeyError(f"trainer.monitor: metric '{self.key}' is not logged; logged: {', '.join(sorted(logs))}")
+            raise ConfigError(f"trainer.monitor: metric '{self.key}' is not logged; logged: {', '.join(sorted(logs))}")
         value = logs[self.key]
         better = value >= self.best if self.mode == "max" else value <= self.best
         if better:
@@ -49,14 +49,6 @@ class Monitor:
         else:
             self.stale += 1
         return better
-
-
-def _to_device(batch: dict, device: torch.device) -> dict:
-    return {
-        "experts": {k: v.to(device) for k, v in batch["experts"].items()},
-        "ind": {k: v.to(device) for k, v in batch["ind"].items()},
-        "text": batch["text"].to(device),
-    }
 
 
 class Trainer:
@@ -93,7 +85,7 @@ class Trainer:
         }
 
     def resume(self, state: dict, path: Path) -> None:
-        """Continue from checkpoint ``state`` read from ``path`` (``model.compat.load_any_checkpoint``).
+        """Continue from checkpoint ``state`` read from ``path`` (``trainer.checkpoint.load_any_checkpoint``).
 
         A checkpoint of this project restores weights, optimiser, scheduler, monitor and RNG
         states, so the run ends as an uninterrupted one would. One written by the original
@@ -139,13 +131,14 @@ class Trainer:
         bar = tqdm(self.data.train_batches(self.generator), total=self.data.num_train_batches(),
                    desc=f"epoch {epoch}/{self.opts.epochs}", leave=False)
         for i, batch in enumerate(bar):
-            out = self.model(**_to_device(batch, self.device))
+            batch = batch.to(self.device)
+            out = self.model(batch.experts, batch.ind, batch.text)
             loss = self.loss(out["cross_view_conf_matrix"])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total, count = total + loss.item(), count + 1
-            samples_seen += len(batch["video_rows"])
+            samples_seen += len(batch)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if self.writer and i % self.opts.log_every == 0:
                 self.writer.add_scalar("train/loss", loss.item(), samples_seen)

@@ -1,14 +1,15 @@
-"""JSON configs: ``inherit_from`` resolution, ``--set`` overrides, validation, saving.
+"""Configs: ``inherit_from`` resolution, ``--set`` overrides, validation, saving.
 
-A config file may name parents with ``"inherit_from"`` (a path, a comma-separated list of
+Configs are JSON (``.json``) or YAML (``.yaml``/``.yml``, the same keys). A config file may name parents with ``"inherit_from"`` (a path, a comma-separated list of
 paths, or a JSON list; relative to the working directory, else to the file's own folder).
 Parents are merged left to right, then the child: nested objects merge key by key and the
 child wins; every other value, lists included, is replaced whole. A config written by the
-original Collaborative Experts trainer is translated on reading (``utils.legacy_config``).
+original Collaborative Experts trainer is translated on reading (``utils.original.config``).
 
 Validation runs before anything is built. Registry-built sections (``{"type", "args"}``) are
 checked against the factory's signature and type hints; plain sections against the dataclasses
-in ``utils.options``. Every problem is a :class:`ConfigError` whose one-line message names the
+in ``utils.options``. The registries are filled by the component packages, which
+``trainer/build.py`` imports; validating before that is a programming error. Every problem is a :class:`ConfigError` whose one-line message names the
 file that set the key, the dotted key path and what was expected.
 """
 from __future__ import annotations
@@ -22,11 +23,15 @@ from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from utils.options import ExpertsOptions, TrainerOptions
-from utils.registry import (DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, VISUALIZERS, Registry,
-                            register_all)
+import yaml
 
-METRIC_NAMES = ("t2v_metrics", "v2t_metrics")
+from utils.atomic import write_text_atomic
+from utils.errors import ConfigError
+from utils.options import ExpertsOptions, TrainerOptions
+from utils.original.config import is_original_config, translate_original
+from utils.registry import DATASETS, LOSSES, METRICS, MODELS, OPTIMIZERS, SCHEDULERS, VISUALIZERS, Registry
+
+YAML_SUFFIXES = (".yaml", ".yml")
 
 # Sections built from a registry, and the constructor arguments the program injects.
 BUILT_SECTIONS: dict[str, tuple[Registry, set[str]]] = {
@@ -40,10 +45,6 @@ BUILT_SECTIONS: dict[str, tuple[Registry, set[str]]] = {
 OPTION_SECTIONS: dict[str, type] = {"experts": ExpertsOptions, "trainer": TrainerOptions}
 SCALARS: dict[str, Any] = {"n_gpu": int, "seed": int, "disable_nan_checks": bool,
                            "metrics": list[str], "eval_settings": dict, "name": str}
-
-
-class ConfigError(ValueError):
-    """A config problem, described in one line: ``<file>: <key path>: <what was expected>``."""
 
 
 @dataclass
@@ -74,17 +75,24 @@ class Config:
 
     def save(self, path: Path) -> None:
         """Write the resolved config as JSON (atomically)."""
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=False) + "\n")
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(self.data, indent=2, sort_keys=False) + "\n")
+
+
+def _parse_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
 
 
 def read_json(path: Path) -> dict:
-    """Read one JSON object from ``path`` or raise a one-line ConfigError."""
+    """Read one JSON (or, by suffix, YAML) object from ``path`` or raise a one-line ConfigError."""
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = json.loads(path.read_text())
+        data = _parse_yaml(path) if path.suffix in YAML_SUFFIXES else json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except UnicodeDecodeError:
@@ -138,7 +146,6 @@ def resolve(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, dict[str, 
     if path.resolve() in _chain:
         raise ConfigError(f"{path}: inherit_from: inheritance cycle through this file")
     data = read_json(path)
-    from utils.legacy_config import is_original_config, translate_original  # it imports this module
     merged: dict = {}
     origin: dict[str, str] = {}
     if is_original_config(data):
@@ -278,7 +285,9 @@ def _dataclass_params(cls: type) -> dict[str, tuple[Any, bool]]:
 
 def validate(config: Config) -> None:
     """Raise ConfigError for the first unknown key, wrong type or bad name in ``config``."""
-    register_all()
+    for registry, _ in BUILT_SECTIONS.values():
+        if not registry.names():
+            raise RuntimeError(f"the {registry.kind} registry is empty: import trainer.build first")
     known = set(BUILT_SECTIONS) | set(OPTION_SECTIONS) | set(SCALARS)
     for key, value in config.data.items():
         if key not in known:
@@ -286,8 +295,8 @@ def validate(config: Config) -> None:
         if key in SCALARS and not _matches(value, SCALARS[key]):
             raise config.error(key, f"expected {_describe(SCALARS[key])}, got {json.dumps(value)}")
     for name in config.data.get("metrics", []):
-        if name not in METRIC_NAMES:
-            raise config.error("metrics", f"unknown metric '{name}'; expected some of: {', '.join(METRIC_NAMES)}")
+        if name not in METRICS:
+            raise config.error("metrics", f"unknown metric '{name}'; expected some of: {', '.join(METRICS.names())}")
     for key, cls in OPTION_SECTIONS.items():
         if key in config.data:
             assert is_dataclass(cls)
@@ -305,3 +314,21 @@ def validate(config: Config) -> None:
         if kind not in registry:
             raise config.error(f"{key}.type", f"unknown {registry.kind} {json.dumps(kind)}; expected one of: {', '.join(registry.names())}")
         check_args(config, f"{key}.args", section.get("args", {}), _signature_hints(registry.get(kind)), injected)
+
+
+def from_original_dict(data: dict, path: str | Path) -> Config:
+    """A validated Config from an original config dict (e.g. the one inside an original checkpoint)."""
+    origin: dict[str, str] = {}
+    config = Config(translate_original(data, origin, path), origin, Path(path))
+    validate(config)
+    return config
+
+
+def config_of_checkpoint(state: dict, path: Path) -> Config:
+    """The config stored in a checkpoint ``state`` read from ``path`` (an original CE config is
+    translated); ConfigError when it holds none."""
+    if not state.get("config"):
+        raise ConfigError(f"{path}: the checkpoint holds no config; give --config")
+    if is_original_config(state["config"]):
+        return from_original_dict(state["config"], path)
+    return Config(state["config"], {}, path)

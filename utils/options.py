@@ -43,3 +43,9 @@ def options_from(cls: type, section: dict) -> object:
     """Build an options dataclass from an already validated config section."""
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in section.items() if k in names})
+
+
+def used_experts(experts_cfg: dict) -> list[str]:
+    """Experts in use: ``sorted(modalities)`` minus the comma-separated ``drop_feats``."""
+    dropped = {name.strip() for name in experts_cfg.get("drop_feats", "").split(",") if name.strip()}
+    return [name for name in sorted(experts_cfg["modalities"]) if name not in dropped]

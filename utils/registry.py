@@ -9,6 +9,9 @@ Each component kind has one registry; a module registers its factories on import
 
 A config section ``{"type": "CENet", "args": {...}}`` is then built with
 ``MODELS.build(section, **injected)``. Names never go through ``eval`` or string imports.
+
+This module imports nothing of the application: the component packages fill the registries
+when they are imported, and ``trainer/build.py`` (which builds from configs) imports them all.
 """
 from __future__ import annotations
 
@@ -53,17 +56,10 @@ class Registry:
         return self.get(section["type"])(*args, **kwargs, **injected)
 
 
-def register_all() -> None:
-    """Import every module that registers components (idempotent)."""
-    import data_loader  # noqa: F401
-    import model  # noqa: F401
-    import trainer.optim  # noqa: F401
-    import utils.visualizer  # noqa: F401
-
-
 MODELS = Registry("model")
 LOSSES = Registry("loss")
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("lr_scheduler")
 DATASETS = Registry("data loader")
 VISUALIZERS = Registry("visualizer")
+METRICS = Registry("metric")

@@ -1,4 +1,4 @@
-"""Tests for model/compat.py: safe reading of checkpoints written by the original CE trainer."""
+"""Tests for utils/original/checkpoint.py: safe reading of checkpoints written by the original CE trainer."""
 from __future__ import annotations
 
 import argparse
@@ -17,10 +17,10 @@ import torch
 
 from conftest import reference_path
 from model.ce import CENet
-from model.compat import (ALLOWED_GLOBALS, DEPRECATED_KEYS, OriginalConfig, convert_state_dict,
-                          load_any_checkpoint, load_original_checkpoint)
+from utils.original.checkpoint import (ALLOWED_GLOBALS, DEPRECATED_KEYS, OriginalConfig, convert_state_dict,
+                                       load_original_checkpoint)
 from model.dims import compute_dims
-from trainer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from trainer.checkpoint import CheckpointError, load_any_checkpoint, load_checkpoint, save_checkpoint
 
 CHECKPOINT = ("checkpoint", "ce_small_checkpoint-epoch3.pth")
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import REPO, reference_path
-from trainer.build import build_model, build_optimizer
-from utils.config import ConfigError, load_config, with_eval_settings
-from utils.legacy_config import DROPPED, from_original_dict, is_original_config
+from trainer.build import build_data, build_model, build_optimizer
+from utils.config import ConfigError, from_original_dict, load_config, with_eval_settings
+from utils.original.config import DROPPED, is_original_config
 from utils.summary import count_trainable
 
 SMALL_CE_PARAMS = 411_731  # the reduced-dims CE twin of the reference data
@@ -60,11 +60,9 @@ def test_dropped_keys_do_not_reach_the_validated_config():
 @pytest.mark.parametrize("keypath, value", [
     ("data_loader.args.text_dropout", 0.3),
     ("data_loader.args.trn_cat", 1),
-    ("data_loader.args.fuse_captions", True),
     ("training_file", "train_list_less80.txt"),
     ("caption_masks", "caption_masks.pkl"),
     ("distil_loss", True),
-    ("experts.text_dim", 300),
     ("task", "classification"),
     ("eval_mode", "leaderboard"),
     ("trainer.early_stop", 0),
@@ -102,12 +100,22 @@ def test_value_free_and_harmless_keys_are_dropped(tmp_path):
     data["data_loader"]["args"].update(num_workers=8, refresh_lru_cache=True, fuse_captions=False)
     data["trainer"].update(skip_first_n_saves=20, include_optim_in_ckpts=0, save_only_best=False, early_stop=10)
     data.update(task="retrieval", challenge_mode=False, distil_params=None, force_cpu_val=True)
+    data["experts"]["text_dim"] = 300  # never read by the original: the text dim follows text_feat
     config = load_config(write(tmp_path, data))
     assert set(config["data_loader"]["args"]) == {"batch_size", "root_feat_folder", "feat_aggregation", "dataset_name",
-                                                  "data_dir", "split_name", "num_test_captions", "max_tokens"}
+                                                  "data_dir", "split_name", "num_test_captions", "max_tokens",
+                                                  "fuse_captions"}
     assert set(config["trainer"]) == {"save_dir", "save_period", "eval_every", "verbosity", "tensorboard", "monitor",
                                       "epochs"}
     assert not {"task", "challenge_mode", "distil_params", "force_cpu_val"} & set(config.data)
+
+
+def test_fused_captions_must_agree_with_the_dataset(tmp_path):
+    data = original()
+    data["data_loader"]["args"]["fuse_captions"] = True
+    config = load_config(write(tmp_path, data))
+    with pytest.raises(ConfigError, match="data_loader.args.fuse_captions: true is not supported for MSRVTT"):
+        build_data(config)
 
 
 def test_fixed_epoch_runs_test_their_last_epoch_on_their_own_split(tmp_path):
@@ -170,7 +178,7 @@ def test_detection_tells_original_configs_from_project_configs():
 
 
 def test_an_original_checkpoint_resumes_with_its_own_config_and_ranger_state():
-    from model.compat import load_original_checkpoint
+    from utils.original.checkpoint import load_original_checkpoint
 
     path = reference_path("checkpoint", "ce_small_checkpoint-epoch3.pth")
     checkpoint = load_original_checkpoint(path)

@@ -1,4 +1,4 @@
-"""Configs written by the original Collaborative Experts trainer, read as this project's configs.
+"""Configs written by the original Collaborative Experts trainer, translated to this project's schema.
 
 The original trainer saves the merged config of every run as ``config.json`` next to its
 checkpoints (and pickles the same dict into them). Such a config is complete: its
@@ -33,14 +33,13 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from data_loader.datasets import RELEASES
-from model.dims import TEXT_DIMS
-from utils.config import Config, ConfigError, validate
+from utils.errors import ConfigError
 
 # Top-level and section keys that only the original trainer writes.
 ORIGINAL_TOP_KEYS = frozenset({"log_name", "eval_mode", "eval_config", "text_embedding_model_configs"})
@@ -50,6 +49,7 @@ EVAL_MODES = ("test_run", "fixed_num_epochs")
 MAX_PAGE_QUERIES = 100
 
 Accept = Callable[[Any, dict], bool]
+log = logging.getLogger(__name__)
 
 
 def _any(value: Any, config: dict) -> bool:
@@ -58,15 +58,6 @@ def _any(value: Any, config: dict) -> bool:
 
 def _off(value: Any, config: dict) -> bool:
     return not value
-
-
-def _fused_as_dataset(value: Any, config: dict) -> bool:
-    release = RELEASES.get(config.get("data_loader", {}).get("args", {}).get("dataset_name"))
-    return release is not None and bool(value) == release.fused_captions
-
-
-def _text_dim_of_feat(value: Any, config: dict) -> bool:
-    return value == TEXT_DIMS.get(config.get("experts", {}).get("text_feat"))
 
 
 # key path -> (which values may be dropped, why dropping them changes no result).
@@ -89,7 +80,7 @@ DROPPED: dict[str, tuple[Accept, str]] = {
     "caption_masks": (_off, "caption masks (denoising) are not supported"),
     "manual_linear_init": (_off, "only the standard initialisation is supported"),
     "cache_targets": (_off, "classification predictions are not cached here"),
-    "experts.text_dim": (_text_dim_of_feat, "the text dim follows experts.text_feat here"),
+    "experts.text_dim": (_any, "the original never reads it: the text dim follows experts.text_feat"),
     "arch.args.trn_config": (_off, "temporal relation networks are not supported"),
     "arch.args.spatial_feats": (_off, "detection-sem options are not supported"),
     "arch.args.kron_dets": (_off, "detection-sem options are not supported"),
@@ -101,8 +92,6 @@ DROPPED: dict[str, tuple[Accept, str]] = {
     "data_loader.args.trn_cat": (_off, "temporal relation features are not supported (the original's "
                                        "loader refuses them too)"),
     "data_loader.args.text_dropout": (_off, "caption tokens are never dropped here"),
-    "data_loader.args.fuse_captions": (_fused_as_dataset, "captions are fused by the dataset's own rule here "
-                                                          "(DiDeMo, ActivityNet, QuerYD)"),
     "data_loader.args.drop_last": (_off, "the last partial batch of an epoch is used here (unless it holds "
                                              "a single video)"),
     "data_loader.args.spatial_feats": (_off, "detection-sem options are not supported"),
@@ -150,11 +139,14 @@ def _pop_path(tree: dict, keypath: str) -> tuple[bool, Any]:
 
 
 def _drop(tree: dict, prefix: str, config: dict, path: str) -> None:
-    """Apply :data:`DROPPED` to ``tree`` (the config, or its ``eval_settings`` with that prefix)."""
+    """Apply :data:`DROPPED` to ``tree`` (the config, or its ``eval_settings`` with that prefix);
+    each dropped key is noted in the log."""
     for keypath, (accept, why) in DROPPED.items():
         found, value = _pop_path(tree, keypath)
         if found and not accept(value, config):
             raise ConfigError(f"{path}: {prefix}{keypath}: {json.dumps(value)} is not supported here ({why})")
+        if found:
+            log.debug(f"{path}: {prefix}{keypath} ignored: {why}")
 
 
 def _refuse_trn_segments(config: dict, path: str) -> None:
@@ -213,21 +205,3 @@ def translate_original(data: dict, origin: dict[str, str], path: str | Path) -> 
     _map_sections(config, source)
     origin.update({key: source for key in config})
     return config
-
-
-def from_original_dict(data: dict, path: str | Path) -> Config:
-    """A validated Config from an original config dict (e.g. the one inside an original checkpoint)."""
-    origin: dict[str, str] = {}
-    config = Config(translate_original(data, origin, path), origin, Path(path))
-    validate(config)
-    return config
-
-
-def config_of_checkpoint(state: dict, path: Path) -> Config:
-    """The config stored in a checkpoint ``state`` read from ``path`` (an original CE config is
-    translated); ConfigError when it holds none."""
-    if not state.get("config"):
-        raise ConfigError(f"{path}: the checkpoint holds no config; give --config")
-    if is_original_config(state["config"]):
-        return from_original_dict(state["config"], path)
-    return Config(state["config"], {}, path)

@@ -9,8 +9,8 @@ The original ``BaseTrainer._save_checkpoint`` pickles a plain dict holding ``arc
 rebuild helpers and storage classes.
 
 Files are read with ``torch.load(weights_only=True)`` plus the allow-list ``ALLOWED_GLOBALS``
-(torch >= 2.5); older torch reads them through an unpickler that resolves the same globals
-and nothing else. The original config object is
+(torch >= 2.5); older torch reads them through ``utils.original.unpickle``'s restricted
+unpickler, which resolves the same globals and nothing else. The original config object is
 rebuilt as an inert :class:`OriginalConfig` registered under the name
 ``parse_config.ConfigParser``: the original module is never imported and ``sys.modules`` is
 left untouched. Pickled paths are rebuilt as pure paths (``PurePosixPath`` /
@@ -20,21 +20,19 @@ anything in the file runs.
 
 Public API:
 
-- :func:`load_original_checkpoint`: an original checkpoint -> a dict of plain values with
+- :func:`safe_load`: any checkpoint file (this project's or the original's) -> its content.
+- :func:`from_original`: that content, for an original file -> a dict of plain values with
   the state_dict keys mapped to this project's names.
-- :func:`load_any_checkpoint`: a checkpoint of either kind; this project's own files are
-  returned exactly as :func:`trainer.checkpoint.load_checkpoint` returns them.
+- :func:`load_original_checkpoint`: the two together.
 - :func:`convert_state_dict`: the key mapping alone.
 """
 from __future__ import annotations
 
-import _compat_pickle
 import argparse
 import codecs
 import pathlib
 import pickle
 import re
-import types
 from collections import OrderedDict
 from pathlib import Path, PurePath
 from typing import Any
@@ -42,7 +40,8 @@ from typing import Any
 import numpy
 import torch
 
-from trainer.checkpoint import CheckpointError, is_own_checkpoint
+from utils.errors import CheckpointError
+from utils.original.unpickle import pickle_module
 
 try:
     from numpy._core.multiarray import scalar as _numpy_scalar
@@ -121,36 +120,20 @@ def _unsafe_globals(path: Path) -> list[str]:
         return []
 
 
-def _globals_by_name() -> dict[str, Any]:
-    """``"module.name"`` -> object for every global the fallback loader resolves: ``ALLOWED_GLOBALS``
-    and torch's tensor rebuild helpers (storage classes are resolved by ``torch.load`` itself)."""
-    table = {name: obj for obj, name in (entry for entry in ALLOWED_GLOBALS if isinstance(entry, tuple))}
-    table.update({f"{cls.__module__}.{cls.__qualname__}": cls for cls in ALLOWED_GLOBALS if isinstance(cls, type)})
-    table.update({"torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
-                  "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
-                  "torch.Size": torch.Size, "_codecs.encode": codecs.encode})
+def _globals_by_name() -> dict[tuple[str, str], Any]:
+    """``(module, name)`` -> object for every global the fallback loader resolves:
+    ``ALLOWED_GLOBALS`` and torch's tensor rebuild helpers (storage classes are resolved by
+    ``torch.load`` itself)."""
+    table = {tuple(name.rsplit(".", 1)): obj for obj, name in (e for e in ALLOWED_GLOBALS if isinstance(e, tuple))}
+    table.update({(cls.__module__, cls.__qualname__): cls for cls in ALLOWED_GLOBALS if isinstance(cls, type)})
+    table.update({("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+                  ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+                  ("torch", "Size"): torch.Size, ("_codecs", "encode"): codecs.encode})
     return table
 
 
-class _AllowListUnpickler(pickle.Unpickler):
-    """Resolves only the globals of :func:`_globals_by_name`; any other is refused by name."""
-
-    table = _globals_by_name()
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _compat_pickle.NAME_MAPPING:  # Python 2 names, as protocol 2 writes them
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        try:
-            return self.table[f"{module}.{name}"]
-        except KeyError:
-            raise pickle.UnpicklingError(f"GLOBAL {module}.{name} is not allowed") from None
-
-
 # The ``pickle_module`` handed to ``torch.load`` by the fallback loader.
-ALLOW_LIST_PICKLE = types.ModuleType("allow_list_pickle")
-ALLOW_LIST_PICKLE.Unpickler = _AllowListUnpickler
-ALLOW_LIST_PICKLE.load = lambda file, **kwargs: _AllowListUnpickler(file, **kwargs).load()
+ALLOW_LIST_PICKLE = pickle_module(_globals_by_name())
 
 
 def _load_with_allow_list(path: Path) -> Any:
@@ -162,8 +145,9 @@ def _load_with_allow_list(path: Path) -> Any:
         raise CheckpointError(f"{path}: {_refusal(exc)}") from None
 
 
-def _safe_load(path: Path) -> Any:
-    """``torch.load`` onto the CPU with only ``ALLOWED_GLOBALS`` (and torch's tensor types)."""
+def safe_load(path: Path) -> Any:
+    """``torch.load`` onto the CPU with only ``ALLOWED_GLOBALS`` (and torch's tensor types);
+    CheckpointError naming the file when it is missing, unreadable or refers to another global."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -211,8 +195,9 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor]) -> OrderedDict[str, 
     return converted
 
 
-def _convert(path: Path, state: Any) -> dict:
-    """An unpickled original checkpoint -> this module's plain dict."""
+def from_original(path: Path, state: Any) -> dict:
+    """An original checkpoint's content (from :func:`safe_load`) -> the plain dict described in
+    :func:`load_original_checkpoint`; CheckpointError when it is not one."""
     if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
         raise CheckpointError(f"{path}: not an original CE checkpoint (no 'state_dict' dict)")
     monitor_best = state.get("monitor_best")
@@ -239,18 +224,4 @@ def load_original_checkpoint(path: Path) -> dict:
         CheckpointError: one line naming the file, e.g. when the pickle references a global
             outside ``ALLOWED_GLOBALS`` (named in the message; nothing is executed).
     """
-    return _convert(Path(path), _safe_load(path))
-
-
-def load_any_checkpoint(path: Path) -> dict:
-    """Read a checkpoint of this project or of the original trainer with one safe load.
-
-    A dict carrying this project's ``format`` marker is returned unchanged (as
-    :func:`trainer.checkpoint.load_checkpoint` returns it); anything else is converted as in
-    :func:`load_original_checkpoint`. Both results hold ``state_dict``, ``epoch`` and
-    ``config`` (a dict, or None for an original file without one).
-    """
-    state = _safe_load(path)
-    if is_own_checkpoint(state):
-        return state
-    return _convert(Path(path), state)
+    return from_original(Path(path), safe_load(path))

@@ -1,0 +1,45 @@
+"""Making a dataset's feature store ready before a loader opens it.
+
+The embedded Synthetic dataset is generated when its store is absent or stale; a released
+dataset (``datasets.RELEASES``) has every expert, text feature and test caption table a
+config needs converted from ``<data_dir>/<root_feat_folder>/`` when the store lacks it. Any
+other dataset must already have its store. train.py, test.py and misc/convert_features.py
+call :func:`prepare_store`; ``ExpertDataLoader`` only loads.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES
+from data_loader.release_plan import plan_store
+from data_loader.released import check_release, convert_plan, needs_conversion
+from data_loader.store import INDEX_NAME, STORE_DIR, read_index_attrs
+from data_loader.synthetic import GENERATOR_VERSION, generate_synthetic
+from utils.errors import StoreError
+
+
+def _synthetic_is_current(store_dir: Path, seed: int) -> bool:
+    attrs = read_index_attrs(store_dir)
+    return attrs.get("generator_version") == GENERATOR_VERSION and int(attrs.get("seed", -1)) == seed
+
+
+def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int = 0, *,
+                  root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, split_name: str | None = None,
+                  experts: Sequence[str] = (), feat_aggregation: dict | None = None,
+                  text_feat: str | None = None) -> Path:
+    """Generate or convert what the store of ``dataset_name`` under ``data_dir`` lacks; returns
+    the store folder. A missing released file or store is a StoreError naming it."""
+    store_dir = Path(data_dir) / STORE_DIR
+    if dataset_name == "Synthetic":
+        if not _synthetic_is_current(store_dir, synthetic_seed):
+            generate_synthetic(Path(data_dir), seed=synthetic_seed)
+    elif dataset_name in RELEASES:
+        check_release(dataset_name, Path(data_dir), root_feat_folder)
+        plan = plan_store(dataset_name, list(experts), feat_aggregation or {}, text_feat, split_name)
+        if needs_conversion(plan, Path(data_dir), root_feat_folder):
+            convert_plan(plan, Path(data_dir), root_feat_folder)
+    elif not (store_dir / INDEX_NAME).is_file():
+        raise StoreError(f"{store_dir / INDEX_NAME}: feature store for {dataset_name} not found; "
+                         f"set data_loader.args.data_dir to the folder holding {STORE_DIR}/")
+    return store_dir
