@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
     sys.path[0] = str(REPO)
 
-from model.dims import compute_dims  # noqa: E402
+from model.dims import model_inputs  # noqa: E402
 from trainer.build import build_loss, build_model, build_optimizer  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.config import load_config  # noqa: E402
@@ -50,7 +50,8 @@ def parse_args() -> argparse.Namespace:
 
 def random_batch(config, batch_size: int) -> dict:
     """A batch shaped as the config's loader yields it, every expert present."""
-    _, raw_dims, text_dim = compute_dims(config)
+    inputs = model_inputs(config)
+    raw_dims, text_dim = inputs["feat_dims"], inputs["text_dim"]
     args = config["data_loader"]["args"]
     max_tokens, aggregation = args["max_tokens"], args["feat_aggregation"]
     experts = {name: torch.randn(batch_size, max_tokens[name], dim)

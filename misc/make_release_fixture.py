@@ -53,7 +53,7 @@ from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER  # noqa: E402
 from data_loader.release_plan import config_plans  # noqa: E402
 from data_loader.released import write_released_index  # noqa: E402
 from data_loader.store import STORE_DIR  # noqa: E402
-from model.dims import TEXT_DIMS, compute_dims  # noqa: E402
+from model.dims import TEXT_DIMS, model_inputs  # noqa: E402
 from trainer import build  # noqa: E402,F401  (fills the registries that configs are validated against)
 from utils.cli import run_cli  # noqa: E402
 from utils.config import Config, load_config  # noqa: E402
@@ -156,7 +156,8 @@ def plan_fixture(config: Config, scale: float) -> FixturePlan:
     """The files ``config`` reads from the release (paths from the project's own release plan)."""
     plans = config_plans(config, DATASET)
     feat_aggregation = config["data_loader"]["args"]["feat_aggregation"]
-    _, raw_dims, text_dim = compute_dims(config)
+    inputs = model_inputs(config)
+    raw_dims, text_dim = inputs["feat_dims"], inputs["text_dim"]
     experts: dict[str, ExpertFile] = {}
     for plan in plans:
         for expert, source in plan.experts.items():

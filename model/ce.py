@@ -1,4 +1,10 @@
-"""CENet: Collaborative Experts (and its MoEE / ablation variants) for text-video retrieval.
+"""CENet: Collaborative Experts (and its MoEE / ablation variants) for text-video retrieval,
+and CEConfig, everything that shapes one.
+
+The program fills CEConfig's widths (``feat_dims``, ``pooled_experts``, ``text_dim``, from
+``model.dims.model_inputs``), ``ce_shared_dim`` and ``disable_nan_checks``; the rest is
+``arch.args`` of a config, under the original's key names, with the defaults of
+``configs/ce_base.json``. A checkpoint stores the CEConfig as a dict (``model_config``).
 
 Shapes: B videos, K captions per video, T tokens per caption, M experts. Fixed-size
 experts are ``[B, D]``; token-sequence ("vlad") experts are ``[B, N, d]`` and are pooled
@@ -7,94 +13,136 @@ by NetVLAD here. Text is ``[B, K, T, D_text]``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from model.ce_module import CEModule
 from model.collab_gating import CE_MODES
-from model.dims import DEFAULT_GHOST_CLUSTERS, DEFAULT_USE_CE, DEFAULT_VLAD_CLUSTERS, is_variable
 from model.net_vlad import NetVLAD
 from model.similarity import MERGE_MODES
 from utils.errors import ConfigError, StoreError
 from utils.registry import MODELS
+
+@MODELS.register("CENet")
+@dataclass
+class CEConfig:
+    """Options of a Collaborative Experts model (and of its MoEE / ablation variants).
+
+    ``feat_dims``: expert -> width of one token for ``pooled_experts`` (NetVLAD-pooled token
+    experts), else of the whole feature; its order is the expert order. ``use_ce``: "" for no
+    collaborative gating, else one of ``CE_MODES``. ``vlad_clusters`` / ``ghost_clusters``:
+    expert -> K; only ``ghost_clusters["text"]`` is used (as in the original, expert NetVLADs
+    get no ghost clusters). At most one of ``use_ce``, ``mimic_ce_dims``, ``concat_experts``,
+    ``concat_mix_experts``; none gives MoEE. ``concat_zero_pad_bug`` reproduces the original
+    Concat ablation's all-zero similarities. ``randomise_feats``: comma-separated experts (or
+    "text") replaced by noise. ``l2renorm`` and tasks other than retrieval are refused.
+    """
+
+    feat_dims: dict[str, int]
+    text_dim: int
+    pooled_experts: list[str] = field(default_factory=list)
+    ce_shared_dim: int = 768
+    disable_nan_checks: bool = False
+    use_ce: str = "pairwise"
+    vlad_clusters: dict[str, int] = field(default_factory=lambda: {"ocr": 32, "text": 25, "audio": 16, "speech": 32})
+    ghost_clusters: dict[str, int] = field(default_factory=lambda: {"text": 0})
+    keep_missing_modalities: bool = False
+    test_caption_mode: str = "indep"
+    randomise_feats: str = ""
+    include_self: bool = True
+    use_mish: bool = True
+    use_bn_reason: bool = True
+    num_h_layers: int = 0
+    num_g_layers: int = 3
+    freeze_weights: bool = False
+    mimic_ce_dims: bool = False
+    concat_experts: bool = False
+    concat_mix_experts: bool = False
+    concat_zero_pad_bug: bool = False
+    l2renorm: bool = False
+    task: str = "retrieval"
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.feat_dims:
+            raise ConfigError("CENet needs at least one expert (experts.modalities)")
+        if self.task != "retrieval":
+            raise ConfigError(f"task {self.task!r} is not supported; only 'retrieval' is")
+        if self.l2renorm:
+            raise ConfigError("l2renorm is not supported (the original CE code also raises "
+                              "NotImplementedError when computing similarities with it)")
+        if self.use_ce and self.use_ce not in CE_MODES:
+            raise ConfigError(f"unknown use_ce mode {self.use_ce!r}; expected '' or one of {CE_MODES}")
+        if self.use_ce and len(self.feat_dims) < 2:
+            raise ConfigError("use_ce (collaborative gating) needs at least two experts")
+        variants = {"use_ce": self.use_ce, "mimic_ce_dims": self.mimic_ce_dims,
+                    "concat_experts": self.concat_experts, "concat_mix_experts": self.concat_mix_experts}
+        chosen = [key for key, value in variants.items() if value]
+        if len(chosen) > 1:
+            raise ConfigError(f"arch.args: options {chosen} cannot be combined; set at most one")
+        if self.test_caption_mode not in MERGE_MODES:
+            raise ConfigError(f"unknown test_caption_mode {self.test_caption_mode!r}; expected one of {MERGE_MODES}")
+        unknown = sorted(self.random_feats - set(self.feat_dims) - {"text"})
+        if unknown:
+            raise ConfigError(f"randomise_feats names unknown experts {unknown}")
+        for name in self.pooled_experts:
+            if name not in self.vlad_clusters:
+                raise ConfigError(f"expert '{name}' uses temporal 'vlad' but arch.args.vlad_clusters has no "
+                                  "entry for it")
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.feat_dims)
+
+    @property
+    def random_feats(self) -> set[str]:
+        return {name.strip() for name in self.randomise_feats.split(",") if name.strip()}
+
+    def expert_dims(self) -> OrderedDict[str, tuple[int, int]]:
+        """expert -> (in_dim, out_dim), as the original computes them: in_dim is d*K for a
+        pooled expert with K clusters, else d; out_dim is ``ce_shared_dim`` with ``use_ce`` or
+        ``mimic_ce_dims``, else the expert's own width d."""
+        shared = bool(self.use_ce or self.mimic_ce_dims)
+        dims: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        for name, dim in self.feat_dims.items():
+            in_dim = dim * self.vlad_clusters[name] if name in self.pooled_experts else dim
+            dims[name] = (in_dim, self.ce_shared_dim if shared else dim)
+        return dims
+
+    def build(self) -> "CENet":
+        return CENet(self)
+
 
 # The original CE code creates the expert NetVLADs in this order (seeded initialisation
 # and state_dict order depend on it); other token-sequence experts follow alphabetically.
 POOLING_ORDER = ("ocr", "audio", "speech")
 
 
-@MODELS.register()
 class CENet(nn.Module):
-    """Text-video retrieval from precomputed expert features.
+    """Text-video retrieval from precomputed expert features, shaped by a :class:`CEConfig`."""
 
-    Injected by the program (not set in config): ``expert_dims`` (expert -> (in_dim,
-    out_dim), see ``model.dims.compute_dims``; its order is the expert order),
-    ``text_dim``, ``feat_aggregation`` (expert -> {"temporal": ...}; "vlad" experts are
-    pooled with NetVLAD; None means every expert is fixed-size), ``ce_shared_dim`` and
-    ``disable_nan_checks``.
-
-    Config options keep the original names. ``use_ce``: "" for no collaborative gating,
-    else one of "pairwise", "triplet", "pairwise-star", "pairwise-star-specific",
-    "pairwise-star-tensor". ``vlad_clusters`` / ``ghost_clusters``: expert -> K; None
-    means the original base config. Only ``ghost_clusters["text"]`` is used (as in the
-    original, expert NetVLADs get no ghost clusters). ``concat_zero_pad_bug`` reproduces
-    the original Concat ablation's all-zero similarities. ``randomise_feats``: comma-
-    separated experts (or "text") replaced by random noise. ``l2renorm`` is not supported.
-    """
-
-    def __init__(self, expert_dims: dict | None = None, text_dim: int = 768,
-                 feat_aggregation: dict | None = None, ce_shared_dim: int = 768,
-                 disable_nan_checks: bool = False, use_ce: str = DEFAULT_USE_CE,
-                 vlad_clusters: dict | None = None, ghost_clusters: dict | None = None,
-                 keep_missing_modalities: bool = False, test_caption_mode: str = "indep",
-                 randomise_feats: str = "", include_self: bool = True, use_mish: bool = True,
-                 use_bn_reason: bool = True, num_h_layers: int = 0, num_g_layers: int = 3,
-                 freeze_weights: bool = False, mimic_ce_dims: bool = False,
-                 concat_experts: bool = False, concat_mix_experts: bool = False,
-                 concat_zero_pad_bug: bool = False, l2renorm: bool = False,
-                 task: str = "retrieval", verbose: bool = False):
+    def __init__(self, config: CEConfig):
         super().__init__()
-        if not expert_dims:
-            raise ConfigError("CENet needs expert_dims (expert -> (in_dim, out_dim), from compute_dims)")
-        vlad_clusters = dict(DEFAULT_VLAD_CLUSTERS if vlad_clusters is None else vlad_clusters)
-        ghost_clusters = dict(DEFAULT_GHOST_CLUSTERS if ghost_clusters is None else ghost_clusters)
-        self.modalities = list(expert_dims)
-        self.random_feats = {name.strip() for name in randomise_feats.split(",") if name.strip()}
-        _check_options(self.modalities, use_ce, mimic_ce_dims, concat_experts, concat_mix_experts,
-                       test_caption_mode, task, l2renorm, self.random_feats)
-        self.disable_nan_checks = disable_nan_checks
-        self.test_caption_mode = test_caption_mode
-
+        self.config = config
+        self.modalities = config.modalities
+        self.random_feats = config.random_feats
+        self.disable_nan_checks = config.disable_nan_checks
+        self.test_caption_mode = config.test_caption_mode
         self.pooling = nn.ModuleDict()
-        for name in _pooled_experts(self.modalities, feat_aggregation):
-            if name not in vlad_clusters:
-                raise ConfigError(f"expert '{name}' uses temporal 'vlad' but vlad_clusters has no entry "
-                                 "for it")
-            clusters = vlad_clusters[name]
-            in_dim = int(expert_dims[name][0])
-            if in_dim % clusters:
-                raise ConfigError(f"expert '{name}': in_dim {in_dim} is not a multiple of its "
-                                 f"{clusters} VLAD clusters")
-            self.pooling[name] = NetVLAD(clusters, in_dim // clusters)
+        for name in _pooling_order(config.pooled_experts):
+            self.pooling[name] = NetVLAD(config.vlad_clusters[name], config.feat_dims[name])
 
-        text_clusters = vlad_clusters.get("text", 0)
+        text_clusters = config.vlad_clusters.get("text", 0)
         if text_clusters:
-            self.text_pooling: nn.Module = NetVLAD(text_clusters, text_dim, ghost_clusters.get("text", 0))
-            pooled_text_dim = text_clusters * text_dim
+            self.text_pooling: nn.Module = NetVLAD(text_clusters, config.text_dim,
+                                                   config.ghost_clusters.get("text", 0))
+            pooled_text_dim = text_clusters * config.text_dim
         else:
             self.text_pooling = nn.Sequential()
-            pooled_text_dim = text_dim
-
-        self.ce = CEModule(
-            expert_dims=expert_dims, text_dim=pooled_text_dim, same_dim=ce_shared_dim,
-            use_ce=use_ce, include_self=include_self, use_mish=use_mish,
-            use_bn_reason=use_bn_reason, num_h_layers=num_h_layers, num_g_layers=num_g_layers,
-            freeze_weights=freeze_weights, mimic_ce_dims=mimic_ce_dims,
-            concat_experts=concat_experts, concat_mix_experts=concat_mix_experts,
-            concat_zero_pad_bug=concat_zero_pad_bug,
-            keep_missing_modalities=keep_missing_modalities,
-            randomise_text="text" in self.random_feats, verbose=verbose)
+            pooled_text_dim = config.text_dim
+        self.ce = CEModule(config, config.expert_dims(), pooled_text_dim)
 
     def forward(self, experts: dict[str, torch.Tensor], ind: dict[str, torch.Tensor],
                 text: torch.Tensor, text_token_mask: torch.Tensor | None = None) -> dict:
@@ -180,40 +228,10 @@ class CENet(nn.Module):
         return self.ce.similarity(text_embds, moe_weights, vid_embds, ind, merge)
 
 
-def _check_options(modalities: list[str], use_ce: str, mimic_ce_dims: bool, concat_experts: bool,
-                   concat_mix_experts: bool, test_caption_mode: str, task: str, l2renorm: bool,
-                   random_feats: set[str]) -> None:
-    if task != "retrieval":
-        raise ConfigError(f"task {task!r} is not supported; only 'retrieval' is")
-    if l2renorm:
-        raise ConfigError("l2renorm is not supported (the original CE code also raises "
-                                  "NotImplementedError when computing similarities with it)")
-    if use_ce and use_ce not in CE_MODES:
-        raise ConfigError(f"unknown use_ce mode {use_ce!r}; expected '' or one of {CE_MODES}")
-    if use_ce and len(modalities) < 2:
-        raise ConfigError("use_ce (collaborative gating) needs at least two experts")
-    variants = {"use_ce": use_ce, "mimic_ce_dims": mimic_ce_dims, "concat_experts": concat_experts,
-                "concat_mix_experts": concat_mix_experts}
-    chosen = [key for key, value in variants.items() if value]
-    if len(chosen) > 1:
-        raise ConfigError(f"options {chosen} cannot be combined; set at most one")
-    if test_caption_mode not in MERGE_MODES:
-        raise ConfigError(f"unknown test_caption_mode {test_caption_mode!r}; expected one of {MERGE_MODES}")
-    unknown = sorted(random_feats - set(modalities) - {"text"})
-    if unknown:
-        raise ConfigError(f"randomise_feats names unknown experts {unknown}")
-
-
-def _pooled_experts(modalities: list[str], feat_aggregation: dict | None) -> list[str]:
-    """Token-sequence experts, in NetVLAD creation order."""
-    if feat_aggregation is None:
-        return []
-    for name in modalities:
-        if name not in feat_aggregation:
-            raise ConfigError(f"expert '{name}' has no entry in feat_aggregation")
-    variable = [name for name in modalities if is_variable(name, feat_aggregation[name])]
-    first = [name for name in POOLING_ORDER if name in variable]
-    return first + [name for name in variable if name not in first]
+def _pooling_order(pooled: list[str]) -> list[str]:
+    """Pooled experts in NetVLAD creation order."""
+    first = [name for name in POOLING_ORDER if name in pooled]
+    return first + [name for name in pooled if name not in first]
 
 
 def _raise_on_nan(modalities: list[str], nan_rows: torch.Tensor) -> None:

@@ -7,6 +7,7 @@ CE code, so its checkpoints load and seeded construction gives the same initial 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,33 +18,34 @@ from model.gating import (GatedEmbeddingUnit, GatedEmbeddingUnitReasoning, Mish,
                           MimicCEGatedEmbeddingUnit, ReduceDim)
 from model.similarity import concat_similarity, cross_view_similarity, merge_captions
 
+if TYPE_CHECKING:
+    from model.ce import CEConfig
+
 logger = logging.getLogger(__name__)
 
 
 class CEModule(nn.Module):
     """Embeds pooled text and aggregated experts into per-expert spaces and scores them.
 
-    Variants are chosen by flags (at most one of ``use_ce``, ``mimic_ce_dims``,
-    ``concat_mix_experts``, ``concat_experts``; none of them gives MoEE). ``text_dim`` is
-    the width of the pooled text vector.
+    Variants are chosen by the config's flags (at most one of ``use_ce``, ``mimic_ce_dims``,
+    ``concat_mix_experts``, ``concat_experts``; none of them gives MoEE). ``expert_dims`` is
+    ``config.expert_dims()`` and ``text_dim`` the width of the pooled text vector.
     """
 
-    def __init__(self, *, expert_dims: dict, text_dim: int, same_dim: int, use_ce: str,
-                 include_self: bool, use_mish: bool, use_bn_reason: bool, num_h_layers: int,
-                 num_g_layers: int, freeze_weights: bool, mimic_ce_dims: bool,
-                 concat_experts: bool, concat_mix_experts: bool, concat_zero_pad_bug: bool,
-                 keep_missing_modalities: bool, randomise_text: bool, verbose: bool):
+    def __init__(self, config: "CEConfig", expert_dims: dict[str, tuple[int, int]], text_dim: int):
         super().__init__()
         self.modalities = list(expert_dims)
-        self.use_ce = use_ce
-        self.include_self = include_self
-        self.freeze_weights = freeze_weights
-        self.concat_experts = concat_experts
-        self.concat_mix_experts = concat_mix_experts
-        self.concat_zero_pad_bug = concat_zero_pad_bug
-        self.keep_missing_modalities = keep_missing_modalities
-        self.randomise_text = randomise_text
-        self.verbose = verbose
+        self.use_ce = config.use_ce
+        self.include_self = config.include_self
+        self.freeze_weights = config.freeze_weights
+        self.concat_experts = config.concat_experts
+        self.concat_mix_experts = config.concat_mix_experts
+        self.concat_zero_pad_bug = config.concat_zero_pad_bug
+        self.keep_missing_modalities = config.keep_missing_modalities
+        self.randomise_text = "text" in config.random_feats
+        self.verbose = config.verbose
+        same_dim, use_ce, mimic_ce_dims = config.ce_shared_dim, config.use_ce, config.mimic_ce_dims
+        concat_experts, concat_mix_experts = config.concat_experts, config.concat_mix_experts
         in_dims = [int(expert_dims[name][0]) for name in self.modalities]
         agg_dims = [int(expert_dims[name][1]) for name in self.modalities]
 
@@ -52,7 +54,8 @@ class CEModule(nn.Module):
             self.video_dim_reduce = nn.ModuleList([ReduceDim(dim, same_dim) for dim in in_dims])
         text_out_dims = [same_dim] * len(self.modalities)
         if use_ce:
-            self._build_reasoning(same_dim, num_g_layers, num_h_layers, use_bn_reason, use_mish)
+            self._build_reasoning(same_dim, config.num_g_layers, config.num_h_layers, config.use_bn_reason,
+                                  config.use_mish)
             video_units = [GatedEmbeddingUnitReasoning(same_dim) for _ in self.modalities]
         elif mimic_ce_dims:
             video_units = [MimicCEGatedEmbeddingUnit(same_dim) for _ in self.modalities]

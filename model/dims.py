@@ -1,10 +1,10 @@
-"""Input/output dimensions of every expert and of the text features, from a config."""
+"""The widths of every expert's features and of the text features, from a config (no data read)."""
 from __future__ import annotations
 
 from collections import OrderedDict
 
 from utils.errors import ConfigError
-from utils.options import used_experts
+from utils.options import ExpertsOptions, options_from, used_experts
 
 TEXT_DIMS: dict[str, int] = {
     "w2v": 300, "grovle": 300, "mt_grovle": 300, "hglmm_300d": 300, "hglmm_6kd": 6000,
@@ -25,10 +25,6 @@ NATIVE_TOKEN_DIMS: dict[str, int] = {
 }
 
 FIXED_TEMPORAL_MODES = ("avg", "max", "ent", "std")
-DEFAULT_USE_CE = "pairwise"
-DEFAULT_VLAD_CLUSTERS: dict[str, int] = {"ocr": 43, "text": 28, "audio": 8, "speech": 19,
-                                         "detection-sem": 50}
-DEFAULT_GHOST_CLUSTERS: dict[str, int] = {"text": 1}
 
 
 def is_variable(expert: str, aggregation: dict) -> bool:
@@ -59,51 +55,33 @@ def _token_dim(expert: str, aggregation: dict, face_dim: int) -> int:
     return int(dim)
 
 
-def compute_dims(config: dict) -> tuple[OrderedDict[str, tuple[int, int]], dict[str, int], int]:
-    """Expert and text dimensions for a resolved config.
+def model_inputs(config: dict) -> dict:
+    """What the program hands a model besides ``arch.args``, for a resolved config.
 
-    Returns:
-        expert_dims: expert -> (in_dim, out_dim), in alphabetical expert order. in_dim is
-            the size of the aggregated feature (d*K for a VLAD expert with K clusters, d
-            times the number of temporal modes otherwise); out_dim is the native dim, or
-            ``experts.ce_shared_dim`` for CENet with ``use_ce`` or ``mimic_ce_dims``.
-        raw_input_dims: expert -> dim of one token/frame as the data loader provides it.
-        text_dim: dim of one text token for ``experts.text_feat``.
+    Returns ``feat_dims`` (expert -> width of one token for token-sequence ("vlad") experts,
+    of the aggregated feature (d times the number of temporal modes) otherwise, in
+    alphabetical expert order: the width the data loader provides), ``pooled_experts`` (the
+    token-sequence experts), ``text_dim`` (width of one text token of ``experts.text_feat``),
+    ``ce_shared_dim`` and ``disable_nan_checks``.
     """
-    experts_cfg = config["experts"]
+    experts = options_from(ExpertsOptions, config["experts"])
     feat_aggregation = config["data_loader"]["args"]["feat_aggregation"]
-    arch = config["arch"]
-    arch_args = arch.get("args", {})
-    use_ce = arch_args.get("use_ce", DEFAULT_USE_CE)
-    mimic_ce_dims = arch_args.get("mimic_ce_dims", False)
-    vlad_clusters = arch_args.get("vlad_clusters", DEFAULT_VLAD_CLUSTERS)
-    if use_ce and mimic_ce_dims:
-        raise ConfigError(f"arch.args: use_ce ({use_ce!r}) and mimic_ce_dims cannot both be set")
-    shared_out = arch.get("type") == "CENet" and bool(use_ce or mimic_ce_dims)
-
-    expert_dims: OrderedDict[str, tuple[int, int]] = OrderedDict()
-    raw_input_dims: dict[str, int] = {}
-    for expert in used_experts(experts_cfg):
+    feat_dims: OrderedDict[str, int] = OrderedDict()
+    pooled = []
+    for expert in used_experts(config["experts"]):
         if expert not in feat_aggregation:
-            raise ConfigError(f"expert '{expert}' is used but has no entry in "
-                             "data_loader.args.feat_aggregation")
+            raise ConfigError(f"expert '{expert}' is used but has no entry in data_loader.args.feat_aggregation")
         aggregation = feat_aggregation[expert]
-        dim = _token_dim(expert, aggregation, experts_cfg.get("face_dim", 512))
+        dim = _token_dim(expert, aggregation, experts.face_dim)
         if is_variable(expert, aggregation):
-            if expert not in vlad_clusters:
-                raise ConfigError(f"expert '{expert}' uses temporal 'vlad' but arch.args.vlad_clusters "
-                                 "has no entry for it")
-            in_dim, out_dim, raw_dim = dim * vlad_clusters[expert], dim, dim
+            pooled.append(expert)
+            feat_dims[expert] = dim
         else:
-            in_dim = dim * len(aggregation["temporal"].split("-"))
-            out_dim, raw_dim = in_dim, in_dim
-        if shared_out:
-            out_dim = experts_cfg["ce_shared_dim"]
-        expert_dims[expert] = (in_dim, out_dim)
-        raw_input_dims[expert] = raw_dim
-
-    text_feat = experts_cfg["text_feat"]
+            feat_dims[expert] = dim * len(aggregation["temporal"].split("-"))
+    text_feat = experts.text_feat
     if text_feat not in TEXT_DIMS:
         raise ConfigError(f"experts.text_feat: unknown text feature {text_feat!r}; "
-                         f"expected one of: {', '.join(sorted(TEXT_DIMS))}")
-    return expert_dims, raw_input_dims, TEXT_DIMS[text_feat]
+                          f"expected one of: {', '.join(sorted(TEXT_DIMS))}")
+    return {"feat_dims": feat_dims, "pooled_experts": pooled, "text_dim": TEXT_DIMS[text_feat],
+            "ce_shared_dim": experts.ce_shared_dim,
+            "disable_nan_checks": config.get("disable_nan_checks", False)}

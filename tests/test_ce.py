@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import reference_path
-from model.ce import CENet
-from model.dims import compute_dims
+from model.ce import CEConfig, CENet
+from model.dims import model_inputs
 from utils.errors import ConfigError
 from utils.registry import MODELS
 
@@ -26,19 +26,17 @@ def load_ref(suffix: str):
 
 
 def small_kwargs() -> dict:
-    """Constructor kwargs of the reduced-dims twin of configs/msrvtt/train-full-ce.json."""
+    """CEConfig kwargs of the reduced-dims twin of configs/msrvtt/train-full-ce.json."""
     meta = load_ref("meta.json")
     return dict(
-        expert_dims={name: tuple(dims) for name, dims in meta["expert_dims"].items()},
-        text_dim=meta["text_dim"], ce_shared_dim=32, disable_nan_checks=False,
-        feat_aggregation={name: {"temporal": "vlad" if name in VLAD_EXPERTS else "avg"}
-                          for name in meta["expert_dims"]},
-        **meta["arch_args"])
+        feat_dims={name: meta["raw_input_dims"][name] for name in meta["expert_dims"]},
+        pooled_experts=[name for name in meta["expert_dims"] if name in VLAD_EXPERTS],
+        text_dim=meta["text_dim"], ce_shared_dim=32, disable_nan_checks=False, **meta["arch_args"])
 
 
 @pytest.fixture(scope="module")
 def small_net() -> CENet:
-    net = CENet(**small_kwargs())
+    net = CENet(CEConfig(**small_kwargs()))
     net.load_state_dict(load_ref("state_dict.pth"), strict=True)
     return net.eval()
 
@@ -55,7 +53,7 @@ def run(net: CENet, batch: dict) -> dict:
 
 
 def small_config(**arch_overrides) -> dict:
-    """The reduced-dims config as compute_dims reads it, with arch.args overrides."""
+    """The reduced-dims config as model_inputs reads it, with arch.args overrides."""
     meta = load_ref("meta.json")
     raw = meta["raw_input_dims"]
     feat_aggregation = {name: {"temporal": "vlad" if name in VLAD_EXPERTS else "avg",
@@ -67,12 +65,8 @@ def small_config(**arch_overrides) -> dict:
 
 
 def build(config: dict, **injected) -> CENet:
-    expert_dims, _, text_dim = compute_dims(config)
     torch.manual_seed(0)
-    return MODELS.build(config["arch"], expert_dims=expert_dims, text_dim=text_dim,
-                        feat_aggregation=config["data_loader"]["args"]["feat_aggregation"],
-                        ce_shared_dim=config["experts"]["ce_shared_dim"],
-                        **{"disable_nan_checks": False, **injected})
+    return MODELS.build(config["arch"], **{**model_inputs(config), **injected}).build()
 
 
 def assert_outputs_close(out: dict, expected: dict, atol: float = 1e-5) -> None:
@@ -114,7 +108,7 @@ def assert_fingerprints(net: CENet, path) -> None:
 
 def test_seeded_init_reproduces_original_fingerprints():
     torch.manual_seed(0)
-    assert_fingerprints(CENet(**small_kwargs()), reference_path("model", f"{SMALL_TAG}_state_dict_keys.txt"))
+    assert_fingerprints(CENet(CEConfig(**small_kwargs())), reference_path("model", f"{SMALL_TAG}_state_dict_keys.txt"))
 
 
 @pytest.mark.parametrize("filler", [0.0, float("nan"), 1e6])
@@ -136,7 +130,7 @@ def test_nan_in_present_expert_raises(small_net, inputs):
 
 
 def full_msrvtt_config(**arch_overrides) -> dict:
-    """configs/msrvtt/train-full-ce.json with the real MSR-VTT dims, as compute_dims reads it."""
+    """configs/msrvtt/train-full-ce.json with the real MSR-VTT dims, as model_inputs reads it."""
     embed = {"imagenet.senet154.0": 2048, "imagenet.resnext101_32x48d.0": 2048,
              "scene.densenet161.0": 2208, "i3d.i3d.0": 1024, "r2p1d.r2p1d-ig65m.0": 512}
     feat_aggregation = {name: {"temporal": "avg", "type": "embed", "feat_dims": {"embed": dim}}
@@ -173,32 +167,36 @@ VARIANTS = {
 def test_parameter_counts_match_original(config_name):
     expected = json.loads(reference_path("model", "param_counts.json").read_text())[config_name]
     config = full_msrvtt_config(**VARIANTS[config_name])
-    expert_dims, _, text_dim = compute_dims(config)
     with torch.device("meta"):
-        net = MODELS.build(config["arch"], expert_dims=expert_dims, text_dim=text_dim,
-                           feat_aggregation=config["data_loader"]["args"]["feat_aggregation"],
-                           ce_shared_dim=768, disable_nan_checks=False)
+        net = MODELS.build(config["arch"], **{**model_inputs(config), "ce_shared_dim": 768}).build()
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     assert trainable == expected["trainable_params"]
 
 
-def test_compute_dims_reproduces_reference_dims():
+def dims_of(config: dict) -> tuple[dict, dict, int]:
+    """(expert -> (in_dim, out_dim), expert -> width the loader provides, text width) of a config."""
+    inputs = model_inputs(config)
+    expert_dims = MODELS.build(config["arch"], **inputs).expert_dims()
+    return expert_dims, dict(inputs["feat_dims"]), inputs["text_dim"]
+
+
+def test_model_dims_reproduce_reference_dims():
     config = json.loads(reference_path("checkpoint", "ce_small_config.json").read_text())
     meta = load_ref("meta.json")
-    expert_dims, raw_dims, text_dim = compute_dims(config)
+    expert_dims, raw_dims, text_dim = dims_of(config)
     assert list(expert_dims) == list(meta["expert_dims"])
     assert {k: list(v) for k, v in expert_dims.items()} == meta["expert_dims"]
     assert raw_dims == meta["raw_input_dims"]
     assert text_dim == meta["text_dim"]
 
 
-def test_compute_dims_errors():
+def test_model_dims_errors():
     config = full_msrvtt_config()
     del config["data_loader"]["args"]["feat_aggregation"]["face"]
     with pytest.raises(ValueError, match="'face'"):
-        compute_dims(config)
+        dims_of(config)
     with pytest.raises(ValueError, match="mimic_ce_dims"):
-        compute_dims(full_msrvtt_config(mimic_ce_dims=True))
+        dims_of(full_msrvtt_config(mimic_ce_dims=True))
 
 
 def test_pieces_compose_to_forward(small_net, inputs):
@@ -215,7 +213,7 @@ def test_pieces_compose_to_forward(small_net, inputs):
 
 
 def test_avg_caption_mode_is_mean_of_indep(inputs):
-    net = CENet(**{**small_kwargs(), "test_caption_mode": "avg"})
+    net = CENet(CEConfig(**{**small_kwargs(), "test_caption_mode": "avg"}))
     net.load_state_dict(load_ref("state_dict.pth"))
     avg = run(net.eval(), copy.deepcopy(inputs))["cross_view_conf_matrix"]
     indep = load_ref("outputs.pth")["cross_view_conf_matrix"]
@@ -229,7 +227,7 @@ def test_training_mode_merges_captions(inputs):
 
 
 def test_small_config_dims_match_reference():
-    expert_dims, raw_dims, text_dim = compute_dims(small_config())
+    expert_dims, raw_dims, text_dim = dims_of(small_config())
     meta = load_ref("meta.json")
     assert {k: list(v) for k, v in expert_dims.items()} == meta["expert_dims"]
     assert raw_dims == meta["raw_input_dims"] and text_dim == meta["text_dim"]
@@ -278,4 +276,4 @@ def test_concat_pads_with_video_values_unless_bug_requested(inputs):
 ])
 def test_invalid_options_raise(overrides, error):
     with pytest.raises(error):
-        CENet(**{**small_kwargs(), **overrides})
+        CENet(CEConfig(**{**small_kwargs(), **overrides}))

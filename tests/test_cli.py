@@ -95,3 +95,22 @@ def test_nan_in_a_present_expert_is_a_clear_error(tmp_path):
     done = run("train.py", "--config", CONFIG, "--set", f"data_loader.args.data_dir={data}",
                f"trainer.save_dir={tmp_path / 'saved'}", "trainer.epochs=1", "data_loader.args.batch_size=80")
     assert_one_line_error(done, 2, "appearance", "NaN")
+
+
+def test_only_user_errors_become_one_line(capsys):
+    from utils.cli import run_cli
+    from utils.errors import StoreError
+
+    def bad_input() -> int:
+        raise StoreError("store/index.h5: feature store not found")
+
+    with pytest.raises(SystemExit) as exited:
+        run_cli(bad_input)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "error: store/index.h5: feature store not found\n"
+
+    def bug() -> int:
+        raise KeyError("a bug keeps its traceback")
+
+    with pytest.raises(KeyError, match="a bug keeps its traceback"):
+        run_cli(bug)

@@ -95,3 +95,15 @@ def test_eval_settings_merge_into_a_validated_copy():
     merged = with_eval_settings(config)
     assert merged["data_loader"]["args"]["num_test_captions"] == 3
     assert config["data_loader"]["args"]["num_test_captions"] == 20
+
+
+def test_a_yaml_config_equals_its_json_twin(tmp_path):
+    yaml_path = tmp_path / "train-ce.yaml"
+    yaml_path.write_text(f"inherit_from: {TRAIN_CE}\ntrainer:\n  epochs: 2\n")
+    from_yaml = load_config(yaml_path)
+    from_json = load_config(TRAIN_CE, ["trainer.epochs=2"])
+    assert from_yaml.data == from_json.data
+    bad = tmp_path / "bad.yml"
+    bad.write_text("trainer: [1,\n")
+    with pytest.raises(ConfigError, match=r"bad\.yml: malformed YAML at line"):
+        load_config(bad)

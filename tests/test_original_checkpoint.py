@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from conftest import reference_path
-from model.ce import CENet
+from model.ce import CEConfig, CENet
 from utils.original.checkpoint import (ALLOWED_GLOBALS, DEPRECATED_KEYS, OriginalConfig, convert_state_dict,
                                        load_original_checkpoint)
-from model.dims import compute_dims
+from model.dims import model_inputs
 from trainer.checkpoint import CheckpointError, load_any_checkpoint, load_checkpoint, save_checkpoint
 
 CHECKPOINT = ("checkpoint", "ce_small_checkpoint-epoch3.pth")
@@ -32,10 +32,7 @@ def original() -> dict:
 
 def build_net(config: dict) -> CENet:
     """CENet from an original config dict alone (every arch arg is accepted as is)."""
-    expert_dims, _, text_dim = compute_dims(config)
-    return CENet(**config["arch"]["args"], expert_dims=expert_dims, text_dim=text_dim,
-                 feat_aggregation=config["data_loader"]["args"]["feat_aggregation"],
-                 ce_shared_dim=config["experts"]["ce_shared_dim"])
+    return CENet(CEConfig(**config["arch"]["args"], **model_inputs(config)))
 
 
 def assert_refused(path: Path, global_name: str) -> None:

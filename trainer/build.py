@@ -14,10 +14,10 @@ import model  # noqa: F401  (registers models, losses, metrics)
 import utils.visualizer  # noqa: F401  (registers RankingPage)
 from data_loader.expert_loader import ExpertDataLoader
 from data_loader.prepare import prepare_store
-from model.dims import compute_dims, used_experts
+from model.dims import model_inputs
 from trainer import optim  # noqa: F401  (registers optimisers and schedulers)
 from utils.config import Config
-from utils.options import TrainerOptions, options_from
+from utils.options import TrainerOptions, options_from, used_experts
 from utils.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, VISUALIZERS
 
 
@@ -27,14 +27,8 @@ def trainer_options(config: Config) -> TrainerOptions:
 
 
 def build_model(config: Config) -> torch.nn.Module:
-    """The model of ``config["arch"]`` with dims derived from the experts config (no data read)."""
-    expert_dims, _, text_dim = compute_dims(config.data)
-    return MODELS.build(
-        config["arch"], expert_dims=expert_dims, text_dim=text_dim,
-        feat_aggregation=config["data_loader"]["args"].get("feat_aggregation", {}),
-        ce_shared_dim=config["experts"].get("ce_shared_dim", 768),
-        disable_nan_checks=config.get("disable_nan_checks", False),
-    )
+    """The model of ``config["arch"]``: its registered config dataclass, built (no data read)."""
+    return MODELS.build(config["arch"], **model_inputs(config.data)).build()
 
 
 def prepare_data(config: Config) -> None:

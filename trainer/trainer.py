@@ -8,6 +8,7 @@ of the best checkpoint, written to ``<run>/models/metrics.json``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -74,6 +75,7 @@ class Trainer:
     def _state(self, epoch: int) -> dict:
         return {
             "arch": type(self.model).__name__,
+            "model_config": dataclasses.asdict(self.model.config),
             "epoch": epoch,
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),

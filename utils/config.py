@@ -35,7 +35,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 
 # Sections built from a registry, and the constructor arguments the program injects.
 BUILT_SECTIONS: dict[str, tuple[Registry, set[str]]] = {
-    "arch": (MODELS, {"expert_dims", "text_dim", "feat_aggregation", "ce_shared_dim", "disable_nan_checks"}),
+    "arch": (MODELS, {"feat_dims", "pooled_experts", "text_dim", "ce_shared_dim", "disable_nan_checks"}),
     "data_loader": (DATASETS, {"experts", "text_feat"}),
     "loss": (LOSSES, set()),
     "optimizer": (OPTIMIZERS, {"params"}),
