@@ -59,8 +59,9 @@ def class_counts(values: torch.Tensor, offsets: torch.Tensor, num_classes: int) 
     if values.numel() and (int(values.min()) < 0 or int(values.max()) >= num_classes):
         raise ValueError(f"class ids must lie in [0, {num_classes})")
     num_items = offsets.numel() - 1
-    rows = torch.repeat_interleave(torch.arange(num_items), offsets.diff())
-    counts = torch.zeros(num_items, num_classes, dtype=torch.int64)
+    lengths = offsets.diff().to(values.device)
+    rows = torch.repeat_interleave(torch.arange(num_items, device=values.device), lengths)
+    counts = torch.zeros(num_items, num_classes, dtype=torch.int64, device=values.device)
     counts.index_put_((rows, values.long()), torch.ones_like(rows), accumulate=True)
     return counts
 
