@@ -130,8 +130,10 @@ def test_video_without_captions_has_no_classes() -> None:
 
 def test_video_caption_relevance_matches_explicit_pairs() -> None:
     rng = np.random.default_rng(11)
-    videos = [[[rng.integers(0, 6, rng.integers(0, 3)).tolist(), rng.integers(0, 9, rng.integers(0, 4)).tolist()]
-               for _ in range(rng.integers(1, 9))] for _ in range(12)]
+    def caption() -> list[list[int]]:
+        verbs, nouns = rng.integers(0, 6, rng.integers(0, 3)), rng.integers(0, 9, rng.integers(0, 4))
+        return [verbs.tolist(), nouns.tolist()]
+    videos = [[caption() for _ in range(rng.integers(1, 9))] for _ in range(12)]
     captions = [caption for video in videos for caption in video]
     owner = torch.tensor([v for v, video in enumerate(videos) for _ in video], dtype=torch.int64)
     verb_counts = class_counts(*csr_from_lists([c[0] for c in captions]), 6)

@@ -44,7 +44,8 @@ def computed_values(sims: torch.Tensor, rels: dict[str, torch.Tensor], original:
         out.update({f"RANP_relallpos_{red}_bi_neg": neg, f"RANP_relallpos_{red}_bi_hp": hp,
                     f"RANP_relallpos_{red}_bi_total": ranp(sims, rels["allpos"])})
     out["NormSoftmax_T0.05"] = NormSoftmaxLoss(TEMPERATURE)(sims)
-    nce = NormSoftmaxRANPLoss(TEMPERATURE, THR, original_transpose_bug=original, original_missing_positive=original)
+    nce = NormSoftmaxRANPLoss(TEMPERATURE, THR, original_transpose_bug=original,
+                              original_missing_positive=original)
     out["NormSoftmaxRANP_T0.05_relallpos"] = nce(sims, rels["allpos"])
     out["NormSoftmaxRANP_T0.05_relmain"] = nce(sims, rels["main"])
     return {key: value.item() for key, value in out.items()}
@@ -87,7 +88,8 @@ def triplet_explicit(s: np.ndarray, r: np.ndarray, thr: float, margin: float, ma
     """
     n = s.shape[0]
     out = {}
-    for direction, pair in {"i2t": lambda q, j: (s[q, j], r[q, j]), "t2i": lambda q, j: (s[j, q], r[j, q])}.items():
+    pairs = {"i2t": lambda q, j: (s[q, j], r[q, j]), "t2i": lambda q, j: (s[j, q], r[j, q])}
+    for direction, pair in pairs.items():
         costs = {}
         for q in range(n):
             positives = [pair(q, j)[0] for j in range(n) if j != q and pair(q, j)[1] >= thr]
@@ -99,7 +101,8 @@ def triplet_explicit(s: np.ndarray, r: np.ndarray, thr: float, margin: float, ma
                 anchor, m = 1.0, margin_pos
             else:
                 continue
-            costs[q] = [max(0.0, m + pair(q, j)[0] - anchor) for j in range(n) if j != q and pair(q, j)[1] < thr]
+            negatives = [pair(q, j)[0] for j in range(n) if j != q and pair(q, j)[1] < thr]
+            costs[q] = [max(0.0, m + sim - anchor) for sim in negatives]
         out[direction] = reduce_explicit(costs, n, hardest)
     out["bi"] = out["i2t"] + out["t2i"]
     return out
@@ -108,8 +111,10 @@ def triplet_explicit(s: np.ndarray, r: np.ndarray, thr: float, margin: float, ma
 def nce_ranp_explicit(s: np.ndarray, r: np.ndarray, thr: float, t: float) -> float:
     """NormSoftmax+RANP with every query's hardest relevant pair read as that pair."""
     n = s.shape[0]
-    rows = [[s[v, c] / t - math.log(sum(math.exp(s[v, k] / t) for k in range(n))) for c in range(n)] for v in range(n)]
-    cols = [[s[v, c] / t - math.log(sum(math.exp(s[k, c] / t) for k in range(n))) for v in range(n)] for c in range(n)]
+    row_norm = [math.log(sum(math.exp(s[v, k] / t) for k in range(n))) for v in range(n)]
+    col_norm = [math.log(sum(math.exp(s[k, c] / t) for k in range(n))) for c in range(n)]
+    rows = [[s[v, c] / t - row_norm[v] for c in range(n)] for v in range(n)]
+    cols = [[s[v, c] / t - col_norm[c] for v in range(n)] for c in range(n)]
     video_terms = [rows[i][i] for i in range(n)]  # softmax over captions
     caption_terms = [cols[i][i] for i in range(n)]  # softmax over videos
     for c in range(n):
@@ -134,7 +139,8 @@ def clustered_batch(n: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
     vid = torch.nn.functional.normalize(centres[cluster] + 0.12 * torch.randn(n, 16, generator=gen), dim=1)
     txt = torch.nn.functional.normalize(centres[cluster] + 0.12 * torch.randn(n, 16, generator=gen), dim=1)
     sims = (vid @ txt.t()).double()
-    rel = (cluster[:, None] == cluster[None, :]).double() * (0.2 + 0.8 * torch.rand(n, n, generator=gen).double())
+    grades = 0.2 + 0.8 * torch.rand(n, n, generator=gen).double()
+    rel = (cluster[:, None] == cluster[None, :]).double() * grades
     rel[0, 1:] = 0.1  # video 0 and caption 5 have no relevant positive
     rel[torch.arange(n) != 5, 5] = 0.05
     return sims, rel
@@ -158,7 +164,8 @@ def test_triplet_losses_match_explicit_sums(case: int, red: str, original: bool)
     neg = triplet_explicit(s, r, THR, MARGIN, None, hardest)
     hp = triplet_explicit(s, r, THR, MARGIN, MARGIN_POS, hardest, original)
     for direction in ("bi", "i2t", "t2i"):
-        assert RANLoss(MARGIN, THR, hardest, direction)(sims, rel).item() == pytest.approx(neg[direction], rel=1e-12)
+        got = RANLoss(MARGIN, THR, hardest, direction)(sims, rel)
+        assert got.item() == pytest.approx(neg[direction], rel=1e-12)
         got_neg, got_hp = RANPLoss(MARGIN, MARGIN_POS, THR, hardest, direction, original).terms(sims, rel)
         assert got_neg.item() == pytest.approx(neg[direction], rel=1e-12)
         assert got_hp.item() == pytest.approx(hp[direction], rel=1e-12, abs=1e-15), (name, direction)
@@ -204,7 +211,8 @@ def test_normsoftmax_ranp_reads_the_selected_pair() -> None:
 def test_normsoftmax_ranp_skips_queries_without_positive() -> None:
     sims, rel = clustered_batch()
     fixed = NormSoftmaxRANPLoss(TEMPERATURE, THR, original_transpose_bug=True)
-    original = NormSoftmaxRANPLoss(TEMPERATURE, THR, original_transpose_bug=True, original_missing_positive=True)
+    original = NormSoftmaxRANPLoss(TEMPERATURE, THR, original_transpose_bug=True,
+                                   original_missing_positive=True)
     assert fixed(sims, rel).item() != pytest.approx(original(sims, rel).item(), rel=1e-6)
     rel_all = rel.clone()
     rel_all[0, 1] = rel_all[4, 5] = 1.0  # give video 0 and caption 5 a positive: the two agree
@@ -222,7 +230,8 @@ def test_registered_and_built_from_config() -> None:
     sims, rels, expected = load()
     loss = LOSSES.build({"type": "RANPLoss", "args": {"margin": 0.2, "threshold_pos": 0.15,
                                                       "original_missing_positive": True}})
-    assert loss(sims, rels["main"]).item() == pytest.approx(expected["values"]["RANP_hardest_bi_total"], rel=1e-5)
+    expected_total = expected["values"]["RANP_hardest_bi_total"]
+    assert loss(sims, rels["main"]).item() == pytest.approx(expected_total, rel=1e-5)
     assert {"RANLoss", "RANPLoss", "NormSoftmaxLoss", "NormSoftmaxRANPLoss"} <= set(LOSSES.names())
 
 

@@ -39,8 +39,9 @@ def explicit_query(sims: np.ndarray, rel: np.ndarray) -> tuple[float, float]:
 def explicit_metrics(sims: np.ndarray, rel: np.ndarray) -> dict[str, float]:
     vt = np.array([explicit_query(sims[q], rel[q]) for q in range(sims.shape[0])])
     tv = np.array([explicit_query(sims[:, q], rel[:, q]) for q in range(sims.shape[1])])
-    return {"nDCG_vt": vt[:, 0].mean(), "nDCG_tv": tv[:, 0].mean(), "nDCG_avg": (vt[:, 0].mean() + tv[:, 0].mean()) / 2,
-            "mAP_vt": vt[:, 1].mean(), "mAP_tv": tv[:, 1].mean(), "mAP_avg": (vt[:, 1].mean() + tv[:, 1].mean()) / 2}
+    (ndcg_vt, ap_vt), (ndcg_tv, ap_tv) = vt.mean(axis=0), tv.mean(axis=0)
+    return {"nDCG_vt": ndcg_vt, "nDCG_tv": ndcg_tv, "nDCG_avg": (ndcg_vt + ndcg_tv) / 2,
+            "mAP_vt": ap_vt, "mAP_tv": ap_tv, "mAP_avg": (ap_vt + ap_tv) / 2}
 
 
 @pytest.mark.parametrize("as_torch", [False, True], ids=["numpy", "torch"])
