@@ -1,0 +1,115 @@
+"""relevance_metrics (nDCG, mAP against graded relevance): parity with the original RANP code
+and with a per-query loop over the definitions."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import reference_path
+from model.metric import ndcg_ap_per_query, relevance_metrics
+
+CASES = ["metrics_3x6_small", "metrics_50x250_graded"]
+KEYS = ["nDCG_vt", "nDCG_tv", "nDCG_avg", "mAP_vt", "mAP_tv", "mAP_avg"]
+
+
+def load(case: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    arrays = np.load(reference_path("ranp", f"{case}.npz"))
+    expected = json.loads(reference_path("ranp", f"{case}.json").read_text())
+    return arrays["sim"], arrays["rel"], expected
+
+
+def explicit_query(sims: np.ndarray, rel: np.ndarray) -> tuple[float, float]:
+    """nDCG and AP of one query, following the definitions one rank at a time."""
+    order = sorted(range(len(sims)), key=lambda j: (-sims[j], j))
+    x = [float(rel[j]) for j in order]
+    k = sum(r > 0 for r in rel)
+    ideal = sorted((float(r) for r in rel), reverse=True)
+    dcg = sum(x[r] / math.log2(r + 2) for r in range(k))
+    idcg = sum(ideal[r] / math.log2(r + 2) for r in range(k))
+    ndcg = dcg / idcg if idcg > 0 else 0.0
+    hits = [r for r in range(len(x)) if x[r] == 1]
+    ap = sum(sum(x[:r + 1]) / (r + 1) for r in hits) / max(1, len(hits))
+    return ndcg, ap
+
+
+def explicit_metrics(sims: np.ndarray, rel: np.ndarray) -> dict[str, float]:
+    vt = np.array([explicit_query(sims[q], rel[q]) for q in range(sims.shape[0])])
+    tv = np.array([explicit_query(sims[:, q], rel[:, q]) for q in range(sims.shape[1])])
+    (ndcg_vt, ap_vt), (ndcg_tv, ap_tv) = vt.mean(axis=0), tv.mean(axis=0)
+    return {"nDCG_vt": ndcg_vt, "nDCG_tv": ndcg_tv, "nDCG_avg": (ndcg_vt + ndcg_tv) / 2,
+            "mAP_vt": ap_vt, "mAP_tv": ap_tv, "mAP_avg": (ap_vt + ap_tv) / 2}
+
+
+@pytest.mark.parametrize("as_torch", [False, True], ids=["numpy", "torch"])
+@pytest.mark.parametrize("case", CASES)
+def test_matches_reference(case: str, as_torch: bool) -> None:
+    sims, rel, expected = load(case)
+    if as_torch:
+        sims, rel = torch.from_numpy(sims), torch.from_numpy(rel)
+    got = relevance_metrics(sims, rel)
+    assert list(got) == KEYS
+    for key in KEYS:
+        assert isinstance(got[key], float), key
+        assert got[key] == pytest.approx(expected["evaluate_metrics"][key], rel=0, abs=1e-9), key
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, None])
+@pytest.mark.parametrize("case", CASES)
+def test_per_query_matches_reference(case: str, chunk_size: int | None) -> None:
+    sims, rel, expected = load(case)
+    per_query = expected["per_query"]
+    for direction, (s, r) in {"vt": (sims, rel), "tv": (sims.T, rel.T)}.items():
+        ndcg, ap = ndcg_ap_per_query(s, r, chunk_size)
+        np.testing.assert_allclose(ndcg, per_query[f"nDCG_{direction}_per_query"], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(ap, per_query[f"AP_{direction}_per_query"], rtol=0, atol=1e-9)
+
+
+def test_quirks_of_the_small_case() -> None:
+    """Graded cumsum in AP (0.75 where binary AP is 0.5); all-zero row and column score 0."""
+    sims, rel, _ = load("metrics_3x6_small")
+    ndcg, ap = ndcg_ap_per_query(sims, rel)
+    assert ap[0] == 0.75
+    assert ndcg[2] == 0.0 and ap[2] == 0.0
+    ndcg_tv, ap_tv = ndcg_ap_per_query(sims.T, rel.T)
+    assert ndcg_tv[4] == 0.0 and ap_tv[4] == 0.0
+
+
+def test_ties_follow_a_stable_descending_sort() -> None:
+    sims = np.array([[0.5, 0.5, 0.1]], np.float32)
+    ndcg, ap = ndcg_ap_per_query(sims, np.array([[0.0, 1.0, 0.0]]))
+    # column 0 ranks first, so the relevant column 1 is second: k = 1 cuts it off
+    assert ndcg[0] == 0.0 and ap[0] == 0.5
+    ndcg, ap = ndcg_ap_per_query(sims, np.array([[1.0, 0.0, 0.0]]))
+    assert ndcg[0] == 1.0 and ap[0] == 1.0
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, None])
+def test_matches_explicit_loop_with_ties_and_empty_queries(chunk_size: int | None) -> None:
+    rng = np.random.default_rng(5)
+    sims = rng.integers(0, 6, (9, 23)).astype(np.float32) / 5  # many exact ties
+    levels = np.array([0.0, 0.0, 0.0, 0.25, 0.5, 0.9, 1.0])
+    rel = levels[rng.integers(0, len(levels), sims.shape)]
+    rel[2] = 0
+    rel[:, 4] = 0
+    got = relevance_metrics(torch.from_numpy(sims), torch.from_numpy(rel), chunk_size)
+    expected = explicit_metrics(sims, rel)
+    for key in KEYS:
+        assert got[key] == pytest.approx(expected[key], rel=0, abs=1e-12), key
+
+
+def test_float32_relevance_is_scored_in_float64() -> None:
+    sims, rel, expected = load("metrics_50x250_graded")
+    got = relevance_metrics(sims, rel.astype(np.float32))
+    assert got == relevance_metrics(sims, rel.astype(np.float32).astype(np.float64))
+    assert got["nDCG_avg"] == pytest.approx(expected["evaluate_metrics"]["nDCG_avg"], abs=1e-6)
+
+
+def test_shape_mismatch_and_bad_chunk_are_refused() -> None:
+    with pytest.raises(ValueError, match="differ in shape"):
+        relevance_metrics(np.zeros((2, 3), np.float32), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="chunk_size"):
+        relevance_metrics(np.zeros((2, 3), np.float32), np.zeros((2, 3)), chunk_size=0)
