@@ -156,8 +156,7 @@ def plan_fixture(config: Config, scale: float) -> FixturePlan:
     """The files ``config`` reads from the release (paths from the project's own release plan)."""
     plans = config_plans(config, DATASET)
     feat_aggregation = config["data_loader"]["args"]["feat_aggregation"]
-    inputs = model_inputs(config)
-    raw_dims, text_dim = inputs["feat_dims"], inputs["text_dim"]
+    raw_dims = model_inputs(config)["feat_dims"]
     experts: dict[str, ExpertFile] = {}
     for plan in plans:
         for expert, source in plan.experts.items():

@@ -7,19 +7,16 @@ CE code, so its checkpoints load and seeded construction gives the same initial 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from model.ce_config import CEConfig
 from model.collab_gating import (STAR_MODES, STAR_TENSOR_DIM, expert_pairs, pairwise_mask,
                                  reasoning_mlp, star_centre, triplet_mask)
 from model.gating import (GatedEmbeddingUnit, GatedEmbeddingUnitReasoning, Mish,
                           MimicCEGatedEmbeddingUnit, ReduceDim)
 from model.similarity import concat_similarity, cross_view_similarity, merge_captions
-
-if TYPE_CHECKING:
-    from model.ce import CEConfig
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +29,7 @@ class CEModule(nn.Module):
     ``config.expert_dims()`` and ``text_dim`` the width of the pooled text vector.
     """
 
-    def __init__(self, config: "CEConfig", expert_dims: dict[str, tuple[int, int]], text_dim: int):
+    def __init__(self, config: CEConfig, expert_dims: dict[str, tuple[int, int]], text_dim: int):
         super().__init__()
         self.modalities = list(expert_dims)
         self.use_ce = config.use_ce

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import reference_path
-from model.ce import CEConfig, CENet
+from model.ce import CENet
+from model.ce_config import CEConfig
 from model.dims import model_inputs
 from utils.errors import ConfigError
 from utils.registry import MODELS
@@ -66,7 +67,7 @@ def small_config(**arch_overrides) -> dict:
 
 def build(config: dict, **injected) -> CENet:
     torch.manual_seed(0)
-    return MODELS.build(config["arch"], **{**model_inputs(config), **injected}).build()
+    return MODELS.build(config["arch"], **{**model_inputs(config), **injected})
 
 
 def assert_outputs_close(out: dict, expected: dict, atol: float = 1e-5) -> None:
@@ -168,7 +169,7 @@ def test_parameter_counts_match_original(config_name):
     expected = json.loads(reference_path("model", "param_counts.json").read_text())[config_name]
     config = full_msrvtt_config(**VARIANTS[config_name])
     with torch.device("meta"):
-        net = MODELS.build(config["arch"], **{**model_inputs(config), "ce_shared_dim": 768}).build()
+        net = MODELS.build(config["arch"], **{**model_inputs(config), "ce_shared_dim": 768})
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     assert trainable == expected["trainable_params"]
 
@@ -176,7 +177,7 @@ def test_parameter_counts_match_original(config_name):
 def dims_of(config: dict) -> tuple[dict, dict, int]:
     """(expert -> (in_dim, out_dim), expert -> width the loader provides, text width) of a config."""
     inputs = model_inputs(config)
-    expert_dims = MODELS.build(config["arch"], **inputs).expert_dims()
+    expert_dims = CEConfig(**config["arch"].get("args", {}), **inputs).expert_dims()
     return expert_dims, dict(inputs["feat_dims"]), inputs["text_dim"]
 
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from conftest import reference_path
-from model.ce import CEConfig, CENet
+from model.ce import CENet
+from model.ce_config import CEConfig
 from utils.original.checkpoint import (ALLOWED_GLOBALS, DEPRECATED_KEYS, OriginalConfig, convert_state_dict,
                                        load_original_checkpoint)
 from model.dims import model_inputs

@@ -9,9 +9,9 @@ from typing import Any, Callable
 
 import torch
 
-import data_loader  # noqa: F401  (registers ExpertDataLoader)
-import model  # noqa: F401  (registers models, losses, metrics)
-import utils.visualizer  # noqa: F401  (registers RankingPage)
+import data_loader as loaders  # noqa: F401  (registers ExpertDataLoader)
+import model as models  # noqa: F401  (registers models, losses, metrics)
+from utils import visualizer  # noqa: F401  (registers RankingPage)
 from data_loader.expert_loader import ExpertDataLoader
 from data_loader.prepare import prepare_store
 from model.dims import model_inputs
@@ -27,8 +27,8 @@ def trainer_options(config: Config) -> TrainerOptions:
 
 
 def build_model(config: Config) -> torch.nn.Module:
-    """The model of ``config["arch"]``: its registered config dataclass, built (no data read)."""
-    return MODELS.build(config["arch"], **model_inputs(config.data)).build()
+    """The model of ``config["arch"]`` with the widths the data implies (no data read)."""
+    return MODELS.build(config["arch"], **model_inputs(config.data))
 
 
 def prepare_data(config: Config) -> None:
@@ -41,9 +41,26 @@ def prepare_data(config: Config) -> None:
 
 
 def build_data(config: Config) -> ExpertDataLoader:
-    """The data loader of ``config["data_loader"]`` over a store :func:`prepare_data` made ready."""
-    return DATASETS.build(config["data_loader"], experts=used_experts(config["experts"]),
+    """The data loader of ``config["data_loader"]`` over a store :func:`prepare_data` made ready;
+    ConfigError when a feature width the model expects differs from the store's."""
+    data = DATASETS.build(config["data_loader"], experts=used_experts(config["experts"]),
                           text_feat=config["experts"]["text_feat"])
+    _check_widths(config, data)
+    return data
+
+
+def _check_widths(config: Config, data: ExpertDataLoader) -> None:
+    inputs = model_inputs(config.data)
+    for name, width in inputs["feat_dims"].items():
+        stored = data.store.experts[name].features.shape[-1]
+        if stored != width:
+            raise config.error(f"data_loader.args.feat_aggregation.{name}",
+                               f"the model expects {width}-wide features but the store's are {stored} wide "
+                               f"(set feat_dims to match {data.store.path})")
+    stored = data.store.text_embeddings.shape[-1]
+    if stored != inputs["text_dim"]:
+        raise config.error("experts.text_feat", f"{config['experts']['text_feat']} is {inputs['text_dim']}-wide "
+                                                f"but the store's text features are {stored} wide")
 
 
 def build_loss(config: Config) -> torch.nn.Module:

@@ -48,12 +48,25 @@ class Registry:
         return sorted(self._entries)
 
     def build(self, section: dict, *args: Any, **injected: Any) -> Any:
-        """Instantiate ``section["type"]`` with ``section["args"]`` plus injected kwargs."""
+        """Instantiate ``section["type"]`` with ``section["args"]`` plus injected kwargs.
+
+        A factory with a ``config_class`` (a dataclass) is given one instance of it, built from
+        those kwargs; its arguments are that dataclass's fields (see :func:`arguments_of`).
+        """
         kwargs = dict(section.get("args", {}))
         clash = sorted(set(kwargs) & set(injected))
         if clash:
             raise KeyError(f"{self.kind} '{section['type']}': args {clash} are set by the program, not the config")
-        return self.get(section["type"])(*args, **kwargs, **injected)
+        factory = self.get(section["type"])
+        config_class = getattr(factory, "config_class", None)
+        if config_class is not None:
+            return factory(config_class(**kwargs, **injected), *args)
+        return factory(*args, **kwargs, **injected)
+
+
+def arguments_of(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """What a factory's config arguments are checked against: its ``config_class`` if it has one."""
+    return getattr(factory, "config_class", factory)
 
 
 MODELS = Registry("model")
