@@ -1,7 +1,8 @@
 """Evaluate a trained checkpoint on the test split.
 
 Prints a t2v / v2t table, writes metrics.json next to the checkpoint and an HTML ranking
-page into the run's web folder. The config saved in the checkpoint is used unless --config
+page into the run's web folder (with --split val: metrics-val.json and val-<checkpoint>.html,
+so training's results are never replaced). The config saved in the checkpoint is used unless --config
 is given. Checkpoints and config.json files written by the original CE code are read too
 (safely: no code in a checkpoint can run).
 
@@ -37,6 +38,15 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def output_names(split: str, checkpoint: Path) -> tuple[str, str]:
+    """(metrics file, ranking page) names: the test split's are those training writes
+    (``metrics.json``, ``test.html``); another split's carry its name, and the page the
+    checkpoint's, so they never replace the test results or training's per-epoch ``val.html``."""
+    if split == "test":
+        return "metrics.json", "test.html"
+    return f"metrics-{split}.json", f"{split}-{checkpoint.stem}.html"
+
+
 def main() -> int:
     args = parse_args()
     state = load_any_checkpoint(args.resume)
@@ -58,9 +68,10 @@ def main() -> int:
     prepare_data(config)
     data = build_data(config)
     result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"))
-    metrics_path = write_metrics_json(args.resume.parent / "metrics.json", result, epoch=state["epoch"],
+    metrics_name, page_name = output_names(args.split, args.resume)
+    metrics_path = write_metrics_json(args.resume.parent / metrics_name, result, epoch=state["epoch"],
                                       checkpoint=str(args.resume))
-    page = write_page(build_page_writer(config), dirs.web / f"{args.split}.html", result, data,
+    page = write_page(build_page_writer(config), dirs.web / page_name, result, data,
                       f"{args.resume} - {result.split}")
     log.info(format_table(result))
     log.info(f"Wrote {metrics_path} and {page}")

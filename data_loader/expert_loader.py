@@ -7,8 +7,9 @@ batches with one random caption per video, and whole evaluation splits.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Annotated
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from data_loader.release_plan import StorePlan, plan_store, test_captions_path
 from data_loader.released import check_release, read_test_captions
 from data_loader.store import STORE_DIR, FeatureStore, load_store
 from utils.errors import ConfigError, StoreError
+from utils.options import AtLeast, Count
 from utils.registry import DATASETS
 
 DEFAULT_MAX_TOKENS = {"text": 30}
@@ -73,9 +75,10 @@ class ExpertDataLoader:
     ``experts`` and ``text_feat`` come from the program.
     """
 
-    def __init__(self, dataset_name: str, data_dir: str, split_name: str = "val", batch_size: int = 64,
+    def __init__(self, dataset_name: str, data_dir: str, split_name: str = "val",
+                 batch_size: Annotated[int, AtLeast(MIN_BATCH)] = 64,
                  max_tokens: dict[str, int] | None = None, feat_aggregation: dict | None = None,
-                 num_test_captions: int = 20, restrict_train_captions: int = 0, synthetic_seed: int = 0,
+                 num_test_captions: Count = 20, restrict_train_captions: int = 0, synthetic_seed: int = 0,
                  root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, fuse_captions: bool | None = None, *,
                  experts: list[str], text_feat: str):
         self.dataset_name = dataset_name

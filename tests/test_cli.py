@@ -114,3 +114,11 @@ def test_only_user_errors_become_one_line(capsys):
 
     with pytest.raises(KeyError, match="a bug keeps its traceback"):
         run_cli(bug)
+
+
+def test_feature_width_that_disagrees_with_the_store_is_one_line(tmp_path):
+    data = tmp_path / "Synthetic"
+    generate_synthetic(data, seed=0, split_sizes={"train": 8, "val": 4, "test": 4})
+    done = run("train.py", "--config", CONFIG, "--set", f"data_loader.args.data_dir={data}",
+               f"trainer.save_dir={tmp_path / 'saved'}", "data_loader.args.feat_aggregation.motion.feat_dims.embed=999")
+    assert_one_line_error(done, 2, "data_loader.args.feat_aggregation.motion", "999-wide", "1024 wide")

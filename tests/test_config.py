@@ -107,3 +107,27 @@ def test_a_yaml_config_equals_its_json_twin(tmp_path):
     bad.write_text("trainer: [1,\n")
     with pytest.raises(ConfigError, match=r"bad\.yml: malformed YAML at line"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("data_loader.args.batch_size=1", "data_loader.args.batch_size: expected int >= 2, got 1"),
+    ("data_loader.args.batch_size=0", "data_loader.args.batch_size: expected int >= 2, got 0"),
+    ("data_loader.args.batch_size=-4", "data_loader.args.batch_size: expected int >= 2, got -4"),
+    ("trainer.epochs=0", "trainer.epochs: expected int >= 1, got 0"),
+    ("trainer.epochs=-3", "trainer.epochs: expected int >= 1, got -3"),
+    ("trainer.save_period=0", "trainer.save_period: expected int >= 1, got 0"),
+    ("trainer.eval_every=0", "trainer.eval_every: expected int >= 1, got 0"),
+    ("trainer.eval_chunk_videos=0", "trainer.eval_chunk_videos: expected int >= 1, got 0"),
+])
+def test_values_out_of_range_stop_before_any_work(override, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(TRAIN_CE, [override])
+    assert str(info.value) == f"--set: {expected}"
+
+
+def test_a_very_deep_inheritance_chain_is_one_line(tmp_path):
+    write(tmp_path / "c0.json", {"seed": 1})
+    for n in range(1, 1200):
+        write(tmp_path / f"c{n}.json", {"inherit_from": f"c{n - 1}.json"})
+    with pytest.raises(ConfigError, match="inherit_from: more than 32 levels of parents"):
+        load_config(tmp_path / "c1199.json")

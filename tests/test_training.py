@@ -81,6 +81,13 @@ def test_training_learns_and_writes_the_run_folder(synthetic_dir, tmp_path, monk
     assert again["t2v_metrics"] == pytest.approx(metrics["t2v_metrics"])
     assert again["v2t_metrics"] == pytest.approx(metrics["v2t_metrics"])
 
+    # evaluating another split writes beside the test results, never over them
+    val_page = (web / "val.html").read_text()
+    assert run(test_cli, monkeypatch, "--resume", str(models / "trained_model.pth"), "--split", "val") == 0
+    assert json.loads((models / "metrics.json").read_text()) == again
+    assert json.loads((models / "metrics-val.json").read_text())["split"] != again["split"]
+    assert (web / "val.html").read_text() == val_page and (web / "val-trained_model.html").is_file()
+
 
 def test_resume_matches_an_uninterrupted_run(synthetic_dir, tmp_path, monkeypatch):
     small = ["trainer.epochs=3", "data_loader.args.batch_size=128", "experts.ce_shared_dim=32"]

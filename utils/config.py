@@ -27,11 +27,13 @@ import yaml
 
 from utils.atomic import write_text_atomic
 from utils.errors import ConfigError
-from utils.options import ExpertsOptions, TrainerOptions
+from utils.options import AtLeast, ExpertsOptions, TrainerOptions
 from utils.original.config import is_original_config, translate_original
-from utils.registry import DATASETS, LOSSES, METRICS, MODELS, OPTIMIZERS, SCHEDULERS, VISUALIZERS, Registry
+from utils.registry import (DATASETS, LOSSES, METRICS, MODELS, OPTIMIZERS, SCHEDULERS, VISUALIZERS, Registry,
+                            arguments_of)
 
 YAML_SUFFIXES = (".yaml", ".yml")
+MAX_INHERIT_DEPTH = 32
 
 # Sections built from a registry, and the constructor arguments the program injects.
 BUILT_SECTIONS: dict[str, tuple[Registry, set[str]]] = {
@@ -145,6 +147,8 @@ def resolve(path: Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, dict[str, 
     path = Path(path)
     if path.resolve() in _chain:
         raise ConfigError(f"{path}: inherit_from: inheritance cycle through this file")
+    if len(_chain) >= MAX_INHERIT_DEPTH:
+        raise ConfigError(f"{path}: inherit_from: more than {MAX_INHERIT_DEPTH} levels of parents")
     data = read_json(path)
     merged: dict = {}
     origin: dict[str, str] = {}
@@ -213,13 +217,27 @@ def with_eval_settings(config: Config) -> Config:
 def _describe(hint: Any) -> str:
     if hint is inspect.Parameter.empty or hint is Any:
         return "any value"
+    if typing.get_origin(hint) is typing.Annotated:
+        base, *marks = typing.get_args(hint)
+        bounds = [f">= {mark.minimum}" for mark in marks if isinstance(mark, AtLeast)]
+        return " ".join([_describe(base), *bounds])
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _unbounded(hint: Any, value: Any) -> Any:
+    """``hint`` without its bounds when ``value`` is not even of its base type (the clearer message)."""
+    if typing.get_origin(hint) is typing.Annotated and not _matches(value, typing.get_args(hint)[0]):
+        return typing.get_args(hint)[0]
+    return hint
 
 
 def _matches(value: Any, hint: Any) -> bool:
     if hint is inspect.Parameter.empty or hint is Any:
         return True
     origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        base, *marks = typing.get_args(hint)
+        return _matches(value, base) and all(value >= mark.minimum for mark in marks if isinstance(mark, AtLeast))
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, arg) for arg in typing.get_args(hint))
     if hint is type(None):
@@ -247,7 +265,7 @@ def _signature_hints(factory: Callable) -> dict[str, tuple[Any, bool]]:
     """Parameter name -> (type hint, required) for a class or function."""
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, include_extras=True)
     except Exception:
         hints = {}
     params = {}
@@ -271,7 +289,8 @@ def check_args(config: Config, keypath: str, args: Any, params: dict[str, tuple[
             raise config.error(f"{keypath}.{key}", f"unknown key; expected one of: {allowed}")
         hint = params[key][0]
         if not _matches(value, hint):
-            raise config.error(f"{keypath}.{key}", f"expected {_describe(hint)}, got {json.dumps(value)}")
+            raise config.error(f"{keypath}.{key}", f"expected {_describe(_unbounded(hint, value))}, "
+                                                   f"got {json.dumps(value)}")
     if check_required:
         for key, (hint, required) in params.items():
             if required and key not in injected and key not in args:
@@ -279,7 +298,7 @@ def check_args(config: Config, keypath: str, args: Any, params: dict[str, tuple[
 
 
 def _dataclass_params(cls: type) -> dict[str, tuple[Any, bool]]:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     return {f.name: (hints[f.name], False) for f in fields(cls)}
 
 
@@ -313,7 +332,8 @@ def validate(config: Config) -> None:
         kind = section.get("type")
         if kind not in registry:
             raise config.error(f"{key}.type", f"unknown {registry.kind} {json.dumps(kind)}; expected one of: {', '.join(registry.names())}")
-        check_args(config, f"{key}.args", section.get("args", {}), _signature_hints(registry.get(kind)), injected)
+        check_args(config, f"{key}.args", section.get("args", {}), _signature_hints(arguments_of(registry.get(kind))),
+                   injected)
 
 
 def from_original_dict(data: dict, path: str | Path) -> Config:

@@ -6,6 +6,17 @@ against these dataclasses: an unknown key or a wrong type is an error before any
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Annotated
+
+
+@dataclass(frozen=True)
+class AtLeast:
+    """A lower bound on a numeric config value, read by the validator from ``Annotated`` hints."""
+
+    minimum: float
+
+
+Count = Annotated[int, AtLeast(1)]
 
 
 @dataclass
@@ -25,15 +36,15 @@ class ExpertsOptions:
 class TrainerOptions:
     """``trainer``: the training loop, evaluation schedule, checkpoints and logging."""
 
-    epochs: int = 100
+    epochs: Count = 100
     save_dir: str = "data/saved"
-    save_period: int = 1
-    num_keep_ckpts: int = 3
+    save_period: Count = 1
+    num_keep_ckpts: Count = 3
     monitor: str = "max val_t2v_metrics_geometric_mean_R1-R5-R10"
-    early_stop: int = 0
-    eval_every: int = 1
-    eval_chunk_videos: int = 64
-    log_every: int = 10
+    early_stop: Annotated[int, AtLeast(0)] = 0
+    eval_every: Count = 1
+    eval_chunk_videos: Count = 64
+    log_every: Count = 10
     tensorboard: bool = True
     verbosity: int = 2
     device: str = "auto"
