@@ -1,6 +1,8 @@
 """utils/atomic.py: a write either completes or leaves the previous file untouched."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from utils.atomic import atomic_path, write_text_atomic
@@ -23,3 +25,25 @@ def test_failed_write_keeps_the_old_file_and_no_partial(tmp_path):
             raise KeyboardInterrupt
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_symlinked_destination_is_refused_and_its_target_untouched(tmp_path):
+    outside = tmp_path / "outside.py"
+    outside.write_text("precious")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").symlink_to(outside)
+    with pytest.raises(ValueError, match=r"metrics.json: is a symbolic link; refusing to write through it"):
+        write_text_atomic(run / "metrics.json", "new")
+    assert outside.read_text() == "precious" and (run / "metrics.json").is_symlink()
+
+
+def test_symlinked_temporary_path_is_refused_and_its_target_untouched(tmp_path):
+    outside = tmp_path / "outside.py"
+    outside.write_text("precious")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / f"checkpoint.pth.partial-{os.getpid()}").symlink_to(outside)
+    with pytest.raises(ValueError, match=r"checkpoint.pth.partial-\d+: is a symbolic link"):
+        write_text_atomic(run / "checkpoint.pth", "new")
+    assert outside.read_text() == "precious" and not (run / "checkpoint.pth").exists()

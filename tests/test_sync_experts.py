@@ -25,15 +25,16 @@ FEATURE = "data/MSRVTT/structured-symlinks/aggregated_audio_feats/Audio_MSRVTT_n
 CAPTIONS = "data/MSRVTT/structured-symlinks/raw-captions.pkl"
 
 
-def make_archive(members: dict[str, bytes], links: dict[str, tuple[bytes, str]] | None = None) -> bytes:
-    """A tar.gz of regular files ``members`` (name -> bytes) and links ``links`` (name -> (tar type, target))."""
+def make_archive(members: dict[str, bytes], links: dict[str, tuple[bytes, str]] | list | None = None) -> bytes:
+    """A tar.gz of regular files ``members`` (name -> bytes), then entries ``links`` (name -> (tar type,
+    link target), a dict or a list of such pairs, in archive order) without content."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-        for name, (kind, target) in (links or {}).items():
+        for name, (kind, target) in (links.items() if isinstance(links, dict) else links or []):
             info = tarfile.TarInfo(name)
             info.type, info.linkname = kind, target
             tar.addfile(info)
@@ -256,3 +257,99 @@ def test_verify_lists_missing_files(tmp_path, capsys):
     listed[0].parent.mkdir(parents=True, exist_ok=True)
     listed[0].touch()
     assert sync.main(args) == 0
+
+
+DIR, SYM = tarfile.DIRTYPE, tarfile.SYMTYPE
+# Each archive passes a textual check of its link targets, yet once its links are followed as the
+# filesystem follows them, something lands outside data/MSRVTT/.
+ESCAPING_ARCHIVES = {
+    "alias chain onto the marker's temporary file": {
+        "data/MSRVTT/z": (DIR, ""),
+        "data/MSRVTT/a/b/c": (SYM, "../../z"),
+        "data/MSRVTT/a/b/c/w": (SYM, "../../../train.py"),
+        f"data/MSRVTT/{ARCHIVE}.verified.tmp": (SYM, "a/b/c/w"),
+    },
+    "store folder through an alias chain": {
+        "data/MSRVTT/z": (DIR, ""),
+        "data/MSRVTT/a/b/c": (SYM, "../../z"),
+        "data/MSRVTT/a/b/c/w": (SYM, "../../../misc"),
+        "data/MSRVTT/store": (SYM, "a/b/c/w"),
+    },
+    "store folder through a link that comes later in the archive": {
+        "data/MSRVTT/store": (SYM, "a/b/c/../../../misc"),
+        "data/MSRVTT/z": (DIR, ""),
+        "data/MSRVTT/a/b/c": (SYM, "../../z"),
+    },
+}
+
+
+def checkout_copy(tmp_path: Path) -> Path:
+    """A stand-in checkout under ``tmp_path``: a copy of train.py and a misc/ folder beside data/."""
+    (tmp_path / "misc").mkdir()
+    (tmp_path / "train.py").write_bytes((REPO / "train.py").read_bytes())
+    return tmp_path / "train.py"
+
+
+@pytest.mark.parametrize("links", ESCAPING_ARCHIVES.values(), ids=ESCAPING_ARCHIVES.keys())
+def test_links_resolving_outside_the_dataset_are_refused(server, tmp_path, capsys, links):
+    train_py = checkout_copy(tmp_path)
+    before = train_py.read_bytes()
+    manifest = publish(server, make_archive({CAPTIONS: b"ok"}, links), tmp_path)
+    assert fetch(server, tmp_path, manifest) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refused to unpack" in err
+    assert train_py.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == \
+        ["data", "manifest.json", "misc", "train.py"]
+    assert files_under(tmp_path / "data") == [f"MSRVTT/{ARCHIVE}"] and list((tmp_path / "misc").iterdir()) == []
+
+
+def test_links_already_on_disk_are_followed_when_checking(server, tmp_path, capsys):
+    train_py = checkout_copy(tmp_path)
+    ds = tmp_path / "data" / "MSRVTT"
+    ds.mkdir(parents=True)
+    (ds / "z").mkdir()
+    (ds / "a" / "b").mkdir(parents=True)
+    (ds / "a" / "b" / "c").symlink_to("../../z")  # harmless on its own: it points inside
+    manifest = publish(server, make_archive({CAPTIONS: b"ok"}, {"data/MSRVTT/store": (SYM, "a/b/c/../../../misc")}),
+                       tmp_path)
+    assert fetch(server, tmp_path, manifest) == 1
+    assert "outside data/MSRVTT/" in capsys.readouterr().err
+    assert not (ds / "store").is_symlink() and list((tmp_path / "misc").iterdir()) == []
+    assert train_py.read_bytes() == (REPO / "train.py").read_bytes()
+
+
+@pytest.mark.parametrize("links", [
+    {"data/MSRVTT/l": (SYM, "z"), "data/MSRVTT/l/f": (tarfile.REGTYPE, "")},
+    [("data/MSRVTT/m", (SYM, "structured-symlinks/raw-captions.pkl")), ("data/MSRVTT/m", (tarfile.REGTYPE, ""))],
+    [("data/MSRVTT/z", (DIR, "")), ("data/MSRVTT/z", (SYM, "structured-symlinks"))],
+    {"data/MSRVTT/h": (tarfile.LNKTYPE, "data/MSRVTT/missing")},
+    {f"data/MSRVTT/{ARCHIVE}.verified": (SYM, "structured-symlinks/raw-captions.pkl")},
+])
+def test_members_through_or_over_links_and_dangling_hard_links_are_refused(server, tmp_path, capsys, links):
+    manifest = publish(server, make_archive({CAPTIONS: b"ok"}, links), tmp_path)
+    assert fetch(server, tmp_path, manifest) == 1
+    assert "refused to unpack" in capsys.readouterr().err
+    assert files_under(tmp_path / "data") == [f"MSRVTT/{ARCHIVE}"]
+
+
+def test_links_that_stay_inside_are_unpacked(server, tmp_path):
+    links = {"data/MSRVTT/alias": (SYM, "structured-symlinks/raw-captions.pkl"),
+             "data/MSRVTT/copy": (tarfile.LNKTYPE, CAPTIONS),
+             "data/MSRVTT/features": (SYM, "structured-symlinks")}
+    manifest = publish(server, make_archive({CAPTIONS: b"captions"}, links), tmp_path)
+    assert fetch(server, tmp_path, manifest) == 0
+    ds = tmp_path / "data" / "MSRVTT"
+    assert (ds / "alias").read_bytes() == (ds / "copy").read_bytes() == b"captions"
+    assert (ds / "features" / "raw-captions.pkl").read_bytes() == b"captions"
+
+
+def test_marker_is_never_written_through_a_link_on_disk(server, tmp_path, capsys):
+    train_py = checkout_copy(tmp_path)
+    ds = tmp_path / "data" / "MSRVTT"
+    ds.mkdir(parents=True)
+    (ds / f"{ARCHIVE}.verified").symlink_to("../../train.py")
+    manifest = publish(server, make_archive({CAPTIONS: b"ok"}), tmp_path)
+    assert fetch(server, tmp_path, manifest) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "symbolic link" in err and f"{ARCHIVE}.verified" in err
+    assert train_py.read_bytes() == (REPO / "train.py").read_bytes()
