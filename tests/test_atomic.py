@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
-from utils.atomic import atomic_path, write_text_atomic
+from utils.atomic import PARTIAL, STALE_AFTER_S, atomic_path, write_text_atomic
 
 
 def test_completed_write_replaces_and_creates_folders(tmp_path):
@@ -47,3 +50,23 @@ def test_symlinked_temporary_path_is_refused_and_its_target_untouched(tmp_path):
     with pytest.raises(ValueError, match=r"checkpoint.pth.partial-\d+: is a symbolic link"):
         write_text_atomic(run / "checkpoint.pth", "new")
     assert outside.read_text() == "precious" and not (run / "checkpoint.pth").exists()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_next_write_removes_stale_partials_of_dead_processes_only(tmp_path):
+    dead, old = dead_pid(), time.time() - 2 * STALE_AFTER_S
+    stale = tmp_path / f"checkpoint-epoch3.pth{PARTIAL}{dead}"
+    live = tmp_path / f"trained_model.pth{PARTIAL}{os.getppid()}"   # a process that still runs
+    recent = tmp_path / f"index.h5{PARTIAL}{dead}"                  # written moments ago
+    for path in (stale, live, recent):
+        path.write_bytes(b"half a file")
+    for path in (stale, live):
+        os.utime(path, (old, old))
+    write_text_atomic(tmp_path / "metrics.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["metrics.json", live.name, recent.name])
