@@ -337,6 +337,10 @@ def merge_into(src: Path, dst: Path) -> None:
         os.replace(entry, target)
 
 
+class UnpackError(SyncError):
+    """An archive that cannot be read to its end (truncated, not a tar.gz) or written out."""
+
+
 def _remove(path: Path) -> None:
     """Remove ``path``: a link itself (never what it points to), or a folder tree."""
     if path.is_symlink():
@@ -371,7 +375,7 @@ def extract(archive: Path, data_dir: Path, dataset: str) -> int:
     except SyncError as exc:
         raise SyncError(f"{archive.name}: refused to unpack, nothing was unpacked: {exc}") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise SyncError(f"{archive}: cannot unpack ({exc}); nothing was moved into place") from None
+        raise UnpackError(f"{archive}: cannot unpack ({exc}); nothing was moved into place") from None
     finally:
         _remove(staging)
     return count
@@ -420,7 +424,13 @@ def sync_dataset(dataset: str, release: str, url_root: str, data_dir: Path, mani
                         f"deleted and nothing was unpacked: re-run to fetch it again, and if it fails again "
                         f"check the mirror (--root_url) or the manifest")
     report(f"{dataset}: unpacking {local} into {folder}")
-    count = extract(local, data_dir, dataset)
+    try:
+        count = extract(local, data_dir, dataset)
+    except UnpackError as exc:
+        if expected is not None:
+            raise
+        raise UnpackError(f"{exc}; it has no sha1 to check it against and may be an incomplete download: "
+                          f"delete {local} and re-run to fetch it again") from None
     write_marker(marker, {"archive": archive, "url": url, "sha1": actual, "sha1_checked": expected is not None,
                           "members": count})
     if not keep_archive:

@@ -353,3 +353,21 @@ def test_marker_is_never_written_through_a_link_on_disk(server, tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "symbolic link" in err and f"{ARCHIVE}.verified" in err
     assert train_py.read_bytes() == (REPO / "train.py").read_bytes()
+
+
+def test_unverified_archive_that_cannot_be_unpacked_names_the_file_to_delete(server, tmp_path, capsys):
+    archive = "YouCook2-experts.tar.gz"  # no published sha1
+    body = make_archive({"data/YouCook2/raw-captions.pkl": os.urandom(50_000)})
+    server.files[f"/ce/features-v2/{archive}"] = body
+    local = tmp_path / "data" / "YouCook2" / archive
+    local.parent.mkdir(parents=True)
+    local.write_bytes(body[: len(body) // 2])  # an earlier download that ended early
+    args = ["--dataset", "YouCook2", "--root_url", server.root, "--data_dir", str(tmp_path / "data"),
+            "--allow_unverified"]
+    for _ in range(2):
+        assert sync.main(args) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot unpack" in err and f"delete {local} and re-run" in err
+    assert local.read_bytes() == body[: len(body) // 2]
+    local.unlink()
+    assert sync.main(args) == 0
