@@ -42,7 +42,7 @@ from typing import Any
 import numpy
 import torch
 
-from trainer.checkpoint import CheckpointError, is_own_checkpoint
+from trainer.checkpoint import CheckpointError, is_own_checkpoint, require_torch_file
 
 try:
     from numpy._core.multiarray import scalar as _numpy_scalar
@@ -165,8 +165,7 @@ def _load_with_allow_list(path: Path) -> Any:
 def _safe_load(path: Path) -> Any:
     """``torch.load`` onto the CPU with only ``ALLOWED_GLOBALS`` (and torch's tensor types)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    require_torch_file(path)
     if not hasattr(torch.serialization, "safe_globals"):
         return _load_with_allow_list(path)
     with torch.serialization.safe_globals(ALLOWED_GLOBALS):

@@ -95,3 +95,12 @@ def test_nan_in_a_present_expert_is_a_clear_error(tmp_path):
     done = run("train.py", "--config", CONFIG, "--set", f"data_loader.args.data_dir={data}",
                f"trainer.save_dir={tmp_path / 'saved'}", "trainer.epochs=1", "data_loader.args.batch_size=80")
     assert_one_line_error(done, 1, "appearance", "NaN")
+
+
+def test_plain_pickle_checkpoint_is_one_line(tmp_path):
+    plain = tmp_path / "weights.pkl"
+    plain.write_bytes(pickle.dumps({"state_dict": {}, "epoch": 1}, protocol=pickle.HIGHEST_PROTOCOL))
+    for script in ("test.py", "train.py"):
+        done = run(script, "--resume", str(plain))
+        assert_one_line_error(done, 2, f"{plain}: not a PyTorch checkpoint")
+        assert "issue" not in done.stderr

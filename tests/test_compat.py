@@ -5,9 +5,11 @@ import argparse
 import json
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
 import types
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -153,6 +155,20 @@ def test_unreadable_files_raise_one_line_errors(tmp_path, torch_loader):
         with pytest.raises(CheckpointError, match=str(path)) as info:
             load_original_checkpoint(path)
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+@pytest.mark.parametrize("load", [load_checkpoint, load_original_checkpoint, load_any_checkpoint])
+def test_a_plain_pickle_gets_the_projects_own_line(tmp_path, torch_loader, load, protocol):
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(pickle.dumps({"state_dict": {"w": [1.0, 2.0]}, "epoch": 3}, protocol=protocol))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's own warnings about the file are not shown either
+        with pytest.raises(CheckpointError) as info:
+            load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a PyTorch checkpoint") and "torch.save" in message
+    assert "\n" not in message and "issue" not in message
 
 
 # -------------------------------------------- (d) DataParallel prefixes, deprecated keys

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -9,6 +10,8 @@ import torch
 from utils.atomic import atomic_path
 
 FORMAT = "ce-retrieval-checkpoint"
+# torch.save's format before torch 1.6 opens with its magic number, pickled with protocol 2.
+LEGACY_HEADER = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)[:-1]
 
 
 def is_own_checkpoint(state: object) -> bool:
@@ -30,14 +33,28 @@ def save_checkpoint(path: Path, state: dict) -> Path:
     return Path(path)
 
 
+def require_torch_file(path: Path) -> None:
+    """CheckpointError (one line naming ``path``) unless it exists and is in a format torch.save
+    writes: a zip archive, or the legacy format that opens with torch's magic number."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if zipfile.is_zipfile(path):
+        return
+    with open(path, "rb") as handle:
+        if handle.read(len(LEGACY_HEADER)) == LEGACY_HEADER:
+            return
+    raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither torch.save's zip format nor its legacy "
+                          f"one, e.g. a plain pickle); expected a file written by torch.save, such as a run's checkpoint-epoch<N>.pth")
+
+
 def load_checkpoint(path: Path) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` onto the CPU.
 
     Uses ``torch.load(weights_only=True)``: nothing in the file can execute code.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    require_torch_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
