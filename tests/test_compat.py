@@ -17,7 +17,7 @@ import numpy
 import pytest
 import torch
 
-from conftest import reference_path
+from conftest import REPO, reference_path
 from model.ce import CENet
 from model.compat import (ALLOWED_GLOBALS, DEPRECATED_KEYS, OriginalConfig, convert_state_dict,
                           load_any_checkpoint, load_original_checkpoint)
@@ -49,6 +49,10 @@ def assert_refused(path: Path, global_name: str) -> None:
 
 
 # --------------------------------------------------------------- (a) the reference file
+def test_reference_checkpoint_is_shipped_with_the_tests():
+    assert reference_path(*CHECKPOINT) == REPO / "tests" / "data" / "reference" / Path(*CHECKPOINT)
+
+
 def test_reference_checkpoint_loads(original):
     assert original["epoch"] == 3 and original["arch"] == "CENet"
     assert isinstance(original["monitor_best"], float)
