@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -47,11 +48,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from data_loader.datasets import RELEASES as DATASET_RELEASES  # noqa: E402
+from data_loader.expert_loader import ExpertDataLoader  # noqa: E402
+from data_loader.release_plan import plan_store, released_files  # noqa: E402
+from data_loader.store import StoreError  # noqa: E402
+from model.dims import used_experts  # noqa: E402
 from utils.atomic import SymlinkError, refuse_symlink, write_text_atomic  # noqa: E402
-from utils.config import ConfigError, resolve  # noqa: E402
+from utils.config import Config, ConfigError, load_config, with_eval_settings  # noqa: E402
 
 MANIFEST_DIR = REPO / "misc" / "manifests"
-LISTS_DIR = REPO / "misc" / "datasets"
 DATASETS = ("MSRVTT", "MSVD", "DiDeMo", "activity-net", "LSMDC", "YouCook2", "QuerYD", "QuerYDSegments")
 RELEASES = ("features-v2", "high-quality")
 DEFAULT_ROOT_URLS = {
@@ -59,8 +64,6 @@ DEFAULT_ROOT_URLS = {
     "high-quality": "https://www.robots.ox.ac.uk/~vgg/research/teachtext/data-hq",
 }
 ROOT_URL_ENV = "CE_FEATURES_ROOT_URL"
-# config dataset_name -> folder under data/ (its file lists are in misc/datasets/<folder lowercased>/)
-FOLDERS = {"ActivityNet": "activity-net"}
 CHUNK = 1 << 20
 MAX_LINK_HOPS = 40  # as the Linux kernel allows
 TIMEOUT = (15, 60)  # seconds: connect, between bytes
@@ -438,39 +441,35 @@ def sync_dataset(dataset: str, release: str, url_root: str, data_dir: Path, mani
     report(f"{dataset}: done, {count} archive members unpacked ({'sha1 verified' if expected else 'UNVERIFIED'})")
 
 
-def expected_files(config_path: Path) -> tuple[str, Path]:
-    """(data folder, file list) for a config: its dataset's tar_include_hq.txt when its
-    ``root_feat_folder`` names high-quality features, else tar_include.txt."""
+def _loader_args(config: Config) -> dict:
+    """The config's data loader arguments, the loader's defaults filled in."""
+    parameters = inspect.signature(ExpertDataLoader).parameters.values()
+    return {**{p.name: p.default for p in parameters if p.default is not p.empty}, **config["data_loader"]["args"]}
+
+
+def _run_files(run: Config) -> list[str]:
+    """Released files (relative to the feature root) that converting the store for ``run`` reads."""
+    args = _loader_args(run)
+    plan = plan_store(args["dataset_name"], used_experts(run["experts"]), args["feat_aggregation"] or {},
+                      run["experts"]["text_feat"], args["split_name"])
+    return released_files(plan)
+
+
+def needed_files(config_path: Path, data_dir: Path) -> tuple[str, str, list[Path]]:
+    """(data folder, root_feat_folder, local paths) of the released files a config reads, for
+    training and for its test run (``eval_settings``), as the conversion into the store reads them."""
     try:
-        config, _ = resolve(config_path)
-    except ConfigError as exc:
+        config = load_config(config_path)
+        args = _loader_args(config)
+        if args["dataset_name"] not in DATASET_RELEASES:
+            raise SyncError(f"{config_path}: data_loader.args.dataset_name: {args['dataset_name']!r} has no released "
+                            f"features; expected one of: {', '.join(DATASET_RELEASES)}")
+        files = dict.fromkeys(path for run in (config, with_eval_settings(config)) for path in _run_files(run))
+    except (ConfigError, StoreError) as exc:
         raise SyncError(str(exc)) from None
-    args = config.get("data_loader", {}).get("args", {})
-    name = args.get("dataset_name")
-    if not isinstance(name, str):
-        raise SyncError(f"{config_path}: data_loader.args.dataset_name is not set")
-    hq = "high-quality" in str(args.get("root_feat_folder", ""))
-    folder = FOLDERS.get(name, name)
-    listing = LISTS_DIR / folder.lower() / ("tar_include_hq.txt" if hq else "tar_include.txt")
-    if not listing.is_file():
-        raise SyncError(f"no released file list for dataset {name!r} ({listing} not found)")
-    return folder, listing
-
-
-def check_presence(listing: Path, data_dir: Path, folder: str) -> list[tuple[Path, bool | None]]:
-    """(local path, present) per entry ``data/<folder>/...`` of ``listing``, mapped under ``data_dir``.
-
-    present is None for an entry outside ``data/<folder>/`` (the official MSRVTT high-quality
-    list has one with a misspelt folder), which is reported but not checked.
-    """
-    rows: list[tuple[Path, bool | None]] = []
-    for entry in listing.read_text().splitlines():
-        parts = PurePosixPath(entry.strip()).parts
-        if not parts:
-            continue
-        path = data_dir.joinpath(*parts[1:])
-        rows.append((path, path.exists() if parts[:2] == ("data", folder) and ".." not in parts else None))
-    return rows
+    folder = DATASET_RELEASES[args["dataset_name"]].folder
+    root = data_dir / folder / args["root_feat_folder"]
+    return folder, args["root_feat_folder"], [root / relative for relative in files]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -505,18 +504,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run_verify(config: Path, data_dir: Path) -> int:
     """Print the presence of every released file ``config`` needs; 1 if any is missing."""
-    folder, listing = expected_files(config)
-    rows = check_presence(listing, data_dir, folder)
-    for path, present in rows:
-        status = {True: "ok     ", False: "MISSING", None: "skipped"}[present]
-        note = f"  (listing entry outside data/{folder}/, not checked)" if present is None else ""
-        print(f"{status} {path}{note}")
-    missing = sum(present is False for _, present in rows)
-    checked = sum(present is not None for _, present in rows)
-    print(f"{folder}: {checked - missing} of {checked} files listed in {listing.relative_to(REPO)} "
-          f"present under {data_dir}")
+    folder, root_feat_folder, paths = needed_files(config, data_dir)
+    missing = [path for path in paths if not path.exists()]
+    for path in paths:
+        print(f"{'MISSING' if path in missing else 'ok     '} {path}")
+    print(f"{folder}: {len(paths) - len(missing)} of {len(paths)} files {config} needs present under {data_dir}")
     if missing:
-        release = " --release high-quality" if listing.name.endswith("_hq.txt") else ""
+        release = " --release high-quality" if "high-quality" in root_feat_folder else ""
         print(f"fetch them with: python3 misc/sync_experts.py --dataset {folder}{release} --data_dir {data_dir}")
     return 1 if missing else 0
 

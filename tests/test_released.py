@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from conftest import REPO
 from data_loader import datasets
 from data_loader.batches import make_batch
 from data_loader.expert_loader import ExpertDataLoader
-from data_loader.release_plan import canonical_files, expert_source, plan_store
+from data_loader.release_plan import canonical_files, expert_source, plan_store, released_files
 from data_loader.released import (convert_released, load_pickle, read_split_lists, read_test_captions,
                                   read_text_feature)
 from data_loader.store import INDEX_NAME, StoreError, load_store
@@ -233,6 +234,25 @@ def test_conversion_resumes_and_rewrites_only_missing_files(msrvtt):
     with h5py.File(face, "r") as f:
         for key, value in before.items():
             np.testing.assert_array_equal(f[key][()], value)
+
+
+@pytest.mark.parametrize("split_name", ["full-val", "jsfusion"])
+def test_released_files_are_exactly_what_a_conversion_reads(msrvtt, tmp_path, split_name):
+    data_dir, files = msrvtt
+    needed = released_files(plan_store("MSRVTT", list(MSRVTT_AGG), MSRVTT_AGG, "openai", split_name))
+    subset = tmp_path / "subset"
+    for relative in needed:
+        (subset / "structured-symlinks" / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.link(data_dir / "structured-symlinks" / relative, subset / "structured-symlinks" / relative)
+    convert_released("MSRVTT", subset, "structured-symlinks", list(MSRVTT_AGG), MSRVTT_AGG, "openai",
+                     progress=False, split_name=split_name)
+    for relative in needed:
+        (subset / "structured-symlinks" / relative).unlink()
+        shutil.rmtree(subset / "store", ignore_errors=True)
+        with pytest.raises(StoreError, match=relative.replace(".", r"\.")):
+            convert_released("MSRVTT", subset, "structured-symlinks", list(MSRVTT_AGG), MSRVTT_AGG, "openai",
+                             progress=False, split_name=split_name)
+        os.link(data_dir / "structured-symlinks" / relative, subset / "structured-symlinks" / relative)
 
 
 def test_interrupted_conversion_leaves_no_trusted_file(msrvtt, monkeypatch, tmp_path):

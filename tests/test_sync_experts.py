@@ -238,25 +238,32 @@ def test_archive_names_urls_and_unverifiable(tmp_path, monkeypatch, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_verify_lists_missing_files(tmp_path, capsys):
-    parent = tmp_path / "base.json"
-    parent.write_text(json.dumps({"data_loader": {"args": {"dataset_name": "MSVD",
-                                                           "root_feat_folder": "structured-symlinks"}}}))
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"inherit_from": str(parent)}))
+def test_verify_lists_only_the_files_the_config_needs(tmp_path, capsys):
+    config = REPO / "configs" / "msvd" / "train-full-ce-only-scene.json"  # one expert: scene
     data = tmp_path / "data"
-    listed = [data / entry.removeprefix("data/")
-              for entry in (REPO / "misc/datasets/msvd/tar_include.txt").read_text().split()]
+    args = ["--verify", "--config", str(config), "--data_dir", str(data)]
+    assert sync.main(args) == 1
+    listed = [Path(line.split(maxsplit=1)[1]) for line in capsys.readouterr().out.splitlines()
+              if line.startswith("MISSING ")]
+    archive = {data / entry.removeprefix("data/")
+               for entry in (REPO / "misc/datasets/msvd/tar_include.txt").read_text().split()}
+    assert set(listed) < archive
+    experts = [p for p in listed if p.parent.name.startswith("aggregated_") and p.parent.name != "aggregated_text_feats"]
+    assert [p.name for p in experts] == ["densenet161-avg.pickle"]
     for path in listed[1:]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
-    args = ["--verify", "--config", str(config), "--data_dir", str(data)]
     assert sync.main(args) == 1
     out = capsys.readouterr().out
     assert f"MISSING {listed[0]}" in out and f"{len(listed) - 1} of {len(listed)} files" in out
     listed[0].parent.mkdir(parents=True, exist_ok=True)
     listed[0].touch()
     assert sync.main(args) == 0
+    capsys.readouterr()
+    assert sync.main(["--verify", "--config", str(REPO / "configs" / "synthetic" / "train-ce.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'Synthetic' has no released features" in err
+
 
 
 DIR, SYM = tarfile.DIRTYPE, tarfile.SYMTYPE
