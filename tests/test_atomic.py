@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from utils.atomic import PARTIAL, STALE_AFTER_S, atomic_path, write_text_atomic
+from utils.atomic import PARTIAL, STALE_AFTER_S, atomic_dir, atomic_path, write_text_atomic
 
 
 def test_completed_write_replaces_and_creates_folders(tmp_path):
@@ -64,9 +64,31 @@ def test_next_write_removes_stale_partials_of_dead_processes_only(tmp_path):
     stale = tmp_path / f"checkpoint-epoch3.pth{PARTIAL}{dead}"
     live = tmp_path / f"trained_model.pth{PARTIAL}{os.getppid()}"   # a process that still runs
     recent = tmp_path / f"index.h5{PARTIAL}{dead}"                  # written moments ago
-    for path in (stale, live, recent):
+    stale_folder = tmp_path / f"store{PARTIAL}{dead}"
+    (stale_folder / "experts").mkdir(parents=True)
+    for path in (stale, live, recent, stale_folder / "experts" / "audio.h5"):
         path.write_bytes(b"half a file")
-    for path in (stale, live):
+    for path in (stale, live, stale_folder):
         os.utime(path, (old, old))
     write_text_atomic(tmp_path / "metrics.json", "{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["metrics.json", live.name, recent.name])
+
+
+def test_atomic_dir_replaces_the_folder_whole_or_not_at_all(tmp_path):
+    store = tmp_path / "store"
+    with atomic_dir(store) as building:
+        (building / "index.h5").write_text("first")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(store) as building:
+            (building / "experts.h5").write_text("second")
+            raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["store"] and [p.name for p in store.iterdir()] == ["index.h5"]
+    with atomic_dir(store) as building:
+        (building / "experts.h5").write_text("third")
+    assert [p.name for p in tmp_path.iterdir()] == ["store"] and [p.name for p in store.iterdir()] == ["experts.h5"]
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "linked").symlink_to("elsewhere")
+    with pytest.raises(ValueError, match="linked: is a symbolic link"):
+        with atomic_dir(tmp_path / "linked"):
+            pass
+    assert list((tmp_path / "elsewhere").iterdir()) == []
