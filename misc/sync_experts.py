@@ -53,7 +53,7 @@ from data_loader.expert_loader import ExpertDataLoader  # noqa: E402
 from data_loader.release_plan import plan_store, released_files  # noqa: E402
 from data_loader.store import StoreError  # noqa: E402
 from model.dims import used_experts  # noqa: E402
-from utils.atomic import SymlinkError, refuse_symlink, write_text_atomic  # noqa: E402
+from utils.atomic import SymlinkError, refuse_symlink, remove_path, write_text_atomic  # noqa: E402
 from utils.config import Config, ConfigError, load_config, with_eval_settings  # noqa: E402
 
 MANIFEST_DIR = REPO / "misc" / "manifests"
@@ -344,14 +344,6 @@ class UnpackError(SyncError):
     """An archive that cannot be read to its end (truncated, not a tar.gz) or written out."""
 
 
-def _remove(path: Path) -> None:
-    """Remove ``path``: a link itself (never what it points to), or a folder tree."""
-    if path.is_symlink():
-        path.unlink()
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def extract(archive: Path, data_dir: Path, dataset: str) -> int:
     """Unpack ``archive`` into ``<data_dir>/<dataset>/`` via a staging folder; returns the member count.
 
@@ -360,7 +352,7 @@ def extract(archive: Path, data_dir: Path, dataset: str) -> int:
     known; on any rejection the staging folder is removed and nothing is moved.
     """
     staging = data_dir / dataset / f".{archive.name}.extracting"
-    _remove(staging)
+    remove_path(staging)
     staging.mkdir(parents=True)
     safety = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     guard = LinkGuard(dataset, data_dir / dataset, archive.name)
@@ -380,7 +372,7 @@ def extract(archive: Path, data_dir: Path, dataset: str) -> int:
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise UnpackError(f"{archive}: cannot unpack ({exc}); nothing was moved into place") from None
     finally:
-        _remove(staging)
+        remove_path(staging)
     return count
 
 

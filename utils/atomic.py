@@ -47,8 +47,8 @@ def _stale_owner(name: str) -> bool:
     return bool(stem and partial and pid.isdigit()) and int(pid) != os.getpid() and not _running(int(pid))
 
 
-def _remove(path: Path) -> None:
-    """Delete a file, or a folder with its contents (never through a link)."""
+def remove_path(path: Path) -> None:
+    """Delete a file or a link (never what it points to), or a folder with its contents."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -64,7 +64,7 @@ def remove_stale_partials(folder: Path) -> list[Path]:
             if not _stale_owner(entry.name) or entry.is_symlink():
                 continue
             if time.time() - entry.stat(follow_symlinks=False).st_mtime >= STALE_AFTER_S:
-                _remove(Path(entry.path))
+                remove_path(Path(entry.path))
                 removed.append(Path(entry.path))
     return removed
 
@@ -122,7 +122,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     for each in (path, tmp, aside):
         refuse_symlink(each)
     for leftover in (tmp, aside):  # left by an earlier process that had this pid
-        _remove(leftover)
+        remove_path(leftover)
     tmp.mkdir()
     try:
         yield tmp
