@@ -174,13 +174,18 @@ def split_lists(dataset_name: str) -> list[str]:
     return list(dict.fromkeys([train for train, _ in pairs] + [test for _, test in pairs]))
 
 
+def official_list(dataset_name: str, split: str) -> Path | None:
+    """The official list file of ``split`` shipped under LIST_ROOT, or None when not shipped."""
+    folder = RELEASES[dataset_name].list_folder
+    path = LIST_ROOT / folder / f"{split}.txt" if folder is not None else None
+    return path if path is not None and path.is_file() else None
+
+
 def list_path(dataset_name: str, split: str, root_feat: Path, official: bool = True) -> Path:
     """The list file of ``split``: the official copy under LIST_ROOT when shipped (and ``official``),
     else the feature root's."""
-    folder = RELEASES[dataset_name].list_folder
-    if official and folder is not None and (LIST_ROOT / folder / f"{split}.txt").is_file():
-        return LIST_ROOT / folder / f"{split}.txt"
-    return Path(root_feat) / f"{split}.txt"
+    shipped = official_list(dataset_name, split) if official else None
+    return shipped or Path(root_feat) / f"{split}.txt"
 
 
 def split_pair(dataset_name: str, split_name: str, available: list[str]) -> tuple[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from data_loader.datasets import RELEASES, Release, split_pair
+from data_loader.datasets import RELEASES, Release, official_list, split_lists, split_pair
 from utils.config import Config, with_eval_settings
 from utils.errors import ConfigError, StoreError
 from utils.options import used_experts
@@ -89,6 +89,23 @@ def plan_store(dataset_name: str, experts: list[str], feat_aggregation: dict, te
     eval_split = split_pair(dataset_name, split_name, [])[1] if split_name is not None else None
     test_split = eval_split if eval_split in RELEASES[dataset_name].test_captions else None
     return StorePlan(dataset_name, sources, text_feat, test_split)
+
+
+def released_files(plan: StorePlan) -> list[str]:
+    """Every released file converting ``plan`` reads, relative to the feature root: the split lists
+    the project does not ship, the raw captions, the experts' and the text feature's files and
+    the test caption index (lists a release may lack are left out)."""
+    release = RELEASES[plan.dataset]
+    files = [f"{split}.txt" for split in split_lists(plan.dataset)
+             if official_list(plan.dataset, split) is None and split not in release.optional_lists]
+    files.append(release.raw_captions)
+    files += [path for source in plan.experts.values() for path in source.files]
+    if plan.text_feat is not None:
+        text = release.text_files(plan.text_feat)
+        files += [*text.paths, *([release.youtube_mapping] if text.youtube_keyed else [])]
+    if plan.test_split is not None:
+        files.append(release.test_captions[plan.test_split])
+    return list(dict.fromkeys(files))
 
 
 def test_captions_path(store_dir: Path, split: str) -> Path:

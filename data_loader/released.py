@@ -52,8 +52,10 @@ from data_loader import packing
 from data_loader.datasets import RELEASES, list_path, split_lists
 from data_loader.hickle_reader import load_hickle
 from data_loader.release_plan import ExpertSource, StorePlan, plan_store, test_captions_path
-from data_loader.store import (INDEX_NAME, STORE_DIR, atomic_h5, expert_path, read_index_attrs,
-                               text_path, write_expert, write_index, write_text)
+from data_loader.store import (INDEX_NAME, STORE_DIR, STORE_ID, atomic_h5, check_build, current_store_id,
+                               expert_path, file_store_id, new_store_id, read_index_attrs, text_path,
+                               write_expert, write_index, write_text)
+from utils.atomic import refuse_symlink
 from utils.errors import StoreError
 from utils.original.unpickle import RefusedGlobal, load_restricted
 
@@ -154,19 +156,22 @@ def read_expert(dataset_name: str, root: Path, source: ExpertSource) -> list[dic
 
 @dataclass
 class IndexLayout:
-    """What conversions need from a written index: ids [N], caption offsets [N+1], splits."""
+    """What conversions need from a written index: ids [N], caption offsets [N+1], splits, and
+    the store_id of its build, which every file converted for it carries."""
 
     video_ids: list[str]
     caption_offsets: np.ndarray
     splits: dict[str, np.ndarray]
     fused_captions: bool
+    store_id: str
 
 
 def read_layout(store_dir: Path) -> IndexLayout:
+    """The layout of the store's index."""
     with h5py.File(Path(store_dir) / INDEX_NAME, "r") as f:
         return IndexLayout(f["videos/ids"].asstr()[()].tolist(), f["captions/offsets"][()],
                            {name: f[f"splits/{name}"][()] for name in f.get("splits", {})},
-                           bool(f.attrs.get("fused_captions", False)))
+                           bool(f.attrs.get("fused_captions", False)), str(f.attrs[STORE_ID]))
 
 
 def write_released_index(dataset_name: str, root: Path, store_dir: Path, root_feat_folder: str,
@@ -178,7 +183,7 @@ def write_released_index(dataset_name: str, root: Path, store_dir: Path, root_fe
     row = {v: i for i, v in enumerate(video_ids)}
     splits = {name: np.array([row[v] for v in ids], dtype=np.int64) for name, ids in lists.items()}
     return write_index(store_dir, dataset=dataset_name, video_ids=video_ids, splits=splits,
-                       captions=read_raw_captions(dataset_name, root, video_ids),
+                       captions=read_raw_captions(dataset_name, root, video_ids), store_id=new_store_id(),
                        attrs={"producer": PRODUCER, "root_feat_folder": root_feat_folder,
                               "fused_captions": RELEASES[dataset_name].fused_captions})
 
@@ -191,18 +196,39 @@ def write_test_captions(dataset_name: str, root: Path, store_dir: Path, split: s
                                    str(Path(root) / relative))
     path = test_captions_path(store_dir, split)
     with atomic_h5(path) as f:
-        f.attrs["source"] = relative
+        f.attrs.update({"source": relative, STORE_ID: layout.store_id})
         f.create_dataset("caption_rows", data=rows)
     return path
 
 
+def _check_test_captions(path: Path, rows: np.ndarray, layout: IndexLayout, split: str) -> None:
+    """StoreError unless ``rows`` holds one caption of each video of ``split``, in split order."""
+    videos = layout.splits[split]
+    if rows.shape != videos.shape:
+        raise StoreError(f"{path}: caption_rows has shape {rows.shape}, expected {videos.shape}, one per video "
+                         f"of split {split}")
+    first, end = layout.caption_offsets[videos], layout.caption_offsets[videos + 1]
+    bad = np.flatnonzero((rows < first) | (rows >= end))
+    if bad.size:
+        j = int(bad[0])
+        raise StoreError(f"{path}: caption_rows[{j}] = {rows[j]} is not a caption of video {videos[j]} "
+                         f"(expected {first[j]} <= row < {end[j]})")
+
+
 def read_test_captions(store_dir: Path, split: str) -> torch.Tensor | None:
-    """Caption rows [n] evaluated for the videos of ``split``, or None when it uses all captions."""
+    """Caption rows [n] evaluated for the videos of ``split``, or None when it uses all captions.
+
+    StoreError when the table belongs to another build of the store or names a caption of
+    another video."""
     path = test_captions_path(store_dir, split)
     if not path.is_file():
         return None
+    layout = read_layout(store_dir)
     with h5py.File(path, "r") as f:
-        return torch.from_numpy(f["caption_rows"][()])
+        check_build(f, layout.store_id, store_dir)
+        rows = f["caption_rows"][()]
+    _check_test_captions(path, rows, layout, split)
+    return torch.from_numpy(rows)
 
 
 def _expert_job(plan: StorePlan, source: ExpertSource, root: Path, store_dir: Path,
@@ -212,7 +238,7 @@ def _expert_job(plan: StorePlan, source: ExpertSource, root: Path, store_dir: Pa
         tables = read_expert(plan.dataset, root, source)
         kind = source.kind or packing.infer_kind(tables[0])
         arrays = packing.pack_expert(tables, layout().video_ids, kind, label)
-        return write_expert(store_dir, source.store_name, arrays)
+        return write_expert(store_dir, source.store_name, arrays, layout().store_id)
     return write
 
 
@@ -222,7 +248,7 @@ def _text_job(plan: StorePlan, root: Path, store_dir: Path, layout: Callable[[],
         index = layout()
         counts = np.diff(index.caption_offsets)
         tokens = packing.pack_text(table, index.video_ids, counts, index.fused_captions, label)
-        return write_text(store_dir, plan.text_feat, tokens)
+        return write_text(store_dir, plan.text_feat, tokens, index.store_id)
     return write
 
 
@@ -256,19 +282,31 @@ def check_release(dataset_name: str, data_dir: Path, root_feat_folder: str) -> N
                          f"python3 misc/sync_experts.py --dataset {RELEASES[dataset_name].folder}")
 
 
+def _pending(jobs: dict[Path, Callable[[], object]], store_dir: Path) -> dict[Path, Callable[[], object]]:
+    """The jobs whose file is missing or belongs to another build of the index; all of them when the
+    index is missing or of an older store version (it is then rebuilt, and everything with it)."""
+    store_id = current_store_id(store_dir)
+    if store_id is None:
+        return jobs
+    return {path: job for path, job in jobs.items()
+            if path != store_dir / INDEX_NAME and file_store_id(path) != store_id}
+
+
 def needs_conversion(plan: StorePlan, data_dir: Path, root_feat_folder: str) -> bool:
-    """True when ``<data_dir>/store/`` lacks a file ``plan`` needs."""
+    """True when ``<data_dir>/store/`` lacks a file ``plan`` needs, or holds one of another build."""
     store_dir = Path(data_dir) / STORE_DIR
-    return not all(path.is_file() for path in _jobs(plan, Path(data_dir) / root_feat_folder, store_dir,
-                                                     root_feat_folder))
+    return bool(_pending(_jobs(plan, Path(data_dir) / root_feat_folder, store_dir, root_feat_folder), store_dir))
 
 
 def convert_plan(plan: StorePlan, data_dir: Path, root_feat_folder: str, progress: bool = True) -> Path:
-    """Write every store file ``plan`` needs that ``<data_dir>/store/`` lacks; returns the store."""
+    """Write every store file ``plan`` needs that ``<data_dir>/store/`` lacks or holds for another
+    build of its index; returns the store. A store folder that is a symbolic link is refused
+    (SymlinkError): nothing is written through a link."""
     data_dir = Path(data_dir)
     store_dir, root = data_dir / STORE_DIR, data_dir / root_feat_folder
+    refuse_symlink(store_dir)
     check_release(plan.dataset, data_dir, root_feat_folder)
-    pending = {p: job for p, job in _jobs(plan, root, store_dir, root_feat_folder).items() if not p.is_file()}
+    pending = _pending(_jobs(plan, root, store_dir, root_feat_folder), store_dir)
     for path in tqdm(pending, desc=f"converting {plan.dataset}", unit="file", disable=not (progress and pending)):
         pending[path]()
     return store_dir

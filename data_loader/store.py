@@ -2,27 +2,38 @@
 
 Layout of ``<data_dir>/store/`` (N videos, C captions, ``d`` a feature width)::
 
-    index.h5        attrs: format="expert-store", version=1, dataset=<name>, producer attributes
+    index.h5        attrs: format="expert-store", version=2, dataset=<name>, store_id, producer attributes
         /videos/ids             (N,)   str     video ids, row order used by every file
         /splits/<split>         (n,)   int64   rows of the split's videos, in list order
         /captions/offsets       (N+1,) int64   video v owns captions offsets[v]:offsets[v+1]
         /captions/raw           (C,)   str     caption text, grouped by video in row order
-    experts/<name>.h5   attrs: kind = "fixed" | "tokens", dim = d
+    experts/<name>.h5   attrs: kind = "fixed" | "tokens", dim = d, store_id
         /features               fixed:  (N, d) float   one vector per video
                                 tokens: (T, d) float   tokens (frames, words) of all videos, concatenated
         /offsets                tokens only: (N+1,) int64; video v owns features[offsets[v]:offsets[v+1]]
         /available              (N,)   bool    False where the video has no such feature; the
                                                stored values of such rows are meaningless
-    text/<text_feat>.h5
+    text/<text_feat>.h5 attrs: store_id
         /embeddings             (W, D) float   word-level embeddings of all captions, concatenated
         /offsets                (C+1,) int64   caption c owns embeddings[offsets[c]:offsets[c+1]]
 
-Every file is written atomically (built under a temporary name, then renamed), so an
-interrupted write never leaves a file a later run would trust, and a conversion that stops
-half way keeps the files it finished.
+Every file carries the attribute ``store_id`` of the index it was built for: the index names
+one build of the store (a fresh id each time it is written) and a file with another id belongs
+to another build, so a store mixing two builds is never trusted. Every file is written
+atomically (built under a temporary name, then renamed), so an interrupted write never leaves a
+file a later run would trust, and a conversion that stops half way keeps the files it finished.
+A whole store (:func:`write_store`, the Synthetic dataset) is built in a fresh folder renamed
+into place once complete.
+
+Opening a store (:func:`load_store`) checks its invariants once and stops at the first
+violation with one line naming the file: offsets start at 0, never decrease and end at the
+number of rows they index; split rows are rows of the index; every file has one row per video
+(caption); every video has at least one caption; text features are finite.
 """
 from __future__ import annotations
 
+import math
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +43,12 @@ import h5py
 import numpy as np
 import torch
 
-from utils.atomic import atomic_path
+from utils.atomic import atomic_dir, atomic_path
 from utils.errors import StoreError
 
 FORMAT = "expert-store"
-VERSION = 1
+VERSION = 2  # 2: every file carries its index's store_id
+STORE_ID = "store_id"
 STORE_DIR = "store"
 INDEX_NAME = "index.h5"
 
@@ -77,11 +89,32 @@ def text_path(store_dir: Path, name: str) -> Path:
     return Path(store_dir) / "text" / f"{name}.h5"
 
 
-def write_expert(store_dir: Path, name: str, expert: ExpertArrays) -> Path:
-    """Write ``experts/<name>.h5`` atomically."""
+def new_store_id() -> str:
+    """A fresh id for one build of a store's index."""
+    return uuid.uuid4().hex
+
+
+def file_store_id(path: Path) -> str | None:
+    """The ``store_id`` attribute of a store file; None when it has none or cannot be read."""
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get(STORE_ID)
+    except OSError:
+        return None
+    return None if value is None else str(value)
+
+
+def current_store_id(store_dir: Path) -> str | None:
+    """The ``store_id`` of the store's index when it is of this store version, else None."""
+    attrs = read_index_attrs(store_dir)
+    return str(attrs[STORE_ID]) if STORE_ID in attrs and attrs.get("version") == VERSION else None
+
+
+def write_expert(store_dir: Path, name: str, expert: ExpertArrays, store_id: str) -> Path:
+    """Write ``experts/<name>.h5`` atomically, for the index build ``store_id``."""
     path = expert_path(store_dir, name)
     with atomic_h5(path) as f:
-        f.attrs.update({"kind": expert.kind, "dim": expert.features.shape[-1]})
+        f.attrs.update({"kind": expert.kind, "dim": expert.features.shape[-1], STORE_ID: store_id})
         f.create_dataset("features", data=expert.features)
         f.create_dataset("available", data=np.asarray(expert.available, dtype=bool))
         if expert.offsets is not None:
@@ -89,24 +122,26 @@ def write_expert(store_dir: Path, name: str, expert: ExpertArrays) -> Path:
     return path
 
 
-def write_text(store_dir: Path, name: str, tokens: TokenArrays) -> Path:
-    """Write ``text/<name>.h5`` atomically."""
+def write_text(store_dir: Path, name: str, tokens: TokenArrays, store_id: str) -> Path:
+    """Write ``text/<name>.h5`` atomically, for the index build ``store_id``."""
     path = text_path(store_dir, name)
     with atomic_h5(path) as f:
+        f.attrs[STORE_ID] = store_id
         f.create_dataset("embeddings", data=tokens.values)
         f.create_dataset("offsets", data=np.asarray(tokens.offsets, dtype=np.int64))
     return path
 
 
 def write_index(store_dir: Path, *, dataset: str, video_ids: list[str], splits: dict[str, np.ndarray],
-                captions: list[list[str]], attrs: dict | None = None) -> Path:
-    """Write ``index.h5`` (ids, splits, captions) atomically."""
+                captions: list[list[str]], store_id: str, attrs: dict | None = None) -> Path:
+    """Write ``index.h5`` (ids, splits, captions) atomically as the build ``store_id``."""
     if len(captions) != len(video_ids):
         raise StoreError(f"{store_dir}: {len(captions)} caption lists for {len(video_ids)} videos")
     str_dtype = h5py.string_dtype("utf-8")
     path = Path(store_dir) / INDEX_NAME
     with atomic_h5(path) as f:
-        f.attrs.update({"format": FORMAT, "version": VERSION, "dataset": dataset, **(attrs or {})})
+        f.attrs.update({"format": FORMAT, "version": VERSION, "dataset": dataset, **(attrs or {}),
+                        STORE_ID: store_id})
         f.create_dataset("videos/ids", data=np.array(video_ids, dtype=object), dtype=str_dtype)
         for name, rows in splits.items():
             f.create_dataset(f"splits/{name}", data=np.asarray(rows, dtype=np.int64))
@@ -120,12 +155,16 @@ def write_index(store_dir: Path, *, dataset: str, video_ids: list[str], splits: 
 def write_store(store_dir: Path, *, dataset: str, video_ids: list[str], splits: dict[str, np.ndarray],
                 experts: dict[str, ExpertArrays], captions: list[list[str]],
                 text: dict[str, TokenArrays], attrs: dict | None = None) -> Path:
-    """Write a whole store; the index goes last, so its presence marks a complete store."""
-    for name, expert in experts.items():
-        write_expert(store_dir, name, expert)
-    for name, tokens in text.items():
-        write_text(store_dir, name, tokens)
-    write_index(store_dir, dataset=dataset, video_ids=video_ids, splits=splits, captions=captions, attrs=attrs)
+    """Write a whole store as one new build, in a fresh folder that replaces ``store_dir`` only once
+    complete (:func:`utils.atomic.atomic_dir`): an interrupted write leaves the previous store as it was."""
+    store_id = new_store_id()
+    with atomic_dir(store_dir) as building:
+        for name, expert in experts.items():
+            write_expert(building, name, expert, store_id)
+        for name, tokens in text.items():
+            write_text(building, name, tokens, store_id)
+        write_index(building, dataset=dataset, video_ids=video_ids, splits=splits, captions=captions,
+                    store_id=store_id, attrs=attrs)
     return Path(store_dir)
 
 
@@ -194,42 +233,143 @@ def read_index_attrs(store_dir: Path) -> dict:
         return {}
 
 
-def load_store(store_dir: Path, experts: list[str], text_feat: str) -> FeatureStore:
-    """Load the named experts and text feature of a store into memory.
+@dataclass
+class _Index:
+    """The index of a store, checked: numpy arrays as stored."""
 
-    Raises StoreError (one line naming the file) for a missing store, a foreign file, or a
-    missing expert / text feature.
-    """
-    store_dir = Path(store_dir)
-    with _open(store_dir / INDEX_NAME, "feature store index") as f:
+    store_id: str
+    video_ids: list[str]
+    splits: dict[str, np.ndarray]
+    caption_offsets: np.ndarray
+    raw_captions: list[str]
+
+
+def _check_offsets(path: Path, key: str, offsets: np.ndarray, *, rows: int, total: int, per: str, of: str,
+                   labels: list[str] | None = None) -> None:
+    """StoreError naming the first violation unless ``offsets`` packs ``rows`` rows (one per ``per``)
+    into ``total`` entries (``of``): ``rows + 1`` integers from 0 to ``total``, never decreasing, and
+    with ``labels`` given, every row owning at least one entry."""
+    if offsets.shape != (rows + 1,) or not np.issubdtype(offsets.dtype, np.integer):
+        raise StoreError(f"{path}: {key}: expected {rows + 1} integer offsets (one per {per}, plus one), "
+                         f"got shape {offsets.shape} of {offsets.dtype}")
+    if offsets[0] != 0:
+        raise StoreError(f"{path}: {key}[0] = {offsets[0]}, expected 0")
+    sizes = np.diff(offsets)
+    bad = np.flatnonzero(sizes < (1 if labels is not None else 0))
+    if bad.size:
+        i = int(bad[0])
+        if sizes[i] < 0:
+            raise StoreError(f"{path}: {key}[{i + 1}] = {offsets[i + 1]} is less than {key}[{i}] = {offsets[i]}, "
+                             f"expected non-decreasing offsets")
+        raise StoreError(f"{path}: {per} {i} ({labels[i]!r}) has no {of} ({key}[{i}] = {key}[{i + 1}] = "
+                         f"{offsets[i]}); every {per} needs at least one")
+    if offsets[-1] != total:
+        raise StoreError(f"{path}: {key}[{rows}] = {offsets[-1]}, expected {total}, the number of {of}")
+
+
+def _check_split(path: Path, name: str, rows: np.ndarray, num_videos: int) -> None:
+    """StoreError unless split ``name`` holds row numbers of the index's videos."""
+    if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+        raise StoreError(f"{path}: splits/{name}: expected a list of integer rows, got shape {rows.shape} "
+                         f"of {rows.dtype}")
+    bad = np.flatnonzero((rows < 0) | (rows >= num_videos))
+    if bad.size:
+        j = int(bad[0])
+        raise StoreError(f"{path}: splits/{name}[{j}] = {rows[j]}, expected a row of the index "
+                         f"(0 <= row < {num_videos})")
+
+
+def _first_non_finite_row(values: np.ndarray) -> int | None:
+    """First row of ``values`` holding a NaN or an infinity; None when all are finite (one pass then)."""
+    if math.isfinite(values.sum(dtype=np.float64)):
+        return None
+    rows = np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1))
+    return int(rows[0]) if rows.size else None
+
+
+def check_build(f: h5py.File, store_id: str, store_dir: Path) -> None:
+    """StoreError unless the store file ``f`` was written for the index build ``store_id``."""
+    found = f.attrs.get(STORE_ID)
+    if found is None or str(found) != store_id:
+        raise StoreError(f"{f.filename}: belongs to another build of the store (store_id {found}, "
+                         f"{INDEX_NAME} has {store_id}); delete {store_dir} and re-run to rebuild it")
+
+
+def _read_index(store_dir: Path) -> _Index:
+    """The store's index, its format, version and invariants checked."""
+    path = store_dir / INDEX_NAME
+    with _open(path, "feature store index") as f:
         if f.attrs.get("format") != FORMAT:
-            raise StoreError(f"{f.filename}: not a feature store index (attribute format != '{FORMAT}')")
-        if int(f.attrs.get("version", -1)) != VERSION:
-            raise StoreError(f"{f.filename}: store version {f.attrs.get('version')} is not supported (expected {VERSION})")
-        video_ids = _strings(_read(f, "videos/ids"))
-        splits = {name: torch.from_numpy(f[f"splits/{name}"][()]) for name in f.get("splits", {})}
-        caption_offsets = torch.from_numpy(_read(f, "captions/offsets"))
-        raw_captions = _strings(_read(f, "captions/raw"))
-    loaded = {}
-    for name in experts:
-        path = expert_path(store_dir, name)
-        if not path.is_file():
-            raise StoreError(f"{path}: expert '{name}' not in the store (it has: {_names(path.parent)})")
-        with _open(path, "expert file") as f:
-            kind = str(f.attrs.get("kind"))
-            loaded[name] = ExpertTensors(
-                kind=kind,
-                features=torch.from_numpy(_read(f, "features")),
-                available=torch.from_numpy(_read(f, "available").astype(bool)),
-                offsets=torch.from_numpy(_read(f, "offsets")) if kind == "tokens" else None,
-            )
-        if len(loaded[name].available) != len(video_ids):
-            raise StoreError(f"{path}: {len(loaded[name].available)} videos, the index has {len(video_ids)}")
+            raise StoreError(f"{path}: not a feature store index (attribute format != '{FORMAT}')")
+        if int(f.attrs.get("version", -1)) != VERSION or STORE_ID not in f.attrs:
+            raise StoreError(f"{path}: store version {f.attrs.get('version')} is not supported (expected "
+                             f"{VERSION}); delete {store_dir} and re-run to rebuild it")
+        index = _Index(str(f.attrs[STORE_ID]), _strings(_read(f, "videos/ids")),
+                       {name: f[f"splits/{name}"][()] for name in f.get("splits", {})},
+                       _read(f, "captions/offsets"), _strings(_read(f, "captions/raw")))
+    for name, rows in index.splits.items():
+        _check_split(path, name, rows, len(index.video_ids))
+    _check_offsets(path, "captions/offsets", index.caption_offsets, rows=len(index.video_ids),
+                   total=len(index.raw_captions), per="video", of="captions", labels=index.video_ids)
+    return index
+
+
+def _read_expert(store_dir: Path, name: str, index: _Index) -> ExpertTensors:
+    """Expert ``name`` of the store, checked against ``index``."""
+    path = expert_path(store_dir, name)
+    if not path.is_file():
+        raise StoreError(f"{path}: expert '{name}' not in the store (it has: {_names(path.parent)})")
+    num_videos = len(index.video_ids)
+    with _open(path, "expert file") as f:
+        check_build(f, index.store_id, store_dir)
+        kind = str(f.attrs.get("kind"))
+        features, available = _read(f, "features"), _read(f, "available").astype(bool)
+        offsets = _read(f, "offsets") if kind == "tokens" else None
+    if kind not in ("fixed", "tokens"):
+        raise StoreError(f"{path}: attribute kind = {kind!r}, expected 'fixed' or 'tokens'")
+    if available.shape != (num_videos,) or features.ndim != 2:
+        raise StoreError(f"{path}: available has shape {available.shape} and features {features.shape}, expected "
+                         f"({num_videos},) and 2 dimensions (the index has {num_videos} videos)")
+    if offsets is None and len(features) != num_videos:
+        raise StoreError(f"{path}: features has {len(features)} rows, expected {num_videos}, one per video")
+    if offsets is not None:
+        _check_offsets(path, "offsets", offsets, rows=num_videos, total=len(features), per="video",
+                       of="feature rows")
+    return ExpertTensors(kind, torch.from_numpy(features), torch.from_numpy(available),
+                         None if offsets is None else torch.from_numpy(offsets))
+
+
+def _read_text(store_dir: Path, text_feat: str, index: _Index) -> tuple[torch.Tensor, torch.Tensor]:
+    """Word embeddings [W, D] and caption offsets [C+1] of ``text_feat``, checked against ``index``."""
     path = text_path(store_dir, text_feat)
     if not path.is_file():
         raise StoreError(f"{path}: text feature '{text_feat}' not in the store (it has: {_names(path.parent)})")
     with _open(path, "text feature file") as f:
-        text_embeddings = torch.from_numpy(_read(f, "embeddings"))
-        text_offsets = torch.from_numpy(_read(f, "offsets"))
-    return FeatureStore(store_dir, video_ids, splits, loaded, caption_offsets, raw_captions,
-                        text_embeddings, text_offsets)
+        check_build(f, index.store_id, store_dir)
+        embeddings, offsets = _read(f, "embeddings"), _read(f, "offsets")
+    if embeddings.ndim != 2:
+        raise StoreError(f"{path}: embeddings has shape {embeddings.shape}, expected 2 dimensions")
+    _check_offsets(path, "offsets", offsets, rows=len(index.raw_captions), total=len(embeddings), per="caption",
+                   of="embedding rows")
+    row = _first_non_finite_row(embeddings)
+    if row is not None:
+        caption = int(np.searchsorted(offsets, row, side="right")) - 1
+        raise StoreError(f"{path}: embeddings row {row} (caption {caption}, {index.raw_captions[caption]!r}) holds "
+                         f"NaN or infinity, expected finite values")
+    return torch.from_numpy(embeddings), torch.from_numpy(offsets)
+
+
+def load_store(store_dir: Path, experts: list[str], text_feat: str) -> FeatureStore:
+    """Load the named experts and text feature of a store into memory.
+
+    Raises StoreError (one line naming the file) for a missing store, a foreign file, a missing
+    expert / text feature, a file of another build of the store, or the first violation of the
+    store's invariants (see the module docstring).
+    """
+    store_dir = Path(store_dir)
+    index = _read_index(store_dir)
+    loaded = {name: _read_expert(store_dir, name, index) for name in experts}
+    text_embeddings, text_offsets = _read_text(store_dir, text_feat, index)
+    splits = {name: torch.from_numpy(rows) for name, rows in index.splits.items()}
+    return FeatureStore(store_dir, index.video_ids, splits, loaded, torch.from_numpy(index.caption_offsets),
+                        index.raw_captions, text_embeddings, text_offsets)

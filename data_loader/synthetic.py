@@ -29,7 +29,7 @@ import numpy as np
 
 from data_loader.store import STORE_DIR, ExpertArrays, TokenArrays, write_store
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: same data, in a store whose files carry its store_id (older stores are regenerated)
 NUM_CONCEPTS = 48
 CONCEPTS_PER_VIDEO = 4
 VISIBLE_FRACTION = 0.4

@@ -7,8 +7,10 @@ request), renamed to ``<archive>`` once complete, checked against its published 
 ``<data_dir>/<DATASET>/``. A ``<archive>.verified`` marker records the result, so a re-run skips
 datasets that are already done. Archive members are repository-relative paths
 (``data/MSRVTT/structured-symlinks/...``); a member that would land outside
-``<data_dir>/<DATASET>/`` (absolute paths, ``..``, links pointing out) aborts the unpacking
-before anything is moved into place. After a verified unpack the .tar.gz is deleted unless
+``<data_dir>/<DATASET>/`` (absolute paths, ``..``, a link whose target leaves the folder once
+followed through the archive's other links and the links already on disk, a member written
+through a link) aborts the unpacking before anything is moved into place. The marker and the
+download are never written through a link. After a verified unpack the .tar.gz is deleted unless
 --keep_archive is given; an archive already at ``<data_dir>/<DATASET>/<archive>`` (e.g. copied
 by hand) is verified and unpacked without downloading.
 
@@ -27,9 +29,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
-import posixpath
 import re
 import shutil
 import sys
@@ -46,10 +48,15 @@ REPO = Path(__file__).resolve().parents[1]
 if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
     sys.path[0] = str(REPO)
 
-from utils.config import ConfigError, resolve  # noqa: E402
+from data_loader.datasets import RELEASES as DATASET_RELEASES  # noqa: E402
+from data_loader.expert_loader import ExpertDataLoader  # noqa: E402
+from data_loader.release_plan import plan_store, released_files  # noqa: E402
+from data_loader.store import StoreError  # noqa: E402
+from model.dims import used_experts  # noqa: E402
+from utils.atomic import SymlinkError, refuse_symlink, remove_path, write_text_atomic  # noqa: E402
+from utils.config import Config, ConfigError, load_config, with_eval_settings  # noqa: E402
 
 MANIFEST_DIR = REPO / "misc" / "manifests"
-LISTS_DIR = REPO / "misc" / "datasets"
 DATASETS = ("MSRVTT", "MSVD", "DiDeMo", "activity-net", "LSMDC", "YouCook2", "QuerYD", "QuerYDSegments")
 RELEASES = ("features-v2", "high-quality")
 DEFAULT_ROOT_URLS = {
@@ -57,9 +64,8 @@ DEFAULT_ROOT_URLS = {
     "high-quality": "https://www.robots.ox.ac.uk/~vgg/research/teachtext/data-hq",
 }
 ROOT_URL_ENV = "CE_FEATURES_ROOT_URL"
-# config dataset_name -> folder under data/ (its file lists are in misc/datasets/<folder lowercased>/)
-FOLDERS = {"ActivityNet": "activity-net"}
 CHUNK = 1 << 20
+MAX_LINK_HOPS = 40  # as the Linux kernel allows
 TIMEOUT = (15, 60)  # seconds: connect, between bytes
 SHA1 = re.compile(r"[0-9a-f]{40}")
 
@@ -173,6 +179,7 @@ def download(url: str, partial: Path) -> None:
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None
         partial.parent.mkdir(parents=True, exist_ok=True)
+        refuse_symlink(partial)
         with open(partial, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
                                               unit_divisor=1024, desc=partial.name.removesuffix(".partial"),
                                               disable=None) as bar:
@@ -190,7 +197,8 @@ def download(url: str, partial: Path) -> None:
 
 
 def check_member(member: tarfile.TarInfo, dataset: str) -> None:
-    """Raise SyncError unless ``member`` (and any link target) stays inside ``data/<dataset>/``."""
+    """Raise SyncError unless ``member``'s path (and a hard link's target) is a plain relative path
+    inside ``data/<dataset>/`` and it is a file, folder or link."""
     prefix = ("data", dataset)
 
     def inside(name: str, what: str) -> None:
@@ -204,16 +212,117 @@ def check_member(member: tarfile.TarInfo, dataset: str) -> None:
             raise SyncError(f"archive member {member.name!r}: {what} is outside data/{dataset}/")
 
     inside(member.name, "path")
-    if member.issym():
-        if PurePosixPath(member.linkname).is_absolute():
-            raise SyncError(f"archive member {member.name!r}: symlink to absolute path {member.linkname!r}")
-        target = posixpath.normpath(posixpath.join(posixpath.dirname(member.name), member.linkname))
-        if not target.startswith(f"data/{dataset}/"):
-            raise SyncError(f"archive member {member.name!r}: symlink points outside data/{dataset}/")
-    elif member.islnk():
+    if member.issym() and PurePosixPath(member.linkname).is_absolute():
+        raise SyncError(f"archive member {member.name!r}: symlink to absolute path {member.linkname!r}")
+    if member.islnk():
         inside(member.linkname, "hard link target")
-    elif not (member.isreg() or member.isdir()):
+    elif not (member.isreg() or member.isdir() or member.issym()):
         raise SyncError(f"archive member {member.name!r}: device or special file")
+
+
+def _relative(name: str) -> tuple[str, ...]:
+    """An archive path ``data/<dataset>/x/y`` (already checked) -> ``("x", "y")``."""
+    return tuple(p for p in PurePosixPath(name).parts if p != ".")[2:]
+
+
+class LinkGuard:
+    """Checks archive members, in archive order, against the tree they make under ``data/<dataset>/``.
+
+    Link targets are resolved component by component as the filesystem resolves them once the
+    archive is unpacked: through the archive's own links (wherever they come in the archive) and
+    through links already on disk in the dataset folder (a path the archive holds replaces what
+    is on disk there). A symlink whose target leaves the folder is refused, and so is a member
+    written through or over a link, a link replacing another member, a hard link to anything but
+    a regular file earlier in the archive, and a member taking the name of this tool's own files.
+    """
+
+    def __init__(self, dataset: str, folder: Path, reserved: str):
+        self.dataset, self.folder, self.reserved = dataset, folder, reserved
+        self.entries: dict[tuple[str, ...], tarfile.TarInfo] = {}
+        self.folders: set[tuple[str, ...]] = set()  # parents of members (created by tar when absent)
+
+    def _refused(self, member: tarfile.TarInfo, why: str) -> SyncError:
+        return SyncError(f"archive member {member.name!r}: {why}")
+
+    def add(self, member: tarfile.TarInfo) -> None:
+        """Check ``member`` (SyncError naming it when refused) and record it."""
+        check_member(member, self.dataset)
+        path = _relative(member.name)
+        if not path:
+            return
+        if path[0].startswith((self.reserved, f".{self.reserved}")):
+            raise self._refused(member, f"would replace a file of this tool ({path[0]})")
+        for depth in range(1, len(path)):
+            above = self.entries.get(path[:depth])
+            if above is not None and not above.isdir():
+                raise self._refused(member, f"lies under {'/'.join(path[:depth])!r}, a link or file of the archive "
+                                           "(nothing is written through a link)")
+        if (path in self.entries or path in self.folders) and not self._same_kind(path, member):
+            raise self._refused(member, "takes the path of a link or of another kind of member of the archive")
+        if member.islnk():
+            source = self.entries.get(_relative(member.linkname))
+            if source is None or not source.isreg():
+                raise self._refused(member, "hard link to something other than a regular file earlier in the archive")
+        self.entries[path] = member
+        self.folders.update(path[:depth] for depth in range(1, len(path)))
+        if member.issym():
+            self.check_link(path, member)
+
+    def _same_kind(self, path: tuple[str, ...], member: tarfile.TarInfo) -> bool:
+        """Whether ``member`` may replace what the archive already put at ``path``: a file another
+        file, a folder another folder (links are never replaced nor replace anything)."""
+        earlier = self.entries.get(path)
+        if earlier is None:  # a folder made for earlier members
+            return member.isdir()
+        return (earlier.isreg() and member.isreg()) or (earlier.isdir() and member.isdir())
+
+    def check_link(self, path: tuple[str, ...], member: tarfile.TarInfo) -> None:
+        """SyncError unless symlink ``member`` at ``path`` resolves inside the dataset folder."""
+        if self.resolve(path[:-1] + tuple(member.linkname.split("/"))) is None:
+            raise self._refused(member, f"symlink {member.linkname!r} resolves outside data/{self.dataset}/")
+
+    def check_all_links(self) -> None:
+        """Re-check every symlink against the complete archive (a later link changes earlier targets)."""
+        for path, member in self.entries.items():
+            if member.issym():
+                self.check_link(path, member)
+
+    def resolve(self, parts: tuple[str, ...]) -> tuple[str, ...] | None:
+        """Where ``parts`` (relative to the dataset folder) leads once every link is followed; None
+        when it leaves the folder, goes through an absolute link or loops."""
+        done: list[str] = []
+        todo = list(parts)
+        hops = 0
+        while todo:
+            part = todo.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not done:
+                    return None
+                done.pop()
+                continue
+            done.append(part)
+            target = self._link(tuple(done))
+            if target is None:
+                continue
+            hops += 1
+            if hops > MAX_LINK_HOPS or target.startswith("/"):
+                return None
+            done.pop()
+            todo = target.split("/") + todo
+        return tuple(done)
+
+    def _link(self, path: tuple[str, ...]) -> str | None:
+        """The target of the symlink at ``path`` once unpacked (the archive's entry, else the disk's)."""
+        entry = self.entries.get(path)
+        if entry is not None or path in self.folders:
+            return entry.linkname if entry is not None and entry.issym() else None
+        for depth in range(1, len(path) + 1):
+            on_disk = self.folder.joinpath(*path[:depth])
+            if on_disk.is_symlink():
+                return os.readlink(on_disk) if depth == len(path) else None
+        return None
 
 
 def merge_into(src: Path, dst: Path) -> None:
@@ -231,32 +340,39 @@ def merge_into(src: Path, dst: Path) -> None:
         os.replace(entry, target)
 
 
+class UnpackError(SyncError):
+    """An archive that cannot be read to its end (truncated, not a tar.gz) or written out."""
+
+
 def extract(archive: Path, data_dir: Path, dataset: str) -> int:
     """Unpack ``archive`` into ``<data_dir>/<dataset>/`` via a staging folder; returns the member count.
 
     Members ``data/<dataset>/...`` land in ``<data_dir>/<dataset>/...``. Every member is checked
-    before it is written; on any rejection the staging folder is removed and nothing is moved.
+    (:class:`LinkGuard`) before it is written, and every link again once the whole archive is
+    known; on any rejection the staging folder is removed and nothing is moved.
     """
     staging = data_dir / dataset / f".{archive.name}.extracting"
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_path(staging)
     staging.mkdir(parents=True)
     safety = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    guard = LinkGuard(dataset, data_dir / dataset, archive.name)
     try:
         count = 0
         with tarfile.open(archive, "r|*") as tar:
             for member in tar:
-                check_member(member, dataset)
+                guard.add(member)
                 tar.extract(member, staging, **safety)
                 count += 1
+        guard.check_all_links()
         unpacked = staging / "data" / dataset
         if unpacked.is_dir():
             merge_into(unpacked, data_dir / dataset)
     except SyncError as exc:
         raise SyncError(f"{archive.name}: refused to unpack, nothing was unpacked: {exc}") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise SyncError(f"{archive}: cannot unpack ({exc}); nothing was moved into place") from None
+        raise UnpackError(f"{archive}: cannot unpack ({exc}); nothing was moved into place") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_path(staging)
     return count
 
 
@@ -270,10 +386,8 @@ def marker_matches(marker: Path, expected: str | None) -> bool:
 
 
 def write_marker(marker: Path, record: dict) -> None:
-    """Write the ``.verified`` marker atomically."""
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(marker)
+    """Write the ``.verified`` marker atomically, never through a link (SymlinkError if one is there)."""
+    write_text_atomic(marker, json.dumps(record, indent=2) + "\n")
 
 
 def sync_dataset(dataset: str, release: str, url_root: str, data_dir: Path, manifest: dict[str, str],
@@ -305,7 +419,13 @@ def sync_dataset(dataset: str, release: str, url_root: str, data_dir: Path, mani
                         f"deleted and nothing was unpacked: re-run to fetch it again, and if it fails again "
                         f"check the mirror (--root_url) or the manifest")
     report(f"{dataset}: unpacking {local} into {folder}")
-    count = extract(local, data_dir, dataset)
+    try:
+        count = extract(local, data_dir, dataset)
+    except UnpackError as exc:
+        if expected is not None:
+            raise
+        raise UnpackError(f"{exc}; it has no sha1 to check it against and may be an incomplete download: "
+                          f"delete {local} and re-run to fetch it again") from None
     write_marker(marker, {"archive": archive, "url": url, "sha1": actual, "sha1_checked": expected is not None,
                           "members": count})
     if not keep_archive:
@@ -313,39 +433,35 @@ def sync_dataset(dataset: str, release: str, url_root: str, data_dir: Path, mani
     report(f"{dataset}: done, {count} archive members unpacked ({'sha1 verified' if expected else 'UNVERIFIED'})")
 
 
-def expected_files(config_path: Path) -> tuple[str, Path]:
-    """(data folder, file list) for a config: its dataset's tar_include_hq.txt when its
-    ``root_feat_folder`` names high-quality features, else tar_include.txt."""
+def _loader_args(config: Config) -> dict:
+    """The config's data loader arguments, the loader's defaults filled in."""
+    parameters = inspect.signature(ExpertDataLoader).parameters.values()
+    return {**{p.name: p.default for p in parameters if p.default is not p.empty}, **config["data_loader"]["args"]}
+
+
+def _run_files(run: Config) -> list[str]:
+    """Released files (relative to the feature root) that converting the store for ``run`` reads."""
+    args = _loader_args(run)
+    plan = plan_store(args["dataset_name"], used_experts(run["experts"]), args["feat_aggregation"] or {},
+                      run["experts"]["text_feat"], args["split_name"])
+    return released_files(plan)
+
+
+def needed_files(config_path: Path, data_dir: Path) -> tuple[str, str, list[Path]]:
+    """(data folder, root_feat_folder, local paths) of the released files a config reads, for
+    training and for its test run (``eval_settings``), as the conversion into the store reads them."""
     try:
-        config, _ = resolve(config_path)
-    except ConfigError as exc:
+        config = load_config(config_path)
+        args = _loader_args(config)
+        if args["dataset_name"] not in DATASET_RELEASES:
+            raise SyncError(f"{config_path}: data_loader.args.dataset_name: {args['dataset_name']!r} has no released "
+                            f"features; expected one of: {', '.join(DATASET_RELEASES)}")
+        files = dict.fromkeys(path for run in (config, with_eval_settings(config)) for path in _run_files(run))
+    except (ConfigError, StoreError) as exc:
         raise SyncError(str(exc)) from None
-    args = config.get("data_loader", {}).get("args", {})
-    name = args.get("dataset_name")
-    if not isinstance(name, str):
-        raise SyncError(f"{config_path}: data_loader.args.dataset_name is not set")
-    hq = "high-quality" in str(args.get("root_feat_folder", ""))
-    folder = FOLDERS.get(name, name)
-    listing = LISTS_DIR / folder.lower() / ("tar_include_hq.txt" if hq else "tar_include.txt")
-    if not listing.is_file():
-        raise SyncError(f"no released file list for dataset {name!r} ({listing} not found)")
-    return folder, listing
-
-
-def check_presence(listing: Path, data_dir: Path, folder: str) -> list[tuple[Path, bool | None]]:
-    """(local path, present) per entry ``data/<folder>/...`` of ``listing``, mapped under ``data_dir``.
-
-    present is None for an entry outside ``data/<folder>/`` (the official MSRVTT high-quality
-    list has one with a misspelt folder), which is reported but not checked.
-    """
-    rows: list[tuple[Path, bool | None]] = []
-    for entry in listing.read_text().splitlines():
-        parts = PurePosixPath(entry.strip()).parts
-        if not parts:
-            continue
-        path = data_dir.joinpath(*parts[1:])
-        rows.append((path, path.exists() if parts[:2] == ("data", folder) and ".." not in parts else None))
-    return rows
+    folder = DATASET_RELEASES[args["dataset_name"]].folder
+    root = data_dir / folder / args["root_feat_folder"]
+    return folder, args["root_feat_folder"], [root / relative for relative in files]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -380,18 +496,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run_verify(config: Path, data_dir: Path) -> int:
     """Print the presence of every released file ``config`` needs; 1 if any is missing."""
-    folder, listing = expected_files(config)
-    rows = check_presence(listing, data_dir, folder)
-    for path, present in rows:
-        status = {True: "ok     ", False: "MISSING", None: "skipped"}[present]
-        note = f"  (listing entry outside data/{folder}/, not checked)" if present is None else ""
-        print(f"{status} {path}{note}")
-    missing = sum(present is False for _, present in rows)
-    checked = sum(present is not None for _, present in rows)
-    print(f"{folder}: {checked - missing} of {checked} files listed in {listing.relative_to(REPO)} "
-          f"present under {data_dir}")
+    folder, root_feat_folder, paths = needed_files(config, data_dir)
+    missing = [path for path in paths if not path.exists()]
+    for path in paths:
+        print(f"{'MISSING' if path in missing else 'ok     '} {path}")
+    print(f"{folder}: {len(paths) - len(missing)} of {len(paths)} files {config} needs present under {data_dir}")
     if missing:
-        release = " --release high-quality" if listing.name.endswith("_hq.txt") else ""
+        release = " --release high-quality" if "high-quality" in root_feat_folder else ""
         print(f"fetch them with: python3 misc/sync_experts.py --dataset {folder}{release} --data_dir {data_dir}")
     return 1 if missing else 0
 
@@ -410,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         for dataset in args.dataset:
             sync_dataset(dataset, args.release, url_root, args.data_dir, manifest, args.access_code,
                          args.allow_unverified, args.keep_archive, report=print)
-    except SyncError as exc:
+    except (SyncError, SymlinkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -12,16 +12,12 @@ sys.path.insert(0, str(REPO))
 import trainer.build  # noqa: E402,F401  (fills the registries that configs are validated against)
 
 BUNDLED_REFERENCE = REPO / "tests" / "data" / "reference"
-SHARED_REFERENCE = REPO.parent / "shared" / "reference"
 
 
 def reference_path(*parts: str) -> Path:
-    """Path to a reference file: the copy bundled in tests/data, else ../shared/reference.
-
-    Skips the calling test when neither exists.
-    """
-    for root in (BUNDLED_REFERENCE, SHARED_REFERENCE):
-        path = root.joinpath(*parts)
-        if path.exists():
-            return path
-    pytest.skip(f"reference file {'/'.join(parts)} not available")
+    """Path to a reference file shipped in tests/data/reference; fails the calling test when the
+    checkout lacks it."""
+    path = BUNDLED_REFERENCE.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"{path}: reference file missing from the checkout")
+    return path

@@ -122,3 +122,12 @@ def test_feature_width_that_disagrees_with_the_store_is_one_line(tmp_path):
     done = run("train.py", "--config", CONFIG, "--set", f"data_loader.args.data_dir={data}",
                f"trainer.save_dir={tmp_path / 'saved'}", "data_loader.args.feat_aggregation.motion.feat_dims.embed=999")
     assert_one_line_error(done, 2, "data_loader.args.feat_aggregation.motion", "999-wide", "1024 wide")
+
+
+def test_plain_pickle_checkpoint_is_one_line(tmp_path):
+    plain = tmp_path / "weights.pkl"
+    plain.write_bytes(pickle.dumps({"state_dict": {}, "epoch": 1}, protocol=pickle.HIGHEST_PROTOCOL))
+    for script in ("test.py", "train.py"):
+        done = run(script, "--resume", str(plain))
+        assert_one_line_error(done, 2, f"{plain}: not a PyTorch checkpoint")
+        assert "issue" not in done.stderr

@@ -5,9 +5,11 @@ import argparse
 import json
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
 import types
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import numpy
 import pytest
 import torch
 
-from conftest import reference_path
+from conftest import REPO, reference_path
 from model.ce import CENet
 from model.ce_config import CEConfig
 from utils.original.checkpoint import (ALLOWED_GLOBALS, DEPRECATED_KEYS, OriginalConfig, convert_state_dict,
@@ -45,6 +47,10 @@ def assert_refused(path: Path, global_name: str) -> None:
 
 
 # --------------------------------------------------------------- (a) the reference file
+def test_reference_checkpoint_is_shipped_with_the_tests():
+    assert reference_path(*CHECKPOINT) == REPO / "tests" / "data" / "reference" / Path(*CHECKPOINT)
+
+
 def test_reference_checkpoint_loads(original):
     assert original["epoch"] == 3 and original["arch"] == "CENet"
     assert isinstance(original["monitor_best"], float)
@@ -151,6 +157,20 @@ def test_unreadable_files_raise_one_line_errors(tmp_path, torch_loader):
         with pytest.raises(CheckpointError, match=str(path)) as info:
             load_original_checkpoint(path)
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+@pytest.mark.parametrize("load", [load_checkpoint, load_original_checkpoint, load_any_checkpoint])
+def test_a_plain_pickle_gets_the_projects_own_line(tmp_path, torch_loader, load, protocol):
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(pickle.dumps({"state_dict": {"w": [1.0, 2.0]}, "epoch": 3}, protocol=protocol))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's own warnings about the file are not shown either
+        with pytest.raises(CheckpointError) as info:
+            load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a PyTorch checkpoint") and "torch.save" in message
+    assert "\n" not in message and "issue" not in message
 
 
 # -------------------------------------------- (d) DataParallel prefixes, deprecated keys

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +22,10 @@ from data_loader import datasets
 from data_loader.batches import Batch, make_batch
 from data_loader.expert_loader import ExpertDataLoader
 from data_loader.prepare import prepare_store
-from data_loader.release_plan import canonical_files, expert_source, plan_store
-from data_loader.released import (convert_released, load_pickle, read_split_lists, read_test_captions,
-                                  read_text_feature)
-from data_loader.store import INDEX_NAME, StoreError, load_store
+from data_loader.release_plan import canonical_files, expert_source, plan_store, released_files
+from data_loader.released import (convert_released, load_pickle, needs_conversion, read_split_lists,
+                                  read_test_captions, read_text_feature)
+from data_loader.store import INDEX_NAME, STORE_ID, StoreError, file_store_id, load_store, read_index_attrs
 from utils.errors import ConfigError
 
 NAN = float("nan")
@@ -235,6 +236,74 @@ def test_conversion_resumes_and_rewrites_only_missing_files(msrvtt):
     with h5py.File(face, "r") as f:
         for key, value in before.items():
             np.testing.assert_array_equal(f[key][()], value)
+
+
+@pytest.mark.parametrize("split_name", ["full-val", "jsfusion"])
+def test_released_files_are_exactly_what_a_conversion_reads(msrvtt, tmp_path, split_name):
+    data_dir, files = msrvtt
+    needed = released_files(plan_store("MSRVTT", list(MSRVTT_AGG), MSRVTT_AGG, "openai", split_name))
+    subset = tmp_path / "subset"
+    for relative in needed:
+        (subset / "structured-symlinks" / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.link(data_dir / "structured-symlinks" / relative, subset / "structured-symlinks" / relative)
+    convert_released("MSRVTT", subset, "structured-symlinks", list(MSRVTT_AGG), MSRVTT_AGG, "openai",
+                     progress=False, split_name=split_name)
+    for relative in needed:
+        (subset / "structured-symlinks" / relative).unlink()
+        shutil.rmtree(subset / "store", ignore_errors=True)
+        with pytest.raises(StoreError, match=relative.replace(".", r"\.")):
+            convert_released("MSRVTT", subset, "structured-symlinks", list(MSRVTT_AGG), MSRVTT_AGG, "openai",
+                             progress=False, split_name=split_name)
+        os.link(data_dir / "structured-symlinks" / relative, subset / "structured-symlinks" / relative)
+
+
+def test_files_of_another_build_of_the_index_are_converted_again(msrvtt, tmp_path):
+    data_dir, _ = msrvtt
+    store_dir = convert_msrvtt(data_dir)
+    other = tmp_path / "other"
+    shutil.copytree(data_dir / "structured-symlinks", other / "structured-symlinks")
+    face = Path("experts/aggregated_face_feats/facefeats-avg.h5")
+    shutil.copy(convert_msrvtt(other) / face, store_dir / face)
+    plan = plan_store("MSRVTT", list(MSRVTT_AGG), MSRVTT_AGG, "openai", "full-val")
+    assert needs_conversion(plan, data_dir, "structured-symlinks")
+    convert_msrvtt(data_dir)
+    assert file_store_id(store_dir / face) == read_index_attrs(store_dir)[STORE_ID]
+    assert not needs_conversion(plan, data_dir, "structured-symlinks")
+    load(store_dir, MSRVTT_FILES, "openai")
+
+
+def test_a_store_of_the_previous_version_is_converted_again_whole(msrvtt):
+    data_dir, _ = msrvtt
+    store_dir = convert_msrvtt(data_dir)
+    with h5py.File(store_dir / INDEX_NAME, "r+") as f:  # as version 1 wrote it: no store ids
+        f.attrs["version"] = 1
+        del f.attrs[STORE_ID]
+    with pytest.raises(StoreError, match=r"index.h5: store version 1 is not supported \(expected 2\)"):
+        load(store_dir, MSRVTT_FILES, "openai")
+    convert_msrvtt(data_dir)
+    store_id = read_index_attrs(store_dir)[STORE_ID]
+    assert {file_store_id(p) for p in store_dir.rglob("*.h5") if p.name != INDEX_NAME} == {store_id}
+    load(store_dir, MSRVTT_FILES, "openai")
+
+
+def test_a_store_folder_that_is_a_link_is_not_written_through(msrvtt, tmp_path):
+    data_dir, _ = msrvtt
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (data_dir / "store").symlink_to(elsewhere)
+    with pytest.raises(ValueError, match=r"store: is a symbolic link; refusing to write through it"):
+        convert_msrvtt(data_dir)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_test_caption_of_another_video_is_refused(msrvtt):
+    data_dir, _ = msrvtt
+    store_dir = convert_msrvtt(data_dir, split_name="jsfusion")
+    with h5py.File(store_dir / "test_captions" / "val_list_jsfusion.h5", "r+") as f:
+        f["caption_rows"][1] = f["caption_rows"][0]  # video9's row now names a caption of video8
+    with pytest.raises(StoreError, match=r"val_list_jsfusion.h5: caption_rows\[1\] = \d+ is not a caption of "
+                                         r"video 9 \(expected \d+ <= row < \d+\)"):
+        read_test_captions(store_dir, "val_list_jsfusion")
 
 
 def test_interrupted_conversion_leaves_no_trusted_file(msrvtt, monkeypatch, tmp_path):

@@ -1,13 +1,16 @@
 """Feature store round trip, index-gathered batches and the Synthetic generator."""
 from __future__ import annotations
 
+import shutil
+
 import h5py
 import numpy as np
 import pytest
 import torch
 
 from data_loader.batches import caption_table, gather_tokens, make_batch, sample_captions
-from data_loader.store import INDEX_NAME, ExpertArrays, StoreError, TokenArrays, load_store, write_store
+from data_loader.store import (INDEX_NAME, ExpertArrays, StoreError, TokenArrays, load_store, read_index_attrs,
+                               write_store)
 from data_loader.synthetic import CAPTIONS_PER_VIDEO, EXPERTS, generate_synthetic
 
 SMALL = {"train": 40, "val": 10, "test": 10}
@@ -111,3 +114,73 @@ def test_interrupted_write_leaves_no_trusted_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         tiny_store(tmp_path / "fresh")
     assert not (tmp_path / "fresh" / INDEX_NAME).exists() and not list((tmp_path / "fresh").rglob("*.h5"))
+
+
+def test_interrupted_regeneration_with_another_seed_leaves_the_old_store(tmp_path, monkeypatch):
+    store = generate_synthetic(tmp_path, seed=1, split_sizes=SMALL)
+    before = load_store(store, sorted(EXPERTS), "synthetic")
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("data_loader.store.write_text", interrupt)  # the experts are written by then
+    with pytest.raises(KeyboardInterrupt):
+        generate_synthetic(tmp_path, seed=2, split_sizes=SMALL)
+    monkeypatch.undo()
+    assert read_index_attrs(store)["seed"] == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+    after = load_store(store, sorted(EXPERTS), "synthetic")
+    for name in EXPERTS:
+        assert torch.equal(after.experts[name].features, before.experts[name].features)
+
+
+def test_a_file_of_another_build_is_refused(tmp_path):
+    a = generate_synthetic(tmp_path / "a", seed=1, split_sizes=SMALL)
+    b = generate_synthetic(tmp_path / "b", seed=2, split_sizes=SMALL)
+    shutil.copy(b / "experts" / "motion.h5", a / "experts" / "motion.h5")
+    load_store(a, ["appearance"], "synthetic")
+    with pytest.raises(StoreError, match=r"motion.h5: belongs to another build of the store \(store_id \w+, "
+                                         r"index.h5 has \w+\); delete .* and re-run to rebuild it"):
+        load_store(a, ["appearance", "motion"], "synthetic")
+
+
+def rewrite(path, key: str, value) -> None:
+    """Replace dataset ``key`` of the HDF5 file ``path`` with ``value``, keeping its attributes."""
+    with h5py.File(path, "r+") as f:
+        del f[key]
+        f[key] = value
+
+
+TEXT_ROWS = np.ones((6, 4), np.float32)
+MALFORMED = {
+    "token offsets beyond the features": ("experts/audio.h5", "offsets", np.array([0, 3, 5, 7]),
+                                          r"audio.h5: offsets\[3\] = 7, expected 5, the number of feature rows"),
+    "decreasing token offsets": ("experts/audio.h5", "offsets", np.array([0, 3, 2, 5]),
+                                 r"audio.h5: offsets\[2\] = 2 is less than offsets\[1\] = 3"),
+    "offsets not starting at 0": ("text/w.h5", "offsets", np.array([1, 2, 3, 5, 6]),
+                                  r"w.h5: offsets\[0\] = 1, expected 0"),
+    "text offsets for another caption count": ("text/w.h5", "offsets", np.array([0, 2, 6]),
+                                               r"w.h5: offsets: expected 5 integer offsets \(one per caption"),
+    "split row out of range": (INDEX_NAME, "splits/test", np.array([2, 3]),
+                               r"index.h5: splits/test\[1\] = 3, expected a row of the index \(0 <= row < 3\)"),
+    "fixed expert with a row too few": ("experts/rgb.h5", "features", np.zeros((2, 2), np.float32),
+                                        r"rgb.h5: features has 2 rows, expected 3, one per video"),
+    "availability of another length": ("experts/rgb.h5", "available", np.ones(4, bool),
+                                       r"rgb.h5: available has shape \(4,\)"),
+    "NaN in a caption's embedding": ("text/w.h5", "embeddings", np.where(np.arange(6)[:, None] == 3, np.nan, TEXT_ROWS),
+                                     r"w.h5: embeddings row 3 \(caption 2, 'q r'\) holds NaN or infinity"),
+    "infinity in a caption's embedding": ("text/w.h5", "embeddings",
+                                          np.where(np.arange(6)[:, None] == 5, np.inf, TEXT_ROWS),
+                                          r"w.h5: embeddings row 5 \(caption 3, 's'\) holds NaN"),
+    "a video without captions": (INDEX_NAME, "captions/offsets", np.array([0, 1, 1, 4]),
+                                 r"index.h5: video 1 \('b'\) has no captions \(captions/offsets\[1\] = "
+                                 r"captions/offsets\[2\] = 1\); every video needs at least one"),
+}
+
+
+@pytest.mark.parametrize("relative, key, value, message", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_stores_stop_with_one_line_naming_file_and_violation(tmp_path, relative, key, value, message):
+    store = tiny_store(tmp_path / "store")
+    load_store(store, ["audio", "rgb"], "w")
+    rewrite(store / relative, key, value)
+    with pytest.raises(StoreError, match=message) as info:
+        load_store(store, ["audio", "rgb"], "w")
+    assert "\n" not in str(info.value)

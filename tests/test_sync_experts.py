@@ -25,15 +25,16 @@ FEATURE = "data/MSRVTT/structured-symlinks/aggregated_audio_feats/Audio_MSRVTT_n
 CAPTIONS = "data/MSRVTT/structured-symlinks/raw-captions.pkl"
 
 
-def make_archive(members: dict[str, bytes], links: dict[str, tuple[bytes, str]] | None = None) -> bytes:
-    """A tar.gz of regular files ``members`` (name -> bytes) and links ``links`` (name -> (tar type, target))."""
+def make_archive(members: dict[str, bytes], links: dict[str, tuple[bytes, str]] | list | None = None) -> bytes:
+    """A tar.gz of regular files ``members`` (name -> bytes), then entries ``links`` (name -> (tar type,
+    link target), a dict or a list of such pairs, in archive order) without content."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-        for name, (kind, target) in (links or {}).items():
+        for name, (kind, target) in (links.items() if isinstance(links, dict) else links or []):
             info = tarfile.TarInfo(name)
             info.type, info.linkname = kind, target
             tar.addfile(info)
@@ -237,22 +238,143 @@ def test_archive_names_urls_and_unverifiable(tmp_path, monkeypatch, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_verify_lists_missing_files(tmp_path, capsys):
-    parent = tmp_path / "base.json"
-    parent.write_text(json.dumps({"data_loader": {"args": {"dataset_name": "MSVD",
-                                                           "root_feat_folder": "structured-symlinks"}}}))
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"inherit_from": str(parent)}))
+def test_verify_lists_only_the_files_the_config_needs(tmp_path, capsys):
+    config = REPO / "configs" / "msvd" / "train-full-ce-only-scene.json"  # one expert: scene
     data = tmp_path / "data"
-    listed = [data / entry.removeprefix("data/")
-              for entry in (REPO / "misc/datasets/msvd/tar_include.txt").read_text().split()]
+    args = ["--verify", "--config", str(config), "--data_dir", str(data)]
+    assert sync.main(args) == 1
+    listed = [Path(line.split(maxsplit=1)[1]) for line in capsys.readouterr().out.splitlines()
+              if line.startswith("MISSING ")]
+    archive = {data / entry.removeprefix("data/")
+               for entry in (REPO / "misc/datasets/msvd/tar_include.txt").read_text().split()}
+    assert set(listed) < archive
+    experts = [p for p in listed if p.parent.name.startswith("aggregated_") and p.parent.name != "aggregated_text_feats"]
+    assert [p.name for p in experts] == ["densenet161-avg.pickle"]
     for path in listed[1:]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
-    args = ["--verify", "--config", str(config), "--data_dir", str(data)]
     assert sync.main(args) == 1
     out = capsys.readouterr().out
     assert f"MISSING {listed[0]}" in out and f"{len(listed) - 1} of {len(listed)} files" in out
     listed[0].parent.mkdir(parents=True, exist_ok=True)
     listed[0].touch()
+    assert sync.main(args) == 0
+    capsys.readouterr()
+    assert sync.main(["--verify", "--config", str(REPO / "configs" / "synthetic" / "train-ce.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'Synthetic' has no released features" in err
+
+
+
+DIR, SYM = tarfile.DIRTYPE, tarfile.SYMTYPE
+# Each archive passes a textual check of its link targets, yet once its links are followed as the
+# filesystem follows them, something lands outside data/MSRVTT/.
+ESCAPING_ARCHIVES = {
+    "alias chain onto the marker's temporary file": {
+        "data/MSRVTT/z": (DIR, ""),
+        "data/MSRVTT/a/b/c": (SYM, "../../z"),
+        "data/MSRVTT/a/b/c/w": (SYM, "../../../train.py"),
+        f"data/MSRVTT/{ARCHIVE}.verified.tmp": (SYM, "a/b/c/w"),
+    },
+    "store folder through an alias chain": {
+        "data/MSRVTT/z": (DIR, ""),
+        "data/MSRVTT/a/b/c": (SYM, "../../z"),
+        "data/MSRVTT/a/b/c/w": (SYM, "../../../misc"),
+        "data/MSRVTT/store": (SYM, "a/b/c/w"),
+    },
+    "store folder through a link that comes later in the archive": {
+        "data/MSRVTT/store": (SYM, "a/b/c/../../../misc"),
+        "data/MSRVTT/z": (DIR, ""),
+        "data/MSRVTT/a/b/c": (SYM, "../../z"),
+    },
+}
+
+
+def checkout_copy(tmp_path: Path) -> Path:
+    """A stand-in checkout under ``tmp_path``: a copy of train.py and a misc/ folder beside data/."""
+    (tmp_path / "misc").mkdir()
+    (tmp_path / "train.py").write_bytes((REPO / "train.py").read_bytes())
+    return tmp_path / "train.py"
+
+
+@pytest.mark.parametrize("links", ESCAPING_ARCHIVES.values(), ids=ESCAPING_ARCHIVES.keys())
+def test_links_resolving_outside_the_dataset_are_refused(server, tmp_path, capsys, links):
+    train_py = checkout_copy(tmp_path)
+    before = train_py.read_bytes()
+    manifest = publish(server, make_archive({CAPTIONS: b"ok"}, links), tmp_path)
+    assert fetch(server, tmp_path, manifest) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refused to unpack" in err
+    assert train_py.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == \
+        ["data", "manifest.json", "misc", "train.py"]
+    assert files_under(tmp_path / "data") == [f"MSRVTT/{ARCHIVE}"] and list((tmp_path / "misc").iterdir()) == []
+
+
+def test_links_already_on_disk_are_followed_when_checking(server, tmp_path, capsys):
+    train_py = checkout_copy(tmp_path)
+    ds = tmp_path / "data" / "MSRVTT"
+    ds.mkdir(parents=True)
+    (ds / "z").mkdir()
+    (ds / "a" / "b").mkdir(parents=True)
+    (ds / "a" / "b" / "c").symlink_to("../../z")  # harmless on its own: it points inside
+    manifest = publish(server, make_archive({CAPTIONS: b"ok"}, {"data/MSRVTT/store": (SYM, "a/b/c/../../../misc")}),
+                       tmp_path)
+    assert fetch(server, tmp_path, manifest) == 1
+    assert "outside data/MSRVTT/" in capsys.readouterr().err
+    assert not (ds / "store").is_symlink() and list((tmp_path / "misc").iterdir()) == []
+    assert train_py.read_bytes() == (REPO / "train.py").read_bytes()
+
+
+@pytest.mark.parametrize("links", [
+    {"data/MSRVTT/l": (SYM, "z"), "data/MSRVTT/l/f": (tarfile.REGTYPE, "")},
+    [("data/MSRVTT/m", (SYM, "structured-symlinks/raw-captions.pkl")), ("data/MSRVTT/m", (tarfile.REGTYPE, ""))],
+    [("data/MSRVTT/z", (DIR, "")), ("data/MSRVTT/z", (SYM, "structured-symlinks"))],
+    {"data/MSRVTT/h": (tarfile.LNKTYPE, "data/MSRVTT/missing")},
+    {f"data/MSRVTT/{ARCHIVE}.verified": (SYM, "structured-symlinks/raw-captions.pkl")},
+])
+def test_members_through_or_over_links_and_dangling_hard_links_are_refused(server, tmp_path, capsys, links):
+    manifest = publish(server, make_archive({CAPTIONS: b"ok"}, links), tmp_path)
+    assert fetch(server, tmp_path, manifest) == 1
+    assert "refused to unpack" in capsys.readouterr().err
+    assert files_under(tmp_path / "data") == [f"MSRVTT/{ARCHIVE}"]
+
+
+def test_links_that_stay_inside_are_unpacked(server, tmp_path):
+    links = {"data/MSRVTT/alias": (SYM, "structured-symlinks/raw-captions.pkl"),
+             "data/MSRVTT/copy": (tarfile.LNKTYPE, CAPTIONS),
+             "data/MSRVTT/features": (SYM, "structured-symlinks")}
+    manifest = publish(server, make_archive({CAPTIONS: b"captions"}, links), tmp_path)
+    assert fetch(server, tmp_path, manifest) == 0
+    ds = tmp_path / "data" / "MSRVTT"
+    assert (ds / "alias").read_bytes() == (ds / "copy").read_bytes() == b"captions"
+    assert (ds / "features" / "raw-captions.pkl").read_bytes() == b"captions"
+
+
+def test_marker_is_never_written_through_a_link_on_disk(server, tmp_path, capsys):
+    train_py = checkout_copy(tmp_path)
+    ds = tmp_path / "data" / "MSRVTT"
+    ds.mkdir(parents=True)
+    (ds / f"{ARCHIVE}.verified").symlink_to("../../train.py")
+    manifest = publish(server, make_archive({CAPTIONS: b"ok"}), tmp_path)
+    assert fetch(server, tmp_path, manifest) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "symbolic link" in err and f"{ARCHIVE}.verified" in err
+    assert train_py.read_bytes() == (REPO / "train.py").read_bytes()
+
+
+def test_unverified_archive_that_cannot_be_unpacked_names_the_file_to_delete(server, tmp_path, capsys):
+    archive = "YouCook2-experts.tar.gz"  # no published sha1
+    body = make_archive({"data/YouCook2/raw-captions.pkl": os.urandom(50_000)})
+    server.files[f"/ce/features-v2/{archive}"] = body
+    local = tmp_path / "data" / "YouCook2" / archive
+    local.parent.mkdir(parents=True)
+    local.write_bytes(body[: len(body) // 2])  # an earlier download that ended early
+    args = ["--dataset", "YouCook2", "--root_url", server.root, "--data_dir", str(tmp_path / "data"),
+            "--allow_unverified"]
+    for _ in range(2):
+        assert sync.main(args) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot unpack" in err and f"delete {local} and re-run" in err
+    assert local.read_bytes() == body[: len(body) // 2]
+    local.unlink()
     assert sync.main(args) == 0

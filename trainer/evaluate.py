@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -86,9 +87,30 @@ def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device
     return EvalResult(eval_set.split, sims, masks, metrics)
 
 
+def _finite_json(value: object, key: str, notes: dict[str, str]) -> object:
+    """``value`` with every non-finite number replaced by None and recorded in ``notes`` as its
+    dotted key -> "inf", "-inf" or "nan"."""
+    if isinstance(value, dict):
+        return {k: _finite_json(v, f"{key}.{k}" if key else str(k), notes) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v, f"{key}[{i}]", notes) for i, v in enumerate(value)]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        notes[key] = str(float(value))
+        return None
+    return value
+
+
 def write_metrics_json(path: Path, result: EvalResult, **extra: object) -> Path:
-    """Write the evaluation summary (every metric, split, counts) as JSON, atomically."""
-    return write_text_atomic(path, json.dumps({**result.summary(), **extra}, indent=2) + "\n")
+    """Write the evaluation summary (every metric, split, counts) as JSON, atomically.
+
+    JSON has no NaN or infinity: such a value is written as null and listed under
+    ``non_finite`` (dotted key -> "inf", "-inf" or "nan"), so the file is always valid JSON.
+    """
+    notes: dict[str, str] = {}
+    summary = _finite_json({**result.summary(), **extra}, "", notes)
+    if notes:
+        summary["non_finite"] = notes
+    return write_text_atomic(path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
 
 def write_page(page_writer: Callable[..., Path], path: Path, result: EvalResult, data: ExpertDataLoader,

@@ -27,13 +27,23 @@ def experiment_name(config_path: Path) -> str:
 
 
 def new_run_dirs(save_dir: Path, experiment: str) -> RunDirs:
-    """Fresh folders for a new run, named by the start time (made unique if taken)."""
+    """Fresh folders for a new run, named by the start time (``<stamp>``, else ``<stamp>_2``, ...).
+
+    The run id is claimed by creating its models folder with a plain ``mkdir``, which fails when
+    the folder exists: of runs started in the same second, each gets a folder of its own.
+    """
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    run_id, n = stamp, 1
-    while (Path(save_dir) / "models" / experiment / run_id).exists():
-        n += 1
-        run_id = f"{stamp}_{n}"
-    return run_dirs(Path(save_dir), experiment, run_id).create()
+    models = Path(save_dir) / "models" / experiment
+    models.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        run_id = stamp if n == 1 else f"{stamp}_{n}"
+        try:
+            (models / run_id).mkdir()
+        except FileExistsError:
+            n += 1
+        else:
+            return run_dirs(Path(save_dir), experiment, run_id).create()
 
 
 def run_dirs(save_dir: Path, experiment: str, run_id: str) -> RunDirs:

@@ -33,6 +33,7 @@ import codecs
 import pathlib
 import pickle
 import re
+import zipfile
 from collections import OrderedDict
 from pathlib import Path, PurePath
 from typing import Any
@@ -47,6 +48,9 @@ try:
     from numpy._core.multiarray import scalar as _numpy_scalar
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import scalar as _numpy_scalar
+
+# torch.save's format before torch 1.6 opens with its magic number, pickled with protocol 2.
+LEGACY_HEADER = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)[:-1]
 
 # Output layers of an early MoE head; the original test.py deletes them before loading.
 DEPRECATED_KEYS = frozenset(f"ce.{layer}.{param}" for layer in ("moe_fc_bottleneck1", "moe_cg", "moe_fc_proj")
@@ -145,12 +149,27 @@ def _load_with_allow_list(path: Path) -> Any:
         raise CheckpointError(f"{path}: {_refusal(exc)}") from None
 
 
+def require_torch_file(path: Path) -> None:
+    """CheckpointError (one line naming ``path``) unless it exists and is in a format torch.save
+    writes: a zip archive, or the legacy format that opens with torch's magic number."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if zipfile.is_zipfile(path):
+        return
+    with open(path, "rb") as handle:
+        if handle.read(len(LEGACY_HEADER)) == LEGACY_HEADER:
+            return
+    raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither torch.save's zip format nor its legacy "
+                          "one, e.g. a plain pickle); expected a file written by torch.save, such as a run's "
+                          "checkpoint-epoch<N>.pth")
+
+
 def safe_load(path: Path) -> Any:
     """``torch.load`` onto the CPU with only ``ALLOWED_GLOBALS`` (and torch's tensor types);
     CheckpointError naming the file when it is missing, unreadable or refers to another global."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    require_torch_file(path)
     if not hasattr(torch.serialization, "safe_globals"):
         return _load_with_allow_list(path)
     with torch.serialization.safe_globals(ALLOWED_GLOBALS):
