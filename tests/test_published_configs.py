@@ -14,7 +14,7 @@ import torch
 from conftest import REPO
 from model.dims import used_experts
 from trainer.build import build_model
-from utils.config import load_config, resolve, with_eval_settings
+from utils.config import ConfigError, load_config, resolve, with_eval_settings
 from utils.summary import count_trainable
 
 CONFIGS = REPO / "configs"
@@ -118,8 +118,11 @@ HYPERPARAMETERS = [
 ]
 
 
+GENERIC_PARENT = CONFIGS / "base_config.json"  # trainer, loss and optimiser defaults only
+
+
 def config_files() -> list[str]:
-    paths = (path for path in sorted(CONFIGS.rglob("*.json")) if path != SHARED_DEFAULTS)
+    paths = (path for path in sorted(CONFIGS.rglob("*.json")) if path not in (SHARED_DEFAULTS, GENERIC_PARENT))
     return [str(path.relative_to(CONFIGS)) for path in paths]
 
 
@@ -142,6 +145,11 @@ def as_published(count: int) -> str:
 @pytest.mark.parametrize("name", config_files())
 def test_config_and_its_test_settings_validate(name):
     with_eval_settings(load_config(CONFIGS / name))
+
+
+def test_the_generic_parent_alone_is_one_clear_error():
+    with pytest.raises(ConfigError, match=r"base_config\.json: arch: missing required section"):
+        load_config(GENERIC_PARENT)
 
 
 def test_shared_defaults_resolve():

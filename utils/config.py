@@ -44,6 +44,7 @@ BUILT_SECTIONS: dict[str, tuple[Registry, set[str]]] = {
     "lr_scheduler": (SCHEDULERS, {"optimizer"}),
     "visualizer": (VISUALIZERS, set()),
 }
+REQUIRED_SECTIONS = ("arch", "data_loader", "experts", "loss", "optimizer")
 OPTION_SECTIONS: dict[str, type] = {"experts": ExpertsOptions, "trainer": TrainerOptions}
 SCALARS: dict[str, Any] = {"n_gpu": int, "seed": int, "disable_nan_checks": bool,
                            "metrics": list[str], "eval_settings": dict, "name": str}
@@ -307,6 +308,10 @@ def validate(config: Config) -> None:
     for registry, _ in BUILT_SECTIONS.values():
         if not registry.names():
             raise RuntimeError(f"the {registry.kind} registry is empty: import trainer.build first")
+    for key in REQUIRED_SECTIONS:
+        if key not in config.data:
+            raise config.error(key, "missing required section; a complete config has "
+                                    f"{', '.join(REQUIRED_SECTIONS)} (inherit them from a parent config)")
     known = set(BUILT_SECTIONS) | set(OPTION_SECTIONS) | set(SCALARS)
     for key, value in config.data.items():
         if key not in known:
