@@ -22,6 +22,7 @@ from trainer.run_dirs import run_dirs_of_checkpoint
 from utils.cli import run_cli
 from utils.config import apply_overrides, load_config, validate, with_eval_settings
 from utils.legacy_config import config_of_checkpoint
+from utils.summary import count_trainable
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,7 +60,7 @@ def main() -> int:
     chunk = config["trainer"].get("eval_chunk_videos", 64)
     result = evaluate(model, data, device, chunk, config.get("metrics"))
     metrics_path = write_metrics_json(args.resume.parent / "metrics.json", result, epoch=state["epoch"],
-                                      checkpoint=str(args.resume))
+                                      checkpoint=str(args.resume), params=count_trainable(model))
     page = write_page(build_page_writer(config), dirs.web / f"{args.split}.html", result, data,
                       f"{args.resume} - {result.split}")
     log.info(format_table(result))
