@@ -1,8 +1,8 @@
 """Evaluate a trained checkpoint on the test split.
 
-Prints a t2v / v2t table, writes metrics.json next to the checkpoint and an HTML ranking
-page into the run's web folder. The config saved in the checkpoint is used unless --config
-is given. Checkpoints and config.json files written by the original CE code are read too
+Prints a t2v / v2t table, writes metrics.json next to the checkpoint, the HTML ranking
+pages into the run's web folder, and refreshes the run's page and the site index. The
+config saved in the checkpoint is used unless --config is given. Checkpoints and config.json files written by the original CE code are read too
 (safely: no code in a checkpoint can run).
 
 Examples:
@@ -22,6 +22,7 @@ from trainer.run_dirs import run_dirs_of_checkpoint
 from utils.cli import run_cli
 from utils.config import apply_overrides, load_config, validate, with_eval_settings
 from utils.legacy_config import config_of_checkpoint
+from utils.site import publish_run
 from utils.summary import count_trainable
 
 
@@ -64,7 +65,7 @@ def main() -> int:
     page = write_page(build_page_writer(config), dirs.web / f"{args.split}.html", result, data,
                       f"{args.resume} - {result.split}")
     log.info(format_table(result))
-    log.info(f"Wrote {metrics_path} and {page}")
+    log.info(f"Wrote {metrics_path} and {page}; run page {publish_run(dirs.models, dirs.web)}")
     return 0
 
 

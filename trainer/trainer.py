@@ -26,6 +26,7 @@ from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_j
 from trainer.run_dirs import RunDirs
 from utils.config import Config
 from utils.options import TrainerOptions, options_from
+from utils.site import publish_run
 from utils.summary import count_trainable
 
 
@@ -205,7 +206,7 @@ class Trainer:
 
     def test_best(self) -> EvalResult:
         """Load the best checkpoint (``trained_model.pth``) and evaluate it on the test split;
-        writes metrics.json into the run's models folder.
+        writes metrics.json into the run's models folder and its pages into the results site.
 
         The test data comes from the config with its ``eval_settings`` merged in.
         """
@@ -216,6 +217,7 @@ class Trainer:
         write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"], checkpoint=str(best_path),
                            params=count_trainable(self.model))
         self.log.info(f"Test metrics of the best model (epoch {state['epoch']}):\n{format_table(result)}")
+        self.log.info(f"Run page: {publish_run(self.dirs.models, self.dirs.web)}")
         if self.writer:
             self.writer.close()
         return result
