@@ -88,6 +88,8 @@ def resumed_run_dirs(checkpoint: Path, state: dict, config: Config) -> RunDirs:
 
 def main() -> int:
     args = parse_args()
+    if args.seeds and args.resume is not None:
+        raise ConfigError("train.py: --seeds starts new runs and cannot be combined with --resume")
     state = load_any_checkpoint(args.resume) if args.resume is not None else None
     config = resolve_config(args, state)
     if args.dry_run:
@@ -95,8 +97,6 @@ def main() -> int:
             model = build_model(config)
         print(module_summary(model))
         return 0
-    if args.seeds and state is not None:
-        raise ConfigError("train.py: --seeds starts new runs and cannot be combined with --resume")
     for run_config in with_seeds(config, args.seeds):
         train_run(args, run_config, state)
     return 0
