@@ -65,7 +65,8 @@ def write_run(save_dir: Path, experiment: str, run_id: str, seed: int) -> tuple[
                for e in range(1, EPOCHS + 1)]
     write_history(models / "history.json", history)
     (models / "metrics.json").write_text(json.dumps({"split": "test", "num_videos": NUM_VIDEOS, **metrics,
-                                                     "epoch": EPOCHS, "params": 123456 + seed}))
+                                                     "epoch": EPOCHS, "params": 123456 + seed,
+                                                     "checkpoint": str(models / "trained_model.pth")}))
     weights = {"experts": EXPERTS, "moe_weights": data["moe"], "availability": data["available"]}
     writer = RankingPage(num_queries=NUM_QUERIES, top_k=TOP_K)
     page = writer(web / "test.html", data["sims"], data["masks"], data["captions"], data["ids"], metrics,

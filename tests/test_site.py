@@ -41,8 +41,10 @@ def test_run_page_summarises_the_config_and_every_evaluation(site):
     text = (web / "index.html").read_text()
     assert "AdamW (lr=0.001)" in text and "appearance, audio, face" in text and "123,456" in text
     assert f"{EPOCHS}, {EPOCHS} trained" in text
-    rows = re.findall(r"<tr( class=\"gt\")?><th>(test \(best model\)|val)</th><td class=\"num\">(\d+)</td>", text)
-    assert [(r[1], int(r[2])) for r in rows] == [("test (best model)", EPOCHS)] + [("val", e) for e in range(1, EPOCHS + 1)]
+    rows = re.findall(r"<tr( class=\"gt\")?><th>(test \(trained_model.pth\)|val)</th><td class=\"num\">(\d+)</td>",
+                      text)
+    assert [(r[1], int(r[2])) for r in rows] == [("test (trained_model.pth)", EPOCHS)] + [("val", e) for e in
+                                                                                        range(1, EPOCHS + 1)]
     assert [bool(r[0]) for r in rows] == [False] * EPOCHS + [True]  # the best epoch's validation row
     assert text.count("<svg") == PLOTS_PER_RUN
     assert 'href="../../index.html"' in text and 'href="test-v2t.html"' in text

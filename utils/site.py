@@ -114,12 +114,15 @@ def config_summary(run: Run) -> list[str]:
 
 
 def evaluations_table(run: Run) -> list[str]:
-    """One row per evaluation: the test of the best model, then validation per epoch (the best
-    model's epoch highlighted); every t2v and v2t metric, in the published column order."""
+    """One row per evaluation: the one in metrics.json (the test of the best model, named by its
+    checkpoint file), then validation per epoch (the tested epoch highlighted); every t2v and v2t
+    metric, in the published column order."""
     rows: list[tuple[str, int | None, dict]] = []
     best_epoch = run.metrics.get("epoch") if run.metrics else None
     if run.metrics:
-        rows.append((f"{run.metrics.get('split', 'test')} (best model)", best_epoch, run.metrics))
+        checkpoint = run.metrics.get("checkpoint")
+        source = f" ({Path(checkpoint).name})" if checkpoint else ""
+        rows.append((f"{run.metrics.get('split', 'test')}{source}", best_epoch, run.metrics))
     rows += [("val", entry["epoch"], entry["val"]) for entry in run.history if "val" in entry]
     if not rows:
         return ["<p class=\"note\">No evaluation recorded yet.</p>"]
