@@ -11,6 +11,7 @@ from scipy.stats.mstats import gmean
 
 from conftest import REPO
 from data_loader.synthetic import generate_synthetic
+from utils.config import ConfigError
 
 
 
@@ -137,10 +138,6 @@ def test_seeds_train_one_run_per_seed(synthetic_dir, tmp_path, monkeypatch):
     assert (save / "web" / "index.html").read_text().count("synthetic-train-ce/") == 2
 
 
-def test_seeds_cannot_resume(tmp_path):
-    import subprocess
-
-    done = subprocess.run([sys.executable, str(REPO / "train.py"), "--resume", str(tmp_path / "x.pth"), "--seeds", "0,1"],
-                          capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-        "error: train.py: --seeds starts new runs and cannot be combined with --resume"]
+def test_seeds_cannot_resume(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="--seeds starts new runs and cannot be combined with --resume"):
+        run(train_cli, monkeypatch, "--resume", str(tmp_path / "absent.pth"), "--seeds", "0,1")
