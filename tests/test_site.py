@@ -70,6 +70,15 @@ def test_run_page_without_history_or_test_says_so(tmp_path):
     assert '<a href="exp/run/index.html">run</a>' in index
 
 
+def test_run_page_links_only_pages_that_exist(tmp_path):
+    models, web = tmp_path / "models" / "exp" / "run", tmp_path / "web" / "exp" / "run"
+    models.mkdir(parents=True)
+    web.mkdir(parents=True)
+    (web / "val.html").write_text("")
+    text = publish_run(models, web).read_text()
+    assert re.findall(r'<a href="([^"]+)">', text) == ["../../index.html", "val.html"]
+
+
 def test_publish_outside_the_layout_writes_no_site_index(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     page = publish_run(tmp_path, tmp_path / "web")

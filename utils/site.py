@@ -145,10 +145,12 @@ def page_links(run: Run) -> list[str]:
     """Links to the run's ranking pages that exist."""
     links = []
     for split in SPLITS:
-        page = run.web / f"{split}.html"
-        if page.is_file():
-            links.append(f"<li>{esc(split)}: <a href=\"{href(page.name)}\">text → video</a>, "
-                         f"<a href=\"{href(v2t_path(page).name)}\">video → text</a></li>")
+        pages = [(page, label) for page, label in ((run.web / f"{split}.html", "text → video"),
+                                                    (v2t_path(run.web / f"{split}.html"), "video → text"))
+                 if page.is_file()]
+        if pages:
+            anchors = ", ".join(f"<a href=\"{href(page.name)}\">{label}</a>" for page, label in pages)
+            links.append(f"<li>{esc(split)}: {anchors}</li>")
     if not links:
         return ["<p class=\"note\">No ranking pages yet.</p>"]
     return ["<ul class=\"pages\">", *links, "</ul>"]
