@@ -21,8 +21,8 @@ from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
 from model.compat import load_any_checkpoint
 from trainer.checkpoint import is_own_checkpoint, save_checkpoint
-from trainer.history import HISTORY_FILE, read_history, write_history
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
+from trainer.history import HISTORY_FILE, read_history, write_history
 from trainer.run_dirs import RunDirs
 from utils.config import Config
 from utils.options import TrainerOptions, options_from
