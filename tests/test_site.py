@@ -12,7 +12,7 @@ import pytest
 from site_fixture import EPOCHS, EXPERTS, PLOTS_PER_RUN, make_site, run_inputs
 from model.metric import t2v_ranks
 from utils.eval_summary import rank_bin_edges, summarise
-from utils.plots import bar_chart, box_chart, line_chart, nice_ticks
+from utils.plots import bar_chart, box_chart, line_chart, nice_ticks, tick_label
 from utils.run_plots import rank_bin_labels
 from utils.site import find_runs, publish_run, write_site_index
 
@@ -110,6 +110,11 @@ def test_nice_ticks_cover_the_range():
         steps = np.diff(ticks)
         np.testing.assert_allclose(steps, steps[0])
     assert nice_ticks(1, 2, integer=True) == [1.0, 2.0]
+
+
+def test_tick_labels_are_short():
+    assert [tick_label(v) for v in (2500.0, 0.0, 0.001, 2.5e-05, 0.15, -4.0)] == \
+        ["2500", "0", "0.001", "2.5e-05", "0.15", "-4"]
 
 
 def test_charts_draw_one_mark_per_value():

@@ -53,6 +53,8 @@ video { display: block; max-width: 16em; margin: 0.3em 0; }
 .plots { display: flex; flex-wrap: wrap; gap: 1em; }
 figure.plot { margin: 0; border: 1px solid #ddd; border-radius: 6px; padding: 0.4em; }
 figure.plot figcaption { font-size: 0.85em; color: #555; max-width: 32em; }
+div.wide { overflow-x: auto; }
+table.evaluations, table.runs { font-size: 0.85em; }
 dl.config { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
 dl.config dt { font-weight: bold; }
 dl.config dd { margin: 0; }

@@ -41,8 +41,9 @@ def _decimal(digits: float, exponent: int) -> float:
 
 
 def tick_label(value: float) -> str:
-    """A short label: three significant digits (``0.001``, ``2.5e-05``, ``120``)."""
-    return f"{value:.3g}"
+    """A short label: whole numbers as they are (``2500``), others with three significant
+    digits (``0.001``, ``2.5e-05``)."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e7 else f"{value:.3g}"
 
 
 class _Frame:

@@ -5,9 +5,9 @@ Under ``<save_dir>/web/``:
 * ``index.html``: every run found under ``<save_dir>/models/<experiment>/<run_id>/`` (one with a
   ``config.json``), newest first: start time, experiment, run id, config name, seed, best epoch,
   parameter count and headline test metrics, linked to the run's page;
-* ``<experiment>/<run_id>/index.html``: the run's config summary, a table of every evaluation
-  (validation per epoch from ``history.json``, test from ``metrics.json``), links to its
-  ranking pages and plots (:mod:`utils.run_plots`).
+* ``<experiment>/<run_id>/index.html``: the run's config summary, links to its ranking pages,
+  plots (:mod:`utils.run_plots`) and a table of every evaluation (validation per epoch from
+  ``history.json``, test from ``metrics.json``).
 
 Both are rewritten atomically by :func:`publish_run` when a run (or ``test.py``) ends, from
 the files in the run folders alone, so they can be rebuilt at any time.
@@ -165,7 +165,8 @@ def write_run_index(run: Run, site_index: Path | None = None) -> Path:
     if site_index is not None:
         body.append(f"<nav><a href=\"{href('../../' + site_index.name)}\">← All runs</a></nav>")
     body += ["<h3>Config</h3>", *config_summary(run), "<h3>Ranking pages</h3>", *page_links(run),
-             "<h3>Evaluations</h3>", *evaluations_table(run), "<h3>Plots</h3>", *run_plots(run.history, summary)]
+             "<h3>Plots</h3>", *run_plots(run.history, summary),
+             "<h3>Evaluations</h3>", "<div class=\"wide\">", *evaluations_table(run), "</div>"]
     return write_text_atomic(run.web / INDEX, document(title, body))
 
 
