@@ -2,8 +2,9 @@
 
 Prints a t2v / v2t table, writes metrics.json next to the checkpoint, the HTML ranking
 pages into the run's web folder, and refreshes the run's page and the site index. The
-config saved in the checkpoint is used unless --config is given. Checkpoints and config.json files written by the original CE code are read too
-(safely: no code in a checkpoint can run).
+config saved in the checkpoint is used unless --config is given. Checkpoints and
+config.json files written by the original CE code are read too (safely: no code in a
+checkpoint can run).
 
 Examples:
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth
