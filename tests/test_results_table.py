@@ -1,6 +1,7 @@
 """Seed tables (utils/results_table.py) and misc/aggregate_runs.py."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -72,6 +73,13 @@ def test_aggregate_runs_command(tmp_path):
     csv = pd.read_csv(tmp_path / "table.csv", dtype=str)
     assert csv.loc[0, "t2v R@1"] == "11.0(1.0)" and csv.loc[0, "Seeds"] == "0,1,2"
 
-    empty = subprocess.run([sys.executable, script, str(tmp_path / "nothing")], capture_output=True, text=True,
-                           cwd=tmp_path)
-    assert empty.returncode == 2 and len(empty.stderr.strip().splitlines()) == 1
+
+
+def test_aggregate_runs_without_runs_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("aggregate_runs", REPO / "misc" / "aggregate_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["aggregate_runs.py", str(tmp_path / "nothing*")])
+    assert module.main() == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: no finished run (a folder with metrics.json) in {tmp_path / 'nothing*'}"]
