@@ -1,10 +1,11 @@
 """Evaluate a trained checkpoint on the test split.
 
-Prints a t2v / v2t table, writes metrics.json next to the checkpoint and an HTML ranking
-page into the run's web folder (with --split val: metrics-val.json and val-<checkpoint>.html,
-so training's results are never replaced). The config saved in the checkpoint is used unless --config
-is given. Checkpoints and config.json files written by the original CE code are read too
-(safely: no code in a checkpoint can run).
+Prints a t2v / v2t table, writes metrics.json next to the checkpoint, the HTML ranking
+pages into the run's web folder, and refreshes the run's page and the site index (with
+--split val: metrics-val.json and val-<checkpoint>.html, so training's results are never
+replaced). The config saved in the checkpoint is used unless --config is given.
+Checkpoints and config.json files written by the original CE code are read too (safely:
+no code in a checkpoint can run).
 
 Examples:
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth
@@ -22,6 +23,8 @@ from trainer.evaluate import evaluate, format_table, write_metrics_json, write_p
 from trainer.run_dirs import run_dirs_of_checkpoint
 from utils.cli import run_cli
 from utils.config import apply_overrides, config_of_checkpoint, load_config, validate, with_eval_settings
+from utils.site import publish_run
+from utils.summary import count_trainable
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,11 +73,11 @@ def main() -> int:
     result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"))
     metrics_name, page_name = output_names(args.split, args.resume)
     metrics_path = write_metrics_json(args.resume.parent / metrics_name, result, epoch=state["epoch"],
-                                      checkpoint=str(args.resume))
+                                      checkpoint=str(args.resume), params=count_trainable(model))
     page = write_page(build_page_writer(config), dirs.web / page_name, result, data,
                       f"{args.resume} - {result.split}")
     log.info(format_table(result))
-    log.info(f"Wrote {metrics_path} and {page}")
+    log.info(f"Wrote {metrics_path} and {page}; run page {publish_run(dirs.models, dirs.web)}")
     return 0
 
 

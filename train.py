@@ -6,10 +6,12 @@ Examples:
   python3 train.py --resume data/saved/models/synthetic-train-ce/<run>/checkpoint-epoch5.pth
   python3 train.py --resume original/checkpoint-epoch10.pth   (written by the original CE trainer)
   python3 train.py --config configs/synthetic/train-ce.json --dry_run
+  python3 train.py --config configs/synthetic/train-ce.json --seeds 0,1,2   (one run per seed)
 """
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 
 import torch
@@ -35,7 +37,32 @@ def parse_args() -> argparse.Namespace:
                         help="override config keys, e.g. trainer.epochs=3 (values parsed as JSON)")
     parser.add_argument("--dry_run", action="store_true",
                         help="build the model from the config alone, print a summary and the parameter count, exit")
+    parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...",
+                        help="train one run per seed (each sets the config's seed), e.g. 0,1,2")
     return parser.parse_args()
+
+
+def seed_list(text: str) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2]."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds repeat: {text!r}")
+    return seeds
+
+
+def with_seeds(config: Config, seeds: list[int] | None) -> list[Config]:
+    """One copy of ``config`` per seed (``seed`` set as by ``--set seed=S``); ``[config]`` without seeds."""
+    if not seeds:
+        return [config]
+    configs = []
+    for seed in seeds:
+        seeded = Config(copy.deepcopy(config.data), dict(config.origin), config.path)
+        apply_overrides(seeded, [f"seed={seed}"])
+        configs.append(seeded)
+    return configs
 
 
 def resolve_config(args: argparse.Namespace, state: dict | None) -> Config:
@@ -59,6 +86,8 @@ def resumed_run_dirs(checkpoint: Path, state: dict, config: Config) -> RunDirs:
 
 def main() -> int:
     args = parse_args()
+    if args.seeds and args.resume is not None:
+        raise ConfigError("train.py: --seeds starts new runs and cannot be combined with --resume")
     state = load_any_checkpoint(args.resume) if args.resume is not None else None
     config = resolve_config(args, state)
     if args.dry_run:
@@ -66,6 +95,13 @@ def main() -> int:
             model = build_model(config)
         print(module_summary(model))
         return 0
+    for run_config in with_seeds(config, args.seeds):
+        train_run(args, run_config, state)
+    return 0
+
+
+def train_run(args: argparse.Namespace, config: Config, state: dict | None) -> None:
+    """Train one run of ``config`` in a new run folder (or continue the checkpoint ``state``)."""
     options = trainer_options(config)
     if state is not None:
         dirs = resumed_run_dirs(args.resume, state, config)
@@ -87,7 +123,6 @@ def main() -> int:
     if state is not None:
         trainer.resume(state, args.resume)
     trainer.train()
-    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,12 @@ class RetrievalModel(Protocol):
     Models are ``torch.nn.Module``s, so ``train()`` / ``eval()`` switch their mode.
     """
 
+    modalities: list[str]
+    """The M expert names, in the column order of the MoE weights."""
+    uses_moe_weights: bool
+    """Whether ``similarity`` weighs the experts by the MoE weights (the evaluation then keeps
+    them for the ranking pages and the run's plots)."""
+
     def eval(self) -> "RetrievalModel":
         """Evaluation mode (BatchNorm running statistics)."""
 

@@ -1,24 +1,27 @@
 """Train several configs under the same settings and tabulate their test metrics.
 
 Each config is trained by ``train.py`` in a fresh process (so runs cannot leak state into
-each other); the table is read from each run's ``metrics.json``. Example, the expert
-ablation on the embedded default:
+each other), for each of ``--seeds`` when given; the table (``utils.results_table``, as
+``misc/aggregate_runs.py``: mean(std) over seeds per config) is printed and written as
+markdown and CSV. Example, the expert ablation on the embedded default:
 
   python3 misc/compare_runs.py --configs configs/synthetic/train-ce.json \\
-      configs/synthetic/train-single-*.json --out data/benchmarks/synthetic-experts.json
+      configs/synthetic/train-single-*.json --out data/benchmarks/synthetic-experts
 """
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-KEYS = ("R1", "R5", "R10", "MedR", "geometric_mean_R1-R5-R10")
+sys.path.insert(0, str(REPO))
+
+from trainer.run_dirs import experiment_name  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
+from utils.results_table import read_run, seed_table, to_markdown, write_tables  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -26,49 +29,39 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--configs", nargs="+", type=Path, required=True, help="config files to train")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY.PATH=VALUE",
                         help="overrides applied to every config (e.g. trainer.epochs=10)")
+    parser.add_argument("--seeds", help="comma-separated seeds, one run each (default: the configs' own seed)")
     parser.add_argument("--save_dir", type=Path, help="run folder root (default: a temporary folder)")
-    parser.add_argument("--out", type=Path, default=Path("data/benchmarks/compare_runs.json"),
-                        help="where to write the results as JSON")
+    parser.add_argument("--out", type=Path, default=Path("data/benchmarks/compare_runs"),
+                        help="prefix of the written tables (<out>.md, <out>.csv)")
     return parser.parse_args()
 
 
-def train(config: Path, save_dir: Path, overrides: list[str]) -> dict:
-    """Train one config; returns its metrics.json content plus the wall time."""
-    start = time.perf_counter()
+def train(config: Path, save_dir: Path, overrides: list[str], seeds: str | None) -> list[Path]:
+    """Train one config (once per seed); returns the run folders it made."""
+    experiment = save_dir / "models" / experiment_name(config)
+    before = set(experiment.iterdir()) if experiment.is_dir() else set()
     command = [sys.executable, str(REPO / "train.py"), "--config", str(config),
+               *(["--seeds", seeds] if seeds else []),
                "--set", f"trainer.save_dir={save_dir}", "trainer.tensorboard=false", *overrides]
     done = subprocess.run(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise SystemExit(f"training {config} failed:\n{done.stderr[-2000:]}")
-    experiment = f"{config.parent.name}-{config.stem}"
-    (run,) = sorted((save_dir / "models" / experiment).iterdir())[-1:]
-    return {**json.loads((run / "metrics.json").read_text()), "seconds": time.perf_counter() - start}
-
-
-def table(results: dict[str, dict]) -> str:
-    """A fixed-width table: t2v R1, R5, R10, MedR, geometric mean, then the v2t geometric mean."""
-    width = max(len(name) for name in results) + 2
-    names = ["t2v R1", "t2v R5", "t2v R10", "t2v MedR", "t2v geom", "v2t geom"]
-    lines = [f"{'config':{width}s}" + "".join(f"{n:>10s}" for n in names)]
-    for name, res in results.items():
-        values = [res["t2v_metrics"][k] for k in KEYS] + [res["v2t_metrics"]["geometric_mean_R1-R5-R10"]]
-        lines.append(f"{name:{width}s}" + "".join(f"{v:10.2f}" for v in values))
-    return "\n".join(lines)
+    return sorted(set(experiment.iterdir()) - before)
 
 
 def main() -> int:
     args = parse_args()
-    save_dir = args.save_dir or Path(tempfile.mkdtemp(prefix="compare-runs-"))
-    results = {}
+    save_dir = (args.save_dir or Path(tempfile.mkdtemp(prefix="compare-runs-"))).resolve()
+    runs = []
     for config in args.configs:
         print(f"training {config} ...", file=sys.stderr, flush=True)
-        results[str(config)] = train(config.resolve(), save_dir.resolve(), args.set)
-    print(table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"overrides": args.set, "results": results}, indent=2) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+        runs += train(config.resolve(), save_dir, args.set, args.seeds)
+    table = seed_table([read_run(run) for run in runs])
+    print(to_markdown(table))
+    markdown, csv = write_tables(table, args.out)
+    print(f"runs under {save_dir}; wrote {markdown} and {csv}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

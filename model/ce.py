@@ -76,6 +76,12 @@ class CENet(nn.Module):
         return {"modalities": list(self.modalities), "cross_view_conf_matrix": sims,
                 "text_embds": text_embds, "vid_embds": vid_embds}
 
+    @property
+    def uses_moe_weights(self) -> bool:
+        """Whether scores weigh the experts by the MoE weights (not for Concat variants, nor
+        with ``keep_missing_modalities``, which weighs every expert by 1)."""
+        return not (self.ce.is_concat or self.ce.keep_missing_modalities)
+
     def embed_videos(self, experts: dict[str, torch.Tensor],
                      ind: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Video embeddings (collaborative gating included): expert -> ``[B, d]``.

@@ -37,15 +37,22 @@ class MaxMarginRankingLoss(nn.Module):
         self.fix_norm = fix_norm
 
     def forward(self, sims: torch.Tensor) -> torch.Tensor:
-        """sims: [n, n] -> scalar loss."""
+        """sims: [n, n] -> scalar loss, the sum of :meth:`parts`."""
+        parts = self.parts(sims)
+        return parts["t2v"] + parts["v2t"]
+
+    def parts(self, sims: torch.Tensor) -> dict[str, torch.Tensor]:
+        """sims: [n, n] -> the text -> video and video -> text terms (scalars summing to the loss)."""
         diag = sims.diagonal()[:, None]
         t2v = torch.relu(self.margin - diag + sims)
         v2t = torch.relu(self.margin - diag + sims.t())
         if not self.fix_norm:
-            return (t2v.sum() + v2t.sum()) / (2 * sims.numel())
+            count = 2 * sims.numel()
+            return {"t2v": t2v.sum() / count, "v2t": v2t.sum() / count}
         n = sims.shape[0]
         off = ~torch.eye(n, dtype=torch.bool, device=sims.device)
-        return (t2v[off].sum() + v2t[off].sum()) / max(2 * n * (n - 1), 1)
+        count = max(2 * n * (n - 1), 1)
+        return {"t2v": t2v[off].sum() / count, "v2t": v2t[off].sum() / count}
 
 
 DIRECTIONS = ("bi", "i2t", "t2i")

@@ -43,3 +43,15 @@ def test_gradient_pushes_positive_up():
     sims = torch.zeros(3, 3, requires_grad=True)
     MaxMarginRankingLoss(margin=0.5)(sims).backward()
     assert (sims.grad.diagonal() < 0).all()
+
+
+@pytest.mark.parametrize("fix_norm", [True, False])
+def test_parts_are_the_two_directions_and_sum_to_the_loss(fix_norm):
+    sims = torch.randn(5, 5, generator=torch.Generator().manual_seed(1))
+    loss = MaxMarginRankingLoss(margin=0.4, fix_norm=fix_norm)
+    parts = loss.parts(sims)
+    assert set(parts) == {"t2v", "v2t"}
+    # v2t on sims is t2v on the transpose
+    assert parts["v2t"].item() == pytest.approx(loss.parts(sims.t())["t2v"].item(), rel=1e-6)
+    assert (parts["t2v"] + parts["v2t"]).item() == pytest.approx(explicit(sims, 0.4, fix_norm), rel=1e-6)
+    assert parts["t2v"].item() != pytest.approx(parts["v2t"].item())

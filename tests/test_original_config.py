@@ -39,7 +39,8 @@ def has_keypath(tree: dict, keypath: str) -> bool:
 def test_reference_config_loads_validates_and_builds_the_small_twin():
     config = load_config(reference_path("checkpoint", "ce_small_config.json"))
     assert config["trainer"]["eval_every"] == 1
-    assert config["visualizer"] == {"type": "RankingPage", "args": {"num_queries": 100}}
+    assert config["visualizer"] == {"type": "RankingPage",
+                                    "args": {"num_queries": 100, "src_video_dir": "data/MSRVTT/videos/all"}}
     assert config["optimizer"] == {"type": "Ranger", "args": {"lr": 0.1, "weight_decay": 0.001}}
     assert config["data_loader"]["args"]["root_feat_folder"] == "high-quality/structured-symlinks"
     assert config["eval_settings"] == {"data_loader": {"args": {"split_name": "full-test", "num_test_captions": 20}}}
@@ -139,7 +140,7 @@ def test_mapped_sections(tmp_path):
     data["arch"]["args"].update(use_ce="", concat_experts=True)
     config = load_config(write(tmp_path, data))
     assert config["optimizer"]["args"] == {"lr": 0.001, "weight_decay": 1e-5, "decoupled_weight_decay": True}
-    assert config["visualizer"]["args"] == {"num_queries": 100}
+    assert config["visualizer"]["args"] == {"num_queries": 100, "src_video_dir": "data/MSRVTT/videos/all"}
     assert config["arch"]["args"]["concat_zero_pad_bug"] is True
 
 

@@ -11,6 +11,7 @@ from scipy.stats.mstats import gmean
 
 from conftest import REPO
 from data_loader.synthetic import generate_synthetic
+from utils.config import ConfigError
 
 
 
@@ -73,6 +74,21 @@ def test_training_learns_and_writes_the_run_folder(synthetic_dir, tmp_path, monk
     assert list(log_dir.glob("events.out.tfevents.*"))
     web = save / "web" / "synthetic-train-ce" / run_id
     assert "R1" in (web / "test.html").read_text() and (web / "val.html").is_file()
+    assert (web / "test-v2t.html").is_file() and (web / "val-v2t.html").is_file()
+    assert metrics["params"] > 0 and f"{metrics['params']:,d}" in (web / "index.html").read_text()
+    assert f'href="synthetic-train-ce/{run_id}/index.html"' in (save / "web" / "index.html").read_text()
+
+    history = json.loads((models / "history.json").read_text())
+    assert [e["epoch"] for e in history] == [1, 2, 3, 4]
+    for entry in history:
+        assert set(entry["loss_parts"]) == {"t2v", "v2t"}
+        assert sum(entry["loss_parts"].values()) == pytest.approx(entry["loss"], rel=1e-6)
+        assert entry["val"]["t2v_metrics"]["R1"] >= 0 and entry["lr"] > 0
+    assert history[1]["lr"] == pytest.approx(history[0]["lr"] * 0.95)
+    summary = json.loads((web / "test-summary.json").read_text())
+    assert sum(summary["rank_histogram"]["counts"]) == 2000
+    assert set(summary["moe"]) == {"appearance", "audio", "face", "motion", "ocr", "scene", "speech"}
+    assert summary["moe"]["appearance"]["missing"] is None and summary["moe"]["face"]["missing"]["count"] > 0
 
     # test.py on the best checkpoint reproduces the end-of-training test metrics
     (models / "metrics.json").unlink()
@@ -97,6 +113,7 @@ def test_resume_matches_an_uninterrupted_run(synthetic_dir, tmp_path, monkeypatc
         *settings(synthetic_dir, interrupted, *small[1:], "trainer.epochs=1"))
     first = only_run(interrupted) / "checkpoint-epoch1.pth"
     run(train_cli, monkeypatch, "--resume", str(first), "--set", "trainer.epochs=3")
+    assert [e["epoch"] for e in json.loads((only_run(interrupted) / "history.json").read_text())] == [1, 2, 3]
     a = torch.load(only_run(straight) / "checkpoint-epoch3.pth", weights_only=True)
     b = torch.load(only_run(interrupted) / "checkpoint-epoch3.pth", weights_only=True)
     assert a["state_dict"].keys() == b["state_dict"].keys()
@@ -115,3 +132,19 @@ def test_early_stopping_stops(synthetic_dir, tmp_path, monkeypatch):
     assert torch.load(models / "trained_model.pth", weights_only=True)["epoch"] == 1
     assert max(int(p.stem.removeprefix("checkpoint-epoch")) for p in models.glob("checkpoint-epoch*.pth")) == 3
     assert "Early stopping" in (save / "log" / "synthetic-train-ce" / models.name / "info.log").read_text()
+
+
+def test_seeds_train_one_run_per_seed(synthetic_dir, tmp_path, monkeypatch):
+    save = tmp_path / "saved"
+    assert run(train_cli, monkeypatch, "--config", CONFIG, "--seeds", "3,1",
+               *settings(synthetic_dir, save, "trainer.epochs=1", "data_loader.args.batch_size=500",
+                         "experts.ce_shared_dim=16")) == 0
+    runs = sorted((save / "models" / "synthetic-train-ce").iterdir())
+    assert [json.loads((r / "config.json").read_text())["seed"] for r in runs] == [3, 1]
+    assert all((r / "metrics.json").is_file() for r in runs)
+    assert (save / "web" / "index.html").read_text().count("synthetic-train-ce/") == 2
+
+
+def test_seeds_cannot_resume(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="--seeds starts new runs and cannot be combined with --resume"):
+        run(train_cli, monkeypatch, "--resume", str(tmp_path / "absent.pth"), "--seeds", "0,1")

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from utils.registry import VISUALIZERS
+from utils.v2t_page import write_v2t_page
 from utils.visualizer import write_ranking_page
 
 METRICS = {
@@ -108,7 +110,7 @@ def test_same_seed_same_sample(tmp_path: Path) -> None:
              for name, seed in (("a.html", 3), ("b.html", 3), ("c.html", 4))]
     after = np.random.get_state()
     assert state[0] == after[0] and np.array_equal(state[1], after[1])
-    assert pages[0].read_text() == pages[1].read_text()
+    assert query_blocks(pages[0]) == query_blocks(pages[1])
     assert len(query_captions(pages[0])) == 10
     assert query_captions(pages[0]) != query_captions(pages[2])
 
@@ -173,18 +175,18 @@ def test_top_k_sorted_and_gt_highlighted(tmp_path: Path) -> None:
         caption = re.search(r'<p class="caption">(.*?)</p>', block).group(1)
         video, slot = (int(x) for x in re.match(r"video (\d+) caption (\d+)", caption).groups())
         row = video * 2 + slot
-        entries = re.findall(r'<tr( class="gt")?><td class="num">(\d+)</td>'
-                             r'<td class="vid">(.*?)</td><td class="num">([-0-9.]+)</td>'
+        entries = re.findall(r'<tr( class="gt")?><td class="num">(\d+)</td><td class="hit">(✓?)</td>'
+                             r'<td class="vid"><span class="vid">(.*?)</span></td><td class="num">([-0-9.]+)</td>'
                              r"<td>(.*?)</td></tr>", block)
         assert [int(e[1]) for e in entries] == [1, 2, 3, 4, 5]
-        scores = [float(e[3]) for e in entries]
+        scores = [float(e[4]) for e in entries]
         assert scores == sorted(scores, reverse=True)
         expected = np.sort(sims[row])[::-1][:5]
         np.testing.assert_allclose(scores, expected, atol=5e-5)
-        assert entries[0][0] and entries[0][2] == video_ids[video]
-        assert not any(e[0] for e in entries[1:])
+        assert entries[0][0] and entries[0][2] == "✓" and entries[0][3] == video_ids[video]
+        assert not any(e[0] or e[2] for e in entries[1:])
         for entry in entries:
-            assert entry[4] == captions[id_to_index[entry[2]]][0]
+            assert entry[5] == captions[id_to_index[entry[3]]][0]
 
 
 def test_page_is_well_formed(tmp_path: Path) -> None:
@@ -236,3 +238,97 @@ def test_large_matrix_only_sampled_rows(tmp_path: Path) -> None:
     page = write_ranking_page(tmp_path / "index.html", sims, None, captions, video_ids,
                               METRICS, "big", num_queries=50, top_k=5)
     assert len(query_blocks(page)) == 50
+
+
+def test_expert_weights_renormalised_over_the_available_experts(tmp_path: Path) -> None:
+    sims = np.array([[0.9, 0.1], [0.2, 0.8]])
+    moe = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    available = np.array([[1, 0, 1], [1, 1, 1]])
+    page = write_ranking_page(tmp_path / "p.html", sims, None, [["c0"], ["c1"]], ["v0", "v1"], METRICS, "t",
+                              num_queries=2, experts=["rgb", "<audio>", "ocr"], moe_weights=moe,
+                              availability=available)
+    first = query_blocks(page)[0]
+    assert "<th>&lt;audio&gt;</th>" in first
+    assert re.findall(r"<td class=\"(?:off)?\">(yes|missing)</td>", first) == ["yes", "missing", "yes"]
+    used = re.search(r"Weight in the score</th>(.*?)</tr>", first).group(1)
+    assert re.findall(r"</span>([0-9.]+)</td>", used) == ["0.714", "0.000", "0.286"]
+    assert re.findall(r"MoE weight \(caption\)</th>(.*?)</tr>", first)[0].count("0.300") == 1
+
+
+def test_ground_truth_captions_are_listed_with_the_query_marked(tmp_path: Path) -> None:
+    sims, masks, captions, video_ids = make_inputs(num_videos=6, num_slots=3, seed=2)
+    page = write_ranking_page(tmp_path / "p.html", sims, masks, captions, video_ids, METRICS, "t", num_queries=100)
+    for block in query_blocks(page):
+        query = re.search(r'<p class="caption">(.*?)</p>', block).group(1)
+        video, slot = (int(x) for x in re.match(r"video (\d+) caption (\d+)", query).groups())
+        listed = re.findall(r"<li( class=\"this\")?>(.*?)</li>", block)
+        assert [text for _, text in listed] == captions[video]
+        assert [bool(mark) for mark, _ in listed] == [k == slot for k in range(len(captions[video]))]
+
+
+def v2t_blocks(page: Path) -> dict[str, tuple[int, list[tuple[bool, str, str]]]]:
+    """Video id -> (rank of its best own caption, [(hit, caption, owner id), ...])."""
+    found = {}
+    for block in query_blocks(page):
+        vid = re.search(r'<h2>Video \d+ · <span class="vid">(.*?)</span>', block).group(1)
+        rank = int(re.search(r"best own caption: rank (\d+) of", block).group(1))
+        rows = re.findall(r'<td class="hit">(✓?)</td><td>(.*?)</td><td class="vid">(.*?)</td>', block)
+        found[vid] = (rank, [(bool(hit), caption, owner) for hit, caption, owner in rows])
+    return found
+
+
+def test_v2t_page_on_a_hand_made_matrix(tmp_path: Path) -> None:
+    # 3 videos, 2 caption slots; video 2 has one caption. Columns are videos.
+    sims = np.array([
+        [0.9, 0.0, 0.1],   # v0 c0
+        [0.2, 0.5, 0.7],   # v0 c1
+        [0.8, 0.6, 0.0],   # v1 c0
+        [0.1, 0.4, 0.3],   # v1 c1
+        [0.3, 0.1, 0.2],   # v2 c0
+        [5.0, 5.0, 5.0],   # v2 slot 1: no caption, never shown or counted
+    ])
+    captions = [["a0", "a1"], ["b0", "b1"], ["c0"]]
+    page = write_v2t_page(tmp_path / "p-v2t.html", sims, None, captions, ["v0", "v1", "v2"], METRICS, "t",
+                          num_queries=3, top_k=3)
+    found = v2t_blocks(page)
+    assert found["v0"] == (1, [(True, "a0", "v0"), (False, "b0", "v1"), (False, "c0", "v2")])
+    assert found["v1"] == (1, [(True, "b0", "v1"), (False, "a1", "v0"), (True, "b1", "v1")])
+    assert found["v2"] == (3, [(False, "a1", "v0"), (False, "b1", "v1"), (True, "c0", "v2")])
+    assert 'href="p.html"' in page.read_text()
+
+
+def test_v2t_page_escapes_and_samples_locally(tmp_path: Path) -> None:
+    sims, masks, captions, video_ids = make_inputs(num_videos=20, num_slots=2)
+    captions[3][0] = "<script>alert(1)</script>"
+    state = np.random.get_state()
+    page = write_v2t_page(tmp_path / "p-v2t.html", sims, masks, captions, video_ids, METRICS, "t <i>",
+                          num_queries=20, top_k=40)
+    assert np.array_equal(state[1], np.random.get_state()[1])
+    text = page.read_text()
+    assert "<script" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "<i>" not in text
+    assert len(query_blocks(page)) == 20
+    valid = int(masks.sum())
+    for _, rows in v2t_blocks(page).values():
+        assert len(rows) == valid  # top_k is capped at the number of valid captions
+
+
+def test_factory_writes_both_pages_with_videos_where_files_exist(tmp_path: Path) -> None:
+    sims, masks, captions, video_ids = make_inputs(num_videos=6, num_slots=2)
+    videos = tmp_path / "src"
+    videos.mkdir()
+    (videos / "vid000.mp4").write_bytes(b"")
+    (videos / "vid002.webm").write_bytes(b"")
+    (videos / "notes.txt").write_text("")
+    writer = VISUALIZERS.build({"type": "RankingPage", "args": {"num_queries": 100, "top_k": 6,
+                                                                 "src_video_dir": str(videos)}})
+    page = writer(tmp_path / "web" / "test.html", sims, masks, captions, video_ids, METRICS, "t")
+    text, v2t = page.read_text(), (tmp_path / "web" / "test-v2t.html").read_text()
+    assert (tmp_path / "web" / "videos").resolve() == videos.resolve()
+    for html_text in (text, v2t):
+        sources = set(re.findall(r'<video controls preload="none" src="([^"]+)">', html_text))
+        assert sources == {"videos/vid000.mp4", "videos/vid002.webm"}
+    assert (tmp_path / "web" / "videos" / "vid000.mp4").is_file()
+
+    no_videos = VISUALIZERS.build({"type": "RankingPage", "args": {"src_video_dir": str(tmp_path / "absent")}})
+    page = no_videos(tmp_path / "other" / "test.html", sims, masks, captions, video_ids, METRICS, "t")
+    assert "<video" not in page.read_text() and not (tmp_path / "other" / "videos").exists()

@@ -1,4 +1,4 @@
-"""Evaluation of a model on a whole split: chunked similarities, metrics, ranking page, JSON."""
+"""Evaluation of a model on a whole split: chunked similarities, metrics, ranking pages, JSON."""
 from __future__ import annotations
 
 import json
@@ -16,19 +16,33 @@ from data_loader.batches import expert_batch, text_batch
 from data_loader.expert_loader import EvalSet, ExpertDataLoader
 from model.metric import GMEAN_KEY
 from utils.atomic import write_text_atomic
+from utils.eval_summary import summary_path, write_eval_summary
 from utils.registry import METRICS
 
 DEFAULT_METRICS = ("t2v_metrics", "v2t_metrics")
 
 
 @dataclass
+class ExpertWeights:
+    """How a model weighs its experts on a split: ``names`` (M experts, the column order),
+    ``moe`` [N*Q, M] each caption row's MoE weights (softmax over all M experts, before
+    renormalising over a video's available experts) and ``available`` [N, M] (bool)."""
+
+    names: list[str]
+    moe: np.ndarray
+    available: np.ndarray
+
+
+@dataclass
 class EvalResult:
-    """Similarities [N*Q, N] (video-major caption rows), query masks [N, Q] and metrics."""
+    """Similarities [N*Q, N] (video-major caption rows), query masks [N, Q], metrics, and the
+    expert weights when the model scores with MoE weights (else None)."""
 
     split: str
     sims: np.ndarray
     query_masks: np.ndarray
     metrics: dict[str, dict[str, float]]
+    experts: ExpertWeights | None = None
 
     @property
     def num_videos(self) -> int:
@@ -52,8 +66,10 @@ def _to(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, tor
 
 @torch.no_grad()
 def compute_similarities(model: RetrievalModel, data: ExpertDataLoader, eval_set: EvalSet,
-                         device: torch.device, chunk_videos: int = 64, progress: bool = True) -> torch.Tensor:
-    """Caption-to-video similarities [N*Q, N] for an evaluation split, on the CPU.
+                         device: torch.device, chunk_videos: int = 64,
+                         progress: bool = True) -> tuple[torch.Tensor, ExpertWeights | None]:
+    """Caption-to-video similarities [N*Q, N] for an evaluation split, on the CPU, and the
+    expert weights behind them (None when ``model.uses_moe_weights`` is false).
 
     Video embeddings are computed once (in chunks); captions are embedded and scored against
     all videos ``chunk_videos`` videos at a time, so memory stays bounded on large splits.
@@ -68,23 +84,29 @@ def compute_similarities(model: RetrievalModel, data: ExpertDataLoader, eval_set
         ind_parts.append(ind)
     vid_embds = {m: torch.cat([p[m] for p in vid_parts]) for m in vid_parts[0]}
     ind = {m: torch.cat([p[m] for p in ind_parts]).to(device) for m in ind_parts[0]}
-    sims = []
+    sims, moe = [], []
     for idx in tqdm(chunks, desc=f"eval {eval_set.split}", leave=False, disable=not progress):
         text = text_batch(data.store, eval_set.caption_rows[idx], data.max_tokens["text"]).to(device)
         text_embds, moe_weights = model.embed_text(text)
         sims.append(model.similarity(text_embds, moe_weights, vid_embds, ind, merge="indep").float().cpu())
-    return torch.cat(sims)
+        if model.uses_moe_weights:
+            moe.append(moe_weights.reshape(-1, moe_weights.shape[-1]).float().cpu())
+    if not moe:
+        return torch.cat(sims), None
+    available = torch.stack([ind[name].reshape(-1) != 0 for name in model.modalities], dim=1)
+    return torch.cat(sims), ExpertWeights(list(model.modalities), torch.cat(moe).numpy(), available.cpu().numpy())
 
 
 def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device,
              chunk_videos: int = 64, metric_names: list[str] | None = None, progress: bool = True) -> EvalResult:
     """Similarities and retrieval metrics of ``model`` on the loader's evaluation split."""
     eval_set = data.eval_set()
-    sims = compute_similarities(model, data, eval_set, device, chunk_videos, progress).numpy()
+    sims, experts = compute_similarities(model, data, eval_set, device, chunk_videos, progress)
+    sims = sims.numpy()
     masks = eval_set.query_masks.numpy().astype(np.float64)
     names = metric_names or DEFAULT_METRICS
     metrics = {name: METRICS.get(name)(sims, query_masks=masks) for name in names}
-    return EvalResult(eval_set.split, sims, masks, metrics)
+    return EvalResult(eval_set.split, sims, masks, metrics, experts)
 
 
 def _finite_json(value: object, key: str, notes: dict[str, str]) -> object:
@@ -115,12 +137,18 @@ def write_metrics_json(path: Path, result: EvalResult, **extra: object) -> Path:
 
 def write_page(page_writer: Callable[..., Path], path: Path, result: EvalResult, data: ExpertDataLoader,
                title: str) -> Path:
-    """Write the HTML ranking page of an evaluation with ``page_writer`` (the visualizer)."""
+    """Write the HTML ranking pages of an evaluation with ``page_writer`` (the visualizer), and
+    beside them the summary the run's index page plots (``utils.eval_summary``)."""
     store = data.store
     video_rows = store.splits[result.split]
     captions = [store.captions_of(int(v))[: result.query_masks.shape[1]] for v in video_rows]
     ids = [store.video_ids[int(v)] for v in video_rows]
-    return page_writer(path, result.sims, result.query_masks, captions, ids, result.metrics, title)
+    experts = result.experts
+    weights = {} if experts is None else {"experts": experts.names, "moe_weights": experts.moe,
+                                          "availability": experts.available}
+    page = page_writer(path, result.sims, result.query_masks, captions, ids, result.metrics, title, **weights)
+    write_eval_summary(summary_path(path), result.sims, result.query_masks, **weights)
+    return page
 
 
 def format_table(result: EvalResult) -> str:

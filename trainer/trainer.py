@@ -4,7 +4,8 @@ Checkpoints (``<run>/models``): ``checkpoint-epoch<N>.pth`` every ``save_period`
 newest ``num_keep_ckpts`` kept) and ``trained_model.pth`` for the best monitored epoch. Each
 holds the weights, optimiser, scheduler, RNG states and monitor state, so ``--resume`` from
 any of them continues exactly where the run was. Training ends with a test-split evaluation
-of the best checkpoint, written to ``<run>/models/metrics.json``.
+of the best checkpoint, written to ``<run>/models/metrics.json``. Every epoch appends its
+loss, learning rate and validation metrics to ``<run>/models/history.json`` (``trainer.history``).
 """
 from __future__ import annotations
 
@@ -21,10 +22,13 @@ from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, save_checkpoint
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
+from trainer.history import HISTORY_FILE, read_history, write_history
 from trainer.run_dirs import RunDirs
 from utils.config import Config
 from utils.errors import ConfigError
 from utils.options import TrainerOptions, options_from
+from utils.site import publish_run
+from utils.summary import count_trainable
 
 
 class Monitor:
@@ -70,6 +74,7 @@ class Trainer:
         self.best_path = self.dirs.models / "trained_model.pth"
         self.generator = torch.Generator().manual_seed(int(config.get("seed", 0)))
         self.writer = SummaryWriter(str(dirs.log)) if self.opts.tensorboard else None
+        self.history: list[dict] = []
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int) -> dict:
@@ -111,6 +116,7 @@ class Trainer:
             prior_best = Path(path).parent / "trained_model.pth"
             self.best_path = prior_best if prior_best.is_file() else Path(path)
         self.start_epoch = state["epoch"] + 1
+        self.history = read_history(self.dirs.models / HISTORY_FILE, before_epoch=self.start_epoch)
         self.log.info(f"Resumed from {path} (epoch {state['epoch']}); continuing at epoch {self.start_epoch}")
 
     def _save(self, epoch: int, improved: bool) -> None:
@@ -126,25 +132,32 @@ class Trainer:
             self.log.info(f"Saved best model (epoch {epoch}, {self.monitor.key or 'last'} = {self.monitor.best})")
 
     # ------------------------------------------------------------------ loop
-    def _train_epoch(self, epoch: int) -> float:
+    def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
+        """Train one epoch; returns the mean loss and the mean of each of its parts."""
         self.model.train()
         total, count = 0.0, 0
+        part_totals: dict[str, float] = {}
         samples_seen = (epoch - 1) * len(self.data.train_rows)
         bar = tqdm(self.data.train_batches(self.generator), total=self.data.num_train_batches(),
                    desc=f"epoch {epoch}/{self.opts.epochs}", leave=False)
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
             out = self.model(batch.experts, batch.ind, batch.text)
-            loss = self.loss(out["cross_view_conf_matrix"])
+            sims = out["cross_view_conf_matrix"]
+            parts = self.loss.parts(sims) if hasattr(self.loss, "parts") else {"loss": self.loss(sims)}
+            loss = sum(parts.values())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total, count = total + loss.item(), count + 1
+            for name, value in parts.items():
+                part_totals[name] = part_totals.get(name, 0.0) + value.item()
             samples_seen += len(batch)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if self.writer and i % self.opts.log_every == 0:
                 self.writer.add_scalar("train/loss", loss.item(), samples_seen)
-        return total / max(count, 1)
+        count = max(count, 1)
+        return total / count, {name: value / count for name, value in part_totals.items()}
 
     def _evaluate(self, which: str, data: ExpertDataLoader, epoch: int) -> EvalResult:
         result = evaluate(self.model, data, self.device, self.opts.eval_chunk_videos, self.config.get("metrics"))
@@ -161,16 +174,20 @@ class Trainer:
         self.log.info(f"Training on {self.device}: {len(self.data.train_rows)} training videos, "
                       f"epochs {self.start_epoch}..{self.opts.epochs}, run folder {self.dirs.models}")
         for epoch in range(self.start_epoch, self.opts.epochs + 1):
-            epoch_loss = self._train_epoch(epoch)
+            epoch_loss, loss_parts = self._train_epoch(epoch)
             lr = self.optimizer.param_groups[0]["lr"]
             if self.scheduler is not None:
                 self.scheduler.step()
             logs = {"epoch": epoch, "loss": epoch_loss}
+            entry = {"epoch": epoch, "loss": epoch_loss, "loss_parts": loss_parts, "lr": lr}
             improved = False
             if epoch % self.opts.eval_every == 0 or epoch == self.opts.epochs:
                 result = self._evaluate("val", self.data, epoch)
                 logs.update(result.flat("val"))
+                entry["val"] = result.metrics
                 improved = self.monitor.update(logs)
+            self.history.append(entry)
+            write_history(self.dirs.models / HISTORY_FILE, self.history)
             for key, value in logs.items():
                 self.log.info(f"    {key:15s}: {value}")
             if self.writer:
@@ -184,7 +201,7 @@ class Trainer:
 
     def test_best(self) -> EvalResult:
         """Load the best checkpoint (``trained_model.pth``) and evaluate it on the test split;
-        writes metrics.json into the run's models folder.
+        writes metrics.json into the run's models folder and its pages into the results site.
 
         The test data comes from the config with its ``eval_settings`` merged in.
         """
@@ -192,8 +209,10 @@ class Trainer:
         state = load_any_checkpoint(best_path)
         self.model.load_state_dict(state["state_dict"])
         result = self._evaluate("test", self.test_data(), state["epoch"])
-        write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"], checkpoint=str(best_path))
+        write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"], checkpoint=str(best_path),
+                           params=count_trainable(self.model))
         self.log.info(f"Test metrics of the best model (epoch {state['epoch']}):\n{format_table(result)}")
+        self.log.info(f"Run page: {publish_run(self.dirs.models, self.dirs.web)}")
         if self.writer:
             self.writer.close()
         return result

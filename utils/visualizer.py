@@ -1,140 +1,50 @@
-"""Static HTML page showing text-to-video rankings for a sample of queries.
+"""Static HTML ranking pages of an evaluation: text to video (``<split>.html``) and video to
+text (``<split>-v2t.html``, :mod:`utils.v2t_page`).
 
-The page is built from similarity scores and captions alone (no source videos are needed):
-each retrieved video is represented by its id and its first caption. The output is a single
-self-contained HTML5 file (inline CSS, no JavaScript, no external assets) that can be opened
-directly or served with ``python3 -m http.server``.
+The text-to-video page shows, for each sampled query caption: the ground-truth video with its
+rank and similarity, all of its captions, the weight each expert gets in the score (MoE
+weight, availability and the weight after renormalising over the video's available experts),
+and the top-k retrieved videos, each correct hit marked. Videos are shown by id and first
+caption, and by an HTML5 player when ``src_video_dir`` holds them (:mod:`utils.videos`).
+Pages are self-contained (:mod:`utils.html_page`).
 """
 from __future__ import annotations
 
 import functools
-import html
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from utils.atomic import write_text_atomic
+from utils.html_page import caption_list, document, esc, metrics_table
+from utils.ranking import check_inputs, sample, top_k as best_k, valid_query_mask
 from utils.registry import VISUALIZERS
-
-METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("R1", "R1"),
-    ("R5", "R5"),
-    ("R10", "R10"),
-    ("R50", "R50"),
-    ("MedR", "MedR"),
-    ("MeanR", "MeanR"),
-    ("geometric_mean_R1-R5-R10", "Geometric mean (R1, R5, R10)"),
-)
-"""(metric key, column label) pairs of the metrics table, in display order."""
-
-METRIC_ROWS: tuple[tuple[str, str], ...] = (
-    ("t2v_metrics", "Text → Video"),
-    ("v2t_metrics", "Video → Text"),
-)
-"""(metrics dict key, row label) pairs of the metrics table, in display order."""
-
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
-       margin: 2em auto; max-width: 70em; padding: 0 1em; color: #222; background: #fff; }
-h1 { font-size: 1.6em; margin-bottom: 0.3em; }
-h2 { font-size: 1.1em; margin: 0 0 0.4em 0; color: #555; }
-table { border-collapse: collapse; margin: 0.6em 0; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.note { color: #666; font-size: 0.9em; }
-section.query { border: 1px solid #ddd; border-radius: 6px; padding: 0.8em 1em; margin: 1.2em 0; }
-p.caption { font-size: 1.15em; margin: 0.2em 0 0.5em 0; }
-.vid { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; }
-tr.gt td { background: #e3f6e3; font-weight: bold; }
-.gt-tag { color: #1a7f1a; }
-.miss { color: #b00020; }
-"""
+from utils.v2t_page import ranking_nav, v2t_path, write_v2t_page
+from utils.videos import link_videos, video_cell
 
 
-def _esc(text: str) -> str:
-    """HTML-escape a user-supplied string (``&``, ``<``, ``>`` and both quote characters)."""
-    return html.escape(str(text), quote=True)
+def expert_table(experts: list[str], weights: np.ndarray, available: np.ndarray) -> list[str]:
+    """The experts behind one score: ``weights [M]`` a caption's MoE weights, ``available [M]``
+    the video's experts; the weight in the score is renormalised over the available ones."""
+    used = weights * available
+    used = used / used.sum() if used.sum() > 0 else used
 
+    def cells(values: list[str], classes: list[str]) -> str:
+        return "".join(f"<td class=\"{c}\">{v}</td>" for v, c in zip(values, classes))
 
-def _valid_query_mask(
-    num_videos: int,
-    num_slots: int,
-    query_masks: np.ndarray | None,
-    captions: list[list[str]],
-) -> np.ndarray:
-    """Boolean ``[N, Q]`` mask of caption slots that may be shown as queries.
-
-    Without ``query_masks`` a slot is valid when the video has a caption at that position.
-    With ``query_masks`` the non-zero entries are valid and each must have a caption.
-    """
-    has_caption = np.arange(num_slots)[None, :] < np.array([len(c) for c in captions])[:, None]
-    if query_masks is None:
-        return has_caption
-    mask = np.asarray(query_masks)
-    if mask.shape != (num_videos, num_slots):
-        raise ValueError(
-            f"query_masks has shape {mask.shape}, expected {(num_videos, num_slots)}"
-        )
-    mask = mask != 0
-    if np.any(mask & ~has_caption):
-        v, k = np.argwhere(mask & ~has_caption)[0]
-        raise ValueError(f"query_masks marks caption {k} of video {v} as present, "
-                         f"but captions[{v}] has only {len(captions[v])} entries")
-    return mask
-
-
-def _rank_sampled(
-    sims: np.ndarray, rows: np.ndarray, num_slots: int, top_k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Ground-truth rank/similarity and top-k videos for the sampled caption rows only.
-
-    Args:
-        sims: ``[N*Q, N]`` caption-to-video similarities.
-        rows: ``[M]`` indices of the sampled caption rows.
-        num_slots: Q, caption slots per video (row ``v*Q + k`` belongs to video ``v``).
-        top_k: number of retrieved videos to return per row, ``1 <= top_k <= N``.
-
-    Returns:
-        gt_rank: ``[M]`` 1-based rank of the ground-truth video, i.e. one plus the number of
-            videos with strictly higher similarity (ties resolved in favour of the ground
-            truth).
-        gt_sim: ``[M]`` similarity of the ground-truth video.
-        top_idx: ``[M, top_k]`` video indices by decreasing similarity (ties by index).
-        top_sim: ``[M, top_k]`` the matching similarities.
-    """
-    sub = np.asarray(sims[rows], dtype=np.float64)  # [M, N]
-    arange = np.arange(len(rows))
-    gt_video = rows // num_slots
-    gt_sim = sub[arange, gt_video]
-    gt_rank = 1 + np.count_nonzero(sub > gt_sim[:, None], axis=1)
-
-    candidates = np.argpartition(-sub, top_k - 1, axis=1)[:, :top_k]  # [M, top_k], unordered
-    candidates = np.sort(candidates, axis=1)
-    cand_sim = np.take_along_axis(sub, candidates, axis=1)
-    order = np.argsort(-cand_sim, axis=1, kind="stable")
-    top_idx = np.take_along_axis(candidates, order, axis=1)
-    top_sim = np.take_along_axis(cand_sim, order, axis=1)
-    return gt_rank, gt_sim, top_idx, top_sim
-
-
-def _metrics_table(metrics: dict[str, dict[str, float]]) -> list[str]:
-    """HTML lines of the metrics table; absent values are shown as an en dash."""
-    lines = ["<table class=\"metrics\">", "<thead><tr><th>Direction</th>"]
-    lines += [f"<th>{_esc(label)}</th>" for _, label in METRIC_COLUMNS]
-    lines.append("</tr></thead>")
-    lines.append("<tbody>")
-    for key, row_label in METRIC_ROWS:
-        values = metrics.get(key, {})
-        cells = []
-        for metric, _ in METRIC_COLUMNS:
-            value = values.get(metric)
-            cells.append(f"<td class=\"num\">{'–' if value is None else f'{float(value):.2f}'}</td>")
-        lines.append(f"<tr><th>{_esc(row_label)}</th>{''.join(cells)}</tr>")
-    lines.append("</tbody>")
-    lines.append("</table>")
-    return lines
+    bars = [f"<span class=\"bar\" style=\"width: {4 * u:.2f}em\"></span>{u:.3f}" for u in used]
+    return [
+        "<table class=\"experts\">",
+        "<thead><tr><th>Expert</th>" + "".join(f"<th>{esc(name)}</th>" for name in experts) + "</tr></thead>",
+        "<tbody>",
+        "<tr><th>Ground truth has it</th>" + cells(["yes" if a else "missing" for a in available],
+                                                     ["" if a else "off" for a in available]) + "</tr>",
+        "<tr><th>MoE weight (caption)</th>" + cells([f"{w:.3f}" for w in weights], ["num"] * len(weights)) + "</tr>",
+        "<tr><th>Weight in the score</th>" + cells(bars, ["num"] * len(bars)) + "</tr>",
+        "</tbody>",
+        "</table>",
+    ]
 
 
 def write_ranking_page(
@@ -148,14 +58,19 @@ def write_ranking_page(
     num_queries: int = 50,
     top_k: int = 5,
     seed: int = 0,
+    experts: list[str] | None = None,
+    moe_weights: np.ndarray | None = None,
+    availability: np.ndarray | None = None,
+    video_urls: dict[str, str] | None = None,
 ) -> Path:
-    """Write a static HTML page with the text-to-video rankings of sampled queries.
+    """Write the text-to-video page of sampled query captions.
 
-    The page holds a header (title and a table of t2v / v2t metrics: R1, R5, R10, R50, MedR,
-    MeanR and the geometric mean of R1, R5, R10, with two decimals) followed by one block per
-    sampled query: the query caption, the ground-truth video with its rank and similarity,
-    and the ``top_k`` retrieved videos (rank, id, similarity with four decimals and the
-    video's first caption as a textual stand-in), the ground truth highlighted when listed.
+    The page holds a header (title, links to the video-to-text page, a table of t2v / v2t
+    metrics: R1, R5, R10, R50, MedR, MeanR and the geometric mean of R1, R5, R10, with two
+    decimals) followed by one block per sampled query: the caption, the ground-truth video with
+    its rank and similarity, its captions, the expert weights (when ``experts`` is given) and
+    the ``top_k`` retrieved videos (rank, hit mark, id, similarity with four decimals, first
+    caption), the ground truth highlighted when listed.
 
     The rank of the ground-truth video is one plus the number of videos with strictly higher
     similarity, so ties are resolved optimistically (in favour of the ground truth). The
@@ -178,6 +93,10 @@ def write_ranking_page(
         top_k: number of retrieved videos listed per query (at most N).
         seed: seed of the ``np.random.default_rng`` generator used to sample the queries;
             the global numpy RNG is left untouched.
+        experts: the M expert names, or None for no expert table.
+        moe_weights: ``[N*Q, M]`` MoE weights of every caption row (with ``experts``).
+        availability: ``[N, M]``, non-zero where a video has the expert (with ``experts``).
+        video_urls: video id -> relative URL of its file (``utils.videos.link_videos``).
 
     Returns:
         ``path``, written atomically (temporary file in the same folder, then
@@ -188,44 +107,25 @@ def write_ranking_page(
             ``num_queries < 0``.
     """
     path = Path(path)
-    sims = np.asarray(sims)
-    if sims.ndim != 2 or sims.shape[1] == 0:
-        raise ValueError(f"sims must be a non-empty [N*Q, N] matrix, got shape {sims.shape}")
-    num_videos = sims.shape[1]
-    if sims.shape[0] % num_videos:
-        raise ValueError(f"sims has {sims.shape[0]} rows, not a multiple of N={num_videos}")
-    num_slots = sims.shape[0] // num_videos
-    if len(captions) != num_videos or len(video_ids) != num_videos:
-        raise ValueError(f"expected {num_videos} caption lists and video ids, got "
-                         f"{len(captions)} and {len(video_ids)}")
-    if any(len(c) > num_slots for c in captions):
-        raise ValueError(f"a video has more than Q={num_slots} captions")
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if num_queries < 0:
-        raise ValueError(f"num_queries must be >= 0, got {num_queries}")
+    sims, num_videos, num_slots = check_inputs(sims, captions, video_ids, num_queries, top_k)
     top_k = min(top_k, num_videos)
+    video_urls = video_urls or {}
+    valid_rows = np.flatnonzero(valid_query_mask(num_videos, num_slots, query_masks, captions))
+    rows = sample(valid_rows, num_queries, seed)
+    sub = np.asarray(sims[rows], dtype=np.float64)                      # [S, N]
+    gt_video = rows // num_slots
+    gt_sim = sub[np.arange(rows.size), gt_video]
+    gt_rank = 1 + np.count_nonzero(sub > gt_sim[:, None], axis=1)
+    top_idx, top_sim = best_k(sub, top_k)
 
-    valid_rows = np.flatnonzero(_valid_query_mask(num_videos, num_slots, query_masks, captions))
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(valid_rows, size=min(num_queries, valid_rows.size), replace=False))
-    gt_rank, gt_sim, top_idx, top_sim = _rank_sampled(sims, rows, num_slots, top_k)
-
-    lines = [
-        "<!DOCTYPE html>",
-        "<html lang=\"en\">",
-        "<head>",
-        "<meta charset=\"utf-8\">",
-        f"<title>{_esc(title)}</title>",
-        f"<style>{_CSS}</style>",
-        "</head>",
-        "<body>",
+    body = [
         "<header>",
-        f"<h1>{_esc(title)}</h1>",
-        *_metrics_table(metrics),
-        f"<p class=\"note\">{num_videos} videos, {valid_rows.size} valid queries; showing "
+        f"<h1>{esc(title)}</h1>",
+        ranking_nav(path),
+        *metrics_table(metrics),
+        f"<p class=\"note\">Text → video: {num_videos} videos, {valid_rows.size} valid queries; showing "
         f"{rows.size} sampled with seed {seed}. Rank = 1 + number of videos with strictly "
-        "higher similarity (ties in favour of the ground truth).</p>",
+        "higher similarity (ties in favour of the ground truth). ✓ marks the ground truth.</p>",
         "</header>",
         "<main>",
     ]
@@ -234,39 +134,64 @@ def write_ranking_page(
         in_top = bool(np.any(top_idx[n] == video))
         status = (f"<span class=\"gt-tag\">in top {top_k}</span>" if in_top
                   else f"<span class=\"miss\">not in top {top_k}</span>")
-        lines += [
+        body += [
             "<section class=\"query\">",
             f"<h2>Query {n + 1} · caption {slot + 1} of video "
-            f"<span class=\"vid\">{_esc(video_ids[video])}</span></h2>",
-            f"<p class=\"caption\">{_esc(captions[video][slot])}</p>",
-            f"<p>Ground truth: <span class=\"vid\">{_esc(video_ids[video])}</span>, "
-            f"rank {int(gt_rank[n])} of {num_videos}, similarity {gt_sim[n]:.4f} "
-            f"({status})</p>",
+            f"<span class=\"vid\">{esc(video_ids[video])}</span></h2>",
+            f"<p class=\"caption\">{esc(captions[video][slot])}</p>",
+            f"<p>Ground truth: {video_cell(video_ids[video], video_urls)} "
+            f"rank {int(gt_rank[n])} of {num_videos}, similarity {gt_sim[n]:.4f} ({status})</p>",
+            *caption_list(captions[video], slot, f"The ground truth's {len(captions[video])} caption(s)"),
+        ]
+        if experts is not None:
+            body += expert_table(experts, np.asarray(moe_weights)[row], np.asarray(availability)[video] != 0)
+        body += [
             "<table class=\"ranking\">",
-            "<thead><tr><th>Rank</th><th>Video</th><th>Similarity</th>"
+            "<thead><tr><th>Rank</th><th>Hit</th><th>Video</th><th>Similarity</th>"
             "<th>First caption</th></tr></thead>",
             "<tbody>",
         ]
         for position, (candidate, score) in enumerate(zip(top_idx[n], top_sim[n]), start=1):
             candidate = int(candidate)
+            hit = candidate == video
             first_caption = captions[candidate][0] if captions[candidate] else ""
-            row_class = " class=\"gt\"" if candidate == video else ""
-            lines.append(
+            row_class = " class=\"gt\"" if hit else ""
+            body.append(
                 f"<tr{row_class}><td class=\"num\">{position}</td>"
-                f"<td class=\"vid\">{_esc(video_ids[candidate])}</td>"
+                f"<td class=\"hit\">{'✓' if hit else ''}</td>"
+                f"<td class=\"vid\">{video_cell(video_ids[candidate], video_urls)}</td>"
                 f"<td class=\"num\">{score:.4f}</td>"
-                f"<td>{_esc(first_caption)}</td></tr>"
+                f"<td>{esc(first_caption)}</td></tr>"
             )
-        lines += ["</tbody>", "</table>", "</section>"]
+        body += ["</tbody>", "</table>", "</section>"]
     if rows.size == 0:
-        lines.append("<p class=\"note\">No valid queries to show.</p>")
-    lines += ["</main>", "</body>", "</html>", ""]
+        body.append("<p class=\"note\">No valid queries to show.</p>")
+    body.append("</main>")
+    return write_text_atomic(path, document(title, body))
 
-    write_text_atomic(path, "\n".join(lines))
+
+def write_ranking_pages(path: Path, sims: np.ndarray, query_masks: np.ndarray | None, captions: list[list[str]],
+                        video_ids: list[str], metrics: dict[str, dict[str, float]], title: str,
+                        num_queries: int = 50, top_k: int = 5, seed: int = 0,
+                        src_video_dir: str | None = None, experts: list[str] | None = None,
+                        moe_weights: np.ndarray | None = None, availability: np.ndarray | None = None) -> Path:
+    """Write the text-to-video page at ``path`` and the video-to-text page beside it
+    (:func:`utils.v2t_page.v2t_path`); arguments as in :func:`write_ranking_page`, and
+    ``src_video_dir`` a folder of ``<video id>.<mp4|webm|...>`` files (or None). Returns ``path``."""
+    path = Path(path)
+    video_urls = link_videos(path.parent, src_video_dir, video_ids)
+    write_ranking_page(path, sims, query_masks, captions, video_ids, metrics, title, num_queries, top_k, seed,
+                       experts, moe_weights, availability, video_urls)
+    write_v2t_page(v2t_path(path), sims, query_masks, captions, video_ids, metrics, title, num_queries, top_k,
+                   seed, video_urls)
     return path
 
 
 @VISUALIZERS.register()
-def RankingPage(num_queries: int = 50, top_k: int = 5, seed: int = 0) -> Callable[..., Path]:
-    """Config factory (``visualizer.type = "RankingPage"``): a page writer with these settings."""
-    return functools.partial(write_ranking_page, num_queries=num_queries, top_k=top_k, seed=seed)
+def RankingPage(num_queries: int = 50, top_k: int = 5, seed: int = 0,
+                src_video_dir: str | None = None) -> Callable[..., Path]:
+    """Config factory (``visualizer.type = "RankingPage"``): a writer of both ranking pages with
+    these settings (``num_queries`` sampled queries, and as many sampled videos on the
+    video-to-text page; ``top_k`` results each)."""
+    return functools.partial(write_ranking_pages, num_queries=num_queries, top_k=top_k, seed=seed,
+                             src_video_dir=src_video_dir)

@@ -11,7 +11,7 @@ here. (Unmerged experiment files of the original repository are not read this wa
   ``lr_scheduler``, ``trainer``);
 * mapped (:func:`_map_sections`): ``trainer.val_freq`` -> ``trainer.eval_every``; visualizer
   ``Visualizer`` -> ``RankingPage`` (``num_samples`` -> ``num_queries``, at most
-  ``MAX_PAGE_QUERIES``); optimiser ``RAdam`` -> torch's ``RAdam`` with
+  ``MAX_PAGE_QUERIES``; ``src_video_dir`` kept); optimiser ``RAdam`` -> torch's ``RAdam`` with
   ``decoupled_weight_decay`` (the original's RAdam decays weights that way; see
   ``trainer/ranger.py``), ``Ranger`` -> this project's ``Ranger``; ``concat_experts`` ->
   also ``concat_zero_pad_bug`` (the original always had that behaviour);
@@ -97,7 +97,6 @@ DROPPED: dict[str, tuple[Accept, str]] = {
     "data_loader.args.spatial_feats": (_off, "detection-sem options are not supported"),
     "data_loader.args.challenge_test_root_feat_folder": (_any, "read only in challenge mode"),
     "data_loader.args.cls_partitions": (_any, "read only by classification tasks"),
-    "visualizer.args.src_video_dir": (_any, "ranking pages here show video ids and captions, not videos"),
     "visualizer.args.vis_vid_freq": (_any, "how often the original rewrote its page"),
     "trainer.save_only_best": (_any, "which checkpoint files are written; the best epoch is still "
                                      "trained_model.pth and is the one tested"),
