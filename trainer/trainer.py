@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
+from model.metric import GMEAN_KEY
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, save_checkpoint
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import RunDirs
@@ -50,6 +51,19 @@ class Monitor:
         else:
             self.stale += 1
         return better
+
+
+def epoch_line(epoch: int, epochs: int, loss: float, lr: float, logs: dict[str, float], improved: bool) -> str:
+    """One rounded console line for an epoch: loss, learning rate and, after an evaluation, the
+    t2v R1/R5/R10/MedR/geometric mean and the v2t geometric mean (the full values go to info.log)."""
+    line = f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {loss:.4f}  lr {lr:.2e}"
+    if "val_t2v_metrics_R1" in logs:
+        t2v = {key: logs[f"val_t2v_metrics_{key}"] for key in ("R1", "R5", "R10", "MedR", GMEAN_KEY)}
+        line += ("  val t2v " + " ".join(f"{key.replace(GMEAN_KEY, 'geom')} {value:.1f}" for key, value in t2v.items()))
+        if f"val_v2t_metrics_{GMEAN_KEY}" in logs:
+            line += f" | v2t geom {logs[f'val_v2t_metrics_{GMEAN_KEY}']:.1f}"
+        line += "  (best)" if improved else ""
+    return line
 
 
 class Trainer:
@@ -123,7 +137,7 @@ class Trainer:
                 old.unlink()
         if improved:
             self.best_path = save_checkpoint(self.dirs.models / "trained_model.pth", state)
-            self.log.info(f"Saved best model (epoch {epoch}, {self.monitor.key or 'last'} = {self.monitor.best})")
+            self.log.debug(f"Saved best model (epoch {epoch}, {self.monitor.key or 'last'} = {self.monitor.best})")
 
     # ------------------------------------------------------------------ loop
     def _train_epoch(self, epoch: int) -> float:
@@ -172,7 +186,8 @@ class Trainer:
                 logs.update(result.flat("val"))
                 improved = self.monitor.update(logs)
             for key, value in logs.items():
-                self.log.info(f"    {key:15s}: {value}")
+                self.log.debug(f"    {key:15s}: {value}")
+            self.log.info(epoch_line(epoch, self.opts.epochs, epoch_loss, lr, logs, improved and bool(self.monitor.key)))
             if self.writer:
                 self.writer.add_scalar("train/epoch_loss", epoch_loss, epoch)
                 self.writer.add_scalar("train/lr", lr, epoch)
@@ -192,8 +207,12 @@ class Trainer:
         state = load_any_checkpoint(best_path)
         self.model.load_state_dict(state["state_dict"])
         result = self._evaluate("test", self.test_data(), state["epoch"])
-        write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"], checkpoint=str(best_path))
+        metrics_path = write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"],
+                                          checkpoint=str(best_path))
         self.log.info(f"Test metrics of the best model (epoch {state['epoch']}):\n{format_table(result)}")
+        self.log.info(f"Best model:    {best_path}\nTest metrics:  {metrics_path}\n"
+                      f"Pages:         {self.dirs.web}  (python3 -m http.server --directory {self.dirs.web})\n"
+                      f"Log:           {self.dirs.log / 'info.log'}")
         if self.writer:
             self.writer.close()
         return result
