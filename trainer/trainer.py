@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
+from model.metric import GMEAN_KEY
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, save_checkpoint
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
 from trainer.history import HISTORY_FILE, read_history, write_history
@@ -54,6 +55,19 @@ class Monitor:
         else:
             self.stale += 1
         return better
+
+
+def epoch_line(epoch: int, epochs: int, loss: float, lr: float, logs: dict[str, float], improved: bool) -> str:
+    """One rounded console line for an epoch: loss, learning rate and, after an evaluation, the
+    t2v R1/R5/R10/MedR/geometric mean and the v2t geometric mean (the full values go to info.log)."""
+    line = f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {loss:.4f}  lr {lr:.2e}"
+    if "val_t2v_metrics_R1" in logs:
+        t2v = {key: logs[f"val_t2v_metrics_{key}"] for key in ("R1", "R5", "R10", "MedR", GMEAN_KEY)}
+        line += ("  val t2v " + " ".join(f"{key.replace(GMEAN_KEY, 'geom')} {value:.1f}" for key, value in t2v.items()))
+        if f"val_v2t_metrics_{GMEAN_KEY}" in logs:
+            line += f" | v2t geom {logs[f'val_v2t_metrics_{GMEAN_KEY}']:.1f}"
+        line += "  (best)" if improved else ""
+    return line
 
 
 class Trainer:
@@ -129,7 +143,7 @@ class Trainer:
                 old.unlink()
         if improved:
             self.best_path = save_checkpoint(self.dirs.models / "trained_model.pth", state)
-            self.log.info(f"Saved best model (epoch {epoch}, {self.monitor.key or 'last'} = {self.monitor.best})")
+            self.log.debug(f"Saved best model (epoch {epoch}, {self.monitor.key or 'last'} = {self.monitor.best})")
 
     # ------------------------------------------------------------------ loop
     def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
@@ -189,7 +203,8 @@ class Trainer:
             self.history.append(entry)
             write_history(self.dirs.models / HISTORY_FILE, self.history)
             for key, value in logs.items():
-                self.log.info(f"    {key:15s}: {value}")
+                self.log.debug(f"    {key:15s}: {value}")
+            self.log.info(epoch_line(epoch, self.opts.epochs, epoch_loss, lr, logs, improved and bool(self.monitor.key)))
             if self.writer:
                 self.writer.add_scalar("train/epoch_loss", epoch_loss, epoch)
                 self.writer.add_scalar("train/lr", lr, epoch)
@@ -209,10 +224,14 @@ class Trainer:
         state = load_any_checkpoint(best_path)
         self.model.load_state_dict(state["state_dict"])
         result = self._evaluate("test", self.test_data(), state["epoch"])
-        write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"], checkpoint=str(best_path),
-                           params=count_trainable(self.model))
+        metrics_path = write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"],
+                                          checkpoint=str(best_path), params=count_trainable(self.model))
         self.log.info(f"Test metrics of the best model (epoch {state['epoch']}):\n{format_table(result)}")
-        self.log.info(f"Run page: {publish_run(self.dirs.models, self.dirs.web)}")
+        site = self.dirs.web.parent.parent
+        self.log.info(f"Best model:    {best_path}\nTest metrics:  {metrics_path}\n"
+                      f"Run page:      {publish_run(self.dirs.models, self.dirs.web)}\n"
+                      f"Site:          {site / 'index.html'}  (or python3 -m http.server --directory {site})\n"
+                      f"Log:           {self.dirs.log / 'info.log'}")
         if self.writer:
             self.writer.close()
         return result
