@@ -31,11 +31,11 @@ import numpy as np
 import scipy.stats
 import torch
 
+from utils.metric_names import GMEAN_KEY
 from utils.registry import METRICS
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
-GMEAN_KEY = "geometric_mean_R1-R5-R10"
 # Distance assigned to padded caption slots in video-to-text retrieval (rounded to the
 # input dtype), which ranks them after every real caption.
 MISSING_DIST = 1e8

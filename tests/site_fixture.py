@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from model.metric import t2v_metrics, v2t_metrics
-from trainer.history import write_history
+from utils.history import write_history
+from model.metric import t2v_ranks
 from utils.eval_summary import summary_path, write_eval_summary
 from utils.site import publish_run
 from utils.visualizer import RankingPage
@@ -71,7 +72,7 @@ def write_run(save_dir: Path, experiment: str, run_id: str, seed: int) -> tuple[
     writer = RankingPage(num_queries=NUM_QUERIES, top_k=TOP_K)
     page = writer(web / "test.html", data["sims"], data["masks"], data["captions"], data["ids"], metrics,
                   f"{experiment} <b>test</b>", **weights)
-    write_eval_summary(summary_path(page), data["sims"], data["masks"], **weights)
+    write_eval_summary(summary_path(page), t2v_ranks(data["sims"], data["masks"]) + 1, data["masks"], **weights)
     publish_run(models, web)
     return models, web
 

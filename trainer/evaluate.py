@@ -14,7 +14,7 @@ from tqdm import tqdm
 from base.retrieval_model import RetrievalModel
 from data_loader.batches import expert_batch, text_batch
 from data_loader.expert_loader import EvalSet, ExpertDataLoader
-from model.metric import GMEAN_KEY
+from model.metric import GMEAN_KEY, t2v_ranks
 from utils.atomic import write_text_atomic
 from utils.eval_summary import summary_path, write_eval_summary
 from utils.registry import METRICS
@@ -147,7 +147,8 @@ def write_page(page_writer: Callable[..., Path], path: Path, result: EvalResult,
     weights = {} if experts is None else {"experts": experts.names, "moe_weights": experts.moe,
                                           "availability": experts.available}
     page = page_writer(path, result.sims, result.query_masks, captions, ids, result.metrics, title, **weights)
-    write_eval_summary(summary_path(path), result.sims, result.query_masks, **weights)
+    ranks = t2v_ranks(result.sims, result.query_masks) + 1
+    write_eval_summary(summary_path(path), ranks, result.query_masks, **weights)
     return page
 
 

@@ -5,7 +5,7 @@ newest ``num_keep_ckpts`` kept) and ``trained_model.pth`` for the best monitored
 holds the weights, optimiser, scheduler, RNG states and monitor state, so ``--resume`` from
 any of them continues exactly where the run was. Training ends with a test-split evaluation
 of the best checkpoint, written to ``<run>/models/metrics.json``. Every epoch appends its
-loss, learning rate and validation metrics to ``<run>/models/history.json`` (``trainer.history``).
+loss, learning rate and validation metrics to ``<run>/models/history.json`` (``utils.history``).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from logger.logger import get_logger
 from model.metric import GMEAN_KEY
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, save_checkpoint
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
-from trainer.history import HISTORY_FILE, read_history, write_history
+from utils.history import HISTORY_FILE, read_history, write_history
 from trainer.run_dirs import RunDirs
 from utils.config import Config
 from utils.errors import ConfigError

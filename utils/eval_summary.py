@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from model.metric import t2v_ranks
 from utils.atomic import write_text_atomic
 
 
@@ -44,27 +43,26 @@ def box_stats(values: np.ndarray) -> dict[str, float] | None:
             "median": float(q2), "q3": float(q3), "max": float(q4)}
 
 
-def summarise(sims: np.ndarray, query_masks: np.ndarray, experts: list[str] | None = None,
+def summarise(ranks: np.ndarray, query_masks: np.ndarray, experts: list[str] | None = None,
               moe_weights: np.ndarray | None = None, availability: np.ndarray | None = None) -> dict:
     """The summary of one split.
 
     Args:
-        sims: ``[N*Q, N]`` caption-to-video similarities, video-major rows.
+        ranks: ``[K]`` 1-based rank of the ground-truth video of each real caption, in row order.
         query_masks: ``[N, Q]``, non-zero for real captions.
         experts: the M expert names (the columns of the two arrays below), or None.
         moe_weights: ``[N*Q, M]`` each caption row's MoE weights.
         availability: ``[N, M]``, non-zero where the video has the expert.
     """
-    sims = np.asarray(sims)
-    num_videos = sims.shape[1]
-    ranks = t2v_ranks(sims, query_masks) + 1
+    query_masks = np.asarray(query_masks)
+    num_videos, caps_per_video = query_masks.shape
+    ranks = np.asarray(ranks)
     edges = rank_bin_edges(num_videos)
     counts = np.histogram(ranks, bins=edges)[0]
     summary: dict = {"num_videos": num_videos, "num_queries": int(ranks.size),
                      "rank_histogram": {"edges": edges, "counts": counts.tolist()}}
     if experts is not None:
-        valid = np.flatnonzero(np.asarray(query_masks).reshape(-1) != 0)
-        caps_per_video = sims.shape[0] // num_videos
+        valid = np.flatnonzero(query_masks.reshape(-1) != 0)
         weights = np.asarray(moe_weights)[valid]                                  # [K, M]
         has = np.asarray(availability)[valid // caps_per_video] != 0              # [K, M]
         summary["moe"] = {name: {"available": box_stats(weights[has[:, m], m]),
@@ -73,8 +71,8 @@ def summarise(sims: np.ndarray, query_masks: np.ndarray, experts: list[str] | No
     return summary
 
 
-def write_eval_summary(path: Path, sims: np.ndarray, query_masks: np.ndarray, experts: list[str] | None = None,
+def write_eval_summary(path: Path, ranks: np.ndarray, query_masks: np.ndarray, experts: list[str] | None = None,
                        moe_weights: np.ndarray | None = None, availability: np.ndarray | None = None) -> Path:
     """Write :func:`summarise` of the arguments to ``path`` as JSON, atomically."""
-    summary = summarise(sims, query_masks, experts, moe_weights, availability)
+    summary = summarise(ranks, query_masks, experts, moe_weights, availability)
     return write_text_atomic(path, json.dumps(summary, indent=1) + "\n")

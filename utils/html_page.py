@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 from urllib.parse import quote
 
+from utils.metric_names import GMEAN_KEY
+
 METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
     ("R1", "R1"),
     ("R5", "R5"),
@@ -16,7 +18,7 @@ METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
     ("R50", "R50"),
     ("MedR", "MedR"),
     ("MeanR", "MeanR"),
-    ("geometric_mean_R1-R5-R10", "Geometric mean (R1, R5, R10)"),
+    (GMEAN_KEY, "Geometric mean (R1, R5, R10)"),
 )
 """(metric key, column label) pairs of the metrics table, in display order."""
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Annotated
 
+from utils.metric_names import GMEAN_KEY
+
 
 @dataclass(frozen=True)
 class AtLeast:
@@ -40,7 +42,7 @@ class TrainerOptions:
     save_dir: str = "data/saved"
     save_period: Count = 1
     num_keep_ckpts: Count = 3
-    monitor: str = "max val_t2v_metrics_geometric_mean_R1-R5-R10"
+    monitor: str = f"max val_t2v_metrics_{GMEAN_KEY}"
     early_stop: Annotated[int, AtLeast(0)] = 0
     eval_every: Count = 1
     eval_chunk_videos: Count = 64

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from model.metric import GMEAN_KEY
+from utils.metric_names import GMEAN_KEY
 from utils.atomic import write_text_atomic
 
 PUBLISHED_COLUMNS: tuple[tuple[str, str], ...] = (

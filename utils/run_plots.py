@@ -1,8 +1,8 @@
-"""The plots on a run's index page, drawn from its per-epoch history (``trainer.history``) and
+"""The plots on a run's index page, drawn from its per-epoch history (``utils.history``) and
 the summary of its test split (``utils.eval_summary``)."""
 from __future__ import annotations
 
-from model.metric import GMEAN_KEY
+from utils.metric_names import GMEAN_KEY
 from utils.html_page import esc
 from utils.plots import bar_chart, box_chart, line_chart
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from model.metric import GMEAN_KEY
-from trainer.history import HISTORY_FILE, read_history
+from utils.metric_names import GMEAN_KEY
+from utils.history import HISTORY_FILE, read_history
 from utils.atomic import write_text_atomic
 from utils.eval_summary import summary_path
 from utils.html_page import document, esc, fmt, href
