@@ -103,9 +103,7 @@ class ExpertDataLoader:
         self.store: FeatureStore = _load(path, experts, text_feat, plan)
         self._check(feat_aggregation or {})
         self.train_split, self.eval_split = split_pair(dataset_name, split_name, list(self.store.splits))
-        for split in (self.train_split, self.eval_split):
-            if split not in self.store.splits:
-                raise StoreError(f"{path}: split '{split}' not in the store (it has: {', '.join(sorted(self.store.splits))})")
+        self._require_split(self.eval_split)
         self.test_captions = None
         if plan is not None and plan.test_split:
             self.test_captions = read_test_captions(path, plan.test_split)
@@ -123,8 +121,18 @@ class ExpertDataLoader:
             if wants_tokens and name not in self.max_tokens:
                 raise StoreError(f"{self.store.path}: expert '{name}' has tokens; set data_loader.args.max_tokens.{name}")
 
+    def _require_split(self, split: str) -> None:
+        """StoreError unless the store holds ``split`` (a release converted while it held only some
+        splits' videos lacks the others)."""
+        if split not in self.store.splits:
+            raise StoreError(f"{self.store.path}: split '{split}' not in the store (it has: "
+                             f"{', '.join(sorted(self.store.splits))}); if the release now holds its videos, "
+                             "delete the store folder to convert it again")
+
     @property
     def train_rows(self) -> torch.Tensor:
+        """Store rows of the training split (training needs it; evaluation does not)."""
+        self._require_split(self.train_split)
         return self.store.splits[self.train_split]
 
     def num_train_batches(self) -> int:

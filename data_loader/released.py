@@ -39,6 +39,7 @@ and an interrupted conversion resumes where it stopped.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -60,6 +61,7 @@ from utils.errors import StoreError
 from utils.original.unpickle import RefusedGlobal, load_restricted
 
 PRODUCER = "released"
+log = logging.getLogger(__name__)
 
 
 def load_pickle(path: Path) -> object:
@@ -117,14 +119,17 @@ def _caption_text(caption: object) -> str:
     return caption if isinstance(caption, str) else " ".join(str(word) for word in caption)
 
 
-def read_raw_captions(dataset_name: str, root: Path, video_ids: list[str]) -> list[list[str]]:
-    """Caption texts per video (one joined caption per video for fused datasets)."""
+def read_raw_caption_table(dataset_name: str, root: Path) -> dict:
+    """The release's raw captions: video id -> list of captions (each a list of words or a string)."""
     release = RELEASES[dataset_name]
-    path = Path(root) / release.raw_captions
-    table = _table(load_released(root, release.raw_captions, dataset_name), path)
-    packing.require_videos(table, video_ids, str(path), "raw captions")
+    return _table(load_released(root, release.raw_captions, dataset_name), Path(root) / release.raw_captions)
+
+
+def caption_texts(dataset_name: str, table: dict, video_ids: list[str]) -> list[list[str]]:
+    """Caption texts per video of ``video_ids`` (all in ``table``; one joined caption per video for
+    fused datasets)."""
     texts = [[_caption_text(c) for c in table[v]] for v in video_ids]
-    return [[" ".join(t)] for t in texts] if release.fused_captions else texts
+    return [[" ".join(t)] for t in texts] if RELEASES[dataset_name].fused_captions else texts
 
 
 def read_text_feature(dataset_name: str, root: Path, text_feat: str) -> tuple[dict, str]:
@@ -174,16 +179,31 @@ def read_layout(store_dir: Path) -> IndexLayout:
                            bool(f.attrs.get("fused_captions", False)), str(f.attrs[STORE_ID]))
 
 
+def _splits_with_captions(dataset_name: str, root: Path, lists: dict[str, list[str]],
+                          table: dict) -> dict[str, list[str]]:
+    """The split lists whose videos all have raw captions in ``table`` (a release may hold only
+    the split to be evaluated); StoreError naming the captions file when no split is complete."""
+    release = RELEASES[dataset_name]
+    complete = {name: ids for name, ids in lists.items() if all(v in table for v in ids)}
+    if not complete:
+        every = list(dict.fromkeys(v for ids in lists.values() for v in ids))
+        packing.require_videos(table, every, str(Path(root) / release.raw_captions), "raw captions")
+    for name in sorted(set(lists) - set(complete)):
+        log.info(f"{dataset_name}: split {name} left out of the store: the release lacks some of its videos")
+    return complete
+
+
 def write_released_index(dataset_name: str, root: Path, store_dir: Path, root_feat_folder: str,
                          official_lists: bool = True) -> Path:
     """index.h5 from the split lists and raw captions (the lists under ``root`` alone when
     ``official_lists`` is False)."""
-    lists = read_split_lists(dataset_name, root, official_lists)
+    table = read_raw_caption_table(dataset_name, root)
+    lists = _splits_with_captions(dataset_name, root, read_split_lists(dataset_name, root, official_lists), table)
     video_ids = list(dict.fromkeys(v for ids in lists.values() for v in ids))
     row = {v: i for i, v in enumerate(video_ids)}
     splits = {name: np.array([row[v] for v in ids], dtype=np.int64) for name, ids in lists.items()}
     return write_index(store_dir, dataset=dataset_name, video_ids=video_ids, splits=splits,
-                       captions=read_raw_captions(dataset_name, root, video_ids), store_id=new_store_id(),
+                       captions=caption_texts(dataset_name, table, video_ids), store_id=new_store_id(),
                        attrs={"producer": PRODUCER, "root_feat_folder": root_feat_folder,
                               "fused_captions": RELEASES[dataset_name].fused_captions})
 

@@ -480,3 +480,15 @@ def test_convert_features_cli(tmp_path):
     done = subprocess.run(run[:-1] + [str(tmp_path / "none")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'none'}/structured-symlinks")
+
+
+def test_a_release_holding_only_the_evaluated_split_evaluates(msrvtt):
+    data_dir, files = msrvtt
+    raw = files["raw-captions.pkl"]
+    dump(data_dir / "structured-symlinks" / "raw-captions.pkl", {v: raw[v] for v in ("video6", "video7")})
+    loader = make_loader(data_dir, "full-val")
+    eval_set = loader.eval_set()
+    assert [loader.store.video_ids[int(r)] for r in eval_set.video_rows] == ["video6", "video7"]
+    assert eval_set.num_queries == len(raw["video6"]) + len(raw["video7"])
+    with pytest.raises(StoreError, match="split 'train_list_full' not in the store"):
+        loader.train_rows
