@@ -20,7 +20,7 @@ from logger.logger import setup_logging
 from trainer.build import (build_data, build_loss, build_model, build_optimizer, build_page_writer,
                            prepare_data, select_device, trainer_options)
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint
-from trainer.run_dirs import RunDirs, experiment_name, new_run_dirs, run_dirs_of_checkpoint
+from trainer.run_dirs import RunDirs, experiment_name, new_run_dirs, remove_run_dirs, run_dirs_of_checkpoint
 from trainer.trainer import Trainer
 from utils.cli import run_cli
 from utils.config import (Config, ConfigError, apply_overrides, config_of_checkpoint, load_config, validate,
@@ -101,14 +101,13 @@ def main() -> int:
 
 
 def train_run(args: argparse.Namespace, config: Config, state: dict | None) -> None:
-    """Train one run of ``config`` in a new run folder (or continue the checkpoint ``state``)."""
+    """Train one run of ``config`` in a new run folder (or continue the checkpoint ``state``).
+
+    Everything that can fail on bad input (data, model, device, optimiser) is built before the
+    run folder exists; a new run that stops before its first checkpoint removes its folders.
+    """
     options = trainer_options(config)
-    if state is not None:
-        dirs = resumed_run_dirs(args.resume, state, config)
-    else:
-        dirs = new_run_dirs(Path(options.save_dir), experiment_name(args.config))
-    setup_logging(dirs.log, options.verbosity)
-    config.save(dirs.models / "config.json")
+    setup_logging(None, options.verbosity)
     torch.manual_seed(int(config.get("seed", 0)))
     model = build_model(config)
     test_config = with_eval_settings(config)
@@ -118,11 +117,24 @@ def train_run(args: argparse.Namespace, config: Config, state: dict | None) -> N
     device = select_device(config)
     model.to(device)
     optimizer, scheduler = build_optimizer(config, model)
+    if state is not None:
+        dirs = resumed_run_dirs(args.resume, state, config)
+    else:
+        dirs = new_run_dirs(Path(options.save_dir), experiment_name(args.config))
+    setup_logging(dirs.log, options.verbosity)
+    config.save(dirs.models / "config.json")
     trainer = Trainer(config, model, build_loss(config), optimizer, scheduler, data, dirs, device,
                       build_page_writer(config), test_data=lambda: build_data(test_config))
     if state is not None:
         trainer.resume(state, args.resume)
-    trainer.train()
+        trainer.train()
+        return
+    try:
+        trainer.train()
+    except BaseException:
+        if not any(dirs.models.glob("*.pth")):
+            remove_run_dirs(dirs)
+        raise
 
 
 if __name__ == "__main__":

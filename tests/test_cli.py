@@ -95,6 +95,8 @@ def test_nan_in_a_present_expert_is_a_clear_error(tmp_path):
     done = run("train.py", "--config", CONFIG, "--set", f"data_loader.args.data_dir={data}",
                f"trainer.save_dir={tmp_path / 'saved'}", "trainer.epochs=1", "data_loader.args.batch_size=80")
     assert_one_line_error(done, 2, "appearance", "NaN")
+    leftovers = [p for p in (tmp_path / "saved").rglob("*") if p.is_file()]
+    assert not leftovers, leftovers  # a run that stops before its first checkpoint removes its folders
 
 
 def test_only_user_errors_become_one_line(capsys):

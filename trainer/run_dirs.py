@@ -1,6 +1,7 @@
 """The run folder layout: ``<save_dir>/{models,log,web}/<experiment>/<run_id>/``."""
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,3 +58,9 @@ def run_dirs_of_checkpoint(checkpoint: Path) -> RunDirs:
         save_dir, experiment, run_id = folder.parents[2], folder.parent.name, folder.name
         return run_dirs(save_dir, experiment, run_id).create()
     return RunDirs(folder, folder / "log", folder / "web").create()
+
+
+def remove_run_dirs(dirs: RunDirs) -> None:
+    """Delete a run's three folders (a run that stopped before writing any checkpoint)."""
+    for path in (dirs.models, dirs.log, dirs.web):
+        shutil.rmtree(path, ignore_errors=True)
