@@ -15,9 +15,12 @@ import glob
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
+    sys.path.insert(0, str(REPO))
 
-from utils.cli import EXIT_BAD_INPUT, run_cli  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
+from utils.errors import UserError  # noqa: E402
 from utils.results_table import read_run, seed_table, to_markdown, write_tables  # noqa: E402
 
 
@@ -43,8 +46,7 @@ def main() -> int:
     args = parse_args()
     runs = sorted({run for pattern in args.folders for run in run_folders(pattern)})
     if not runs:
-        print(f"error: no finished run (a folder with metrics.json) in {', '.join(args.folders)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise UserError(f"no finished run (a folder with metrics.json) in {', '.join(args.folders)}")
     table = seed_table([read_run(run) for run in runs])
     print(to_markdown(table))
     markdown, csv = write_tables(table, args.out)

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
-    sys.path[0] = str(REPO)
+if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
+    sys.path.insert(0, str(REPO))
 
 from trainer.build import build_data, build_model  # noqa: E402
 from trainer.evaluate import evaluate, format_table  # noqa: E402

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
-    sys.path[0] = str(REPO)
+if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
+    sys.path.insert(0, str(REPO))
 
 from model.metric import t2v_metrics, v2t_metrics  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402

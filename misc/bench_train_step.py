@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
-    sys.path[0] = str(REPO)
+if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
+    sys.path.insert(0, str(REPO))
 
 from model.dims import model_inputs  # noqa: E402
 from trainer.build import build_loss, build_model, build_optimizer  # noqa: E402

@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
+    sys.path.insert(0, str(REPO))
 
 from trainer.run_dirs import experiment_name  # noqa: E402
 from utils.cli import run_cli  # noqa: E402

@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
-    sys.path[0] = str(REPO)
+if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
+    sys.path.insert(0, str(REPO))
 
 from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES  # noqa: E402
 from data_loader.release_plan import config_plans, present_plans  # noqa: E402

@@ -45,8 +45,8 @@ import urllib3
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
-if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
-    sys.path[0] = str(REPO)
+if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
+    sys.path.insert(0, str(REPO))
 
 from data_loader.datasets import RELEASES as DATASET_RELEASES  # noqa: E402
 from data_loader.expert_loader import ExpertDataLoader  # noqa: E402

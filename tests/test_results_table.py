@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import REPO
 from utils.results_table import PUBLISHED_COLUMNS, read_run, seed_table, to_markdown
@@ -80,6 +81,8 @@ def test_aggregate_runs_without_runs_is_a_one_line_error(tmp_path, monkeypatch, 
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(sys, "argv", ["aggregate_runs.py", str(tmp_path / "nothing*")])
-    assert module.main() == 2
+    with pytest.raises(SystemExit) as exited:
+        module.run_cli(module.main)
+    assert exited.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"error: no finished run (a folder with metrics.json) in {tmp_path / 'nothing*'}"]
