@@ -37,7 +37,8 @@ def prepare_data(config: Config) -> None:
     prepare_store(args["dataset_name"], args["data_dir"], args.get("synthetic_seed", 0),
                   root_feat_folder=args.get("root_feat_folder", "structured-symlinks"),
                   split_name=args.get("split_name", "val"), experts=used_experts(config["experts"]),
-                  feat_aggregation=args.get("feat_aggregation", {}), text_feat=config["experts"]["text_feat"])
+                  feat_aggregation=args.get("feat_aggregation", {}), text_feat=config["experts"]["text_feat"],
+                  class_annotations=args.get("class_annotations"), relevance_files=args.get("relevance_files"))
 
 
 def build_data(config: Config) -> ExpertDataLoader:
