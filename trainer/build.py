@@ -15,6 +15,7 @@ import utils.visualizer  # noqa: F401  (registers RankingPage)
 from data_loader.expert_loader import ExpertDataLoader
 from data_loader.prepare import prepare_store
 from model.dims import model_inputs
+from trainer.evaluate import needs_relevance
 from trainer import optim  # noqa: F401  (registers optimisers and schedulers)
 from utils.config import Config
 from utils.options import TrainerOptions, options_from, used_experts
@@ -42,9 +43,12 @@ def prepare_data(config: Config) -> None:
 
 
 def build_data(config: Config) -> ExpertDataLoader:
-    """The data loader of ``config["data_loader"]`` over a store :func:`prepare_data` made ready."""
-    return DATASETS.build(config["data_loader"], experts=used_experts(config["experts"]),
+    """The data loader of ``config["data_loader"]`` over a store :func:`prepare_data` made ready;
+    a StoreError when the config's metrics need relevance the store cannot give."""
+    data = DATASETS.build(config["data_loader"], experts=used_experts(config["experts"]),
                           text_feat=config["experts"]["text_feat"])
+    data.require_relevance(train=False, evaluate=any(needs_relevance(n) for n in config.get("metrics") or []))
+    return data
 
 
 def build_loss(config: Config) -> torch.nn.Module:

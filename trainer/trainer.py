@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
+from model.loss import RelevanceAwareLoss
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, save_checkpoint
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import RunDirs
@@ -130,12 +131,14 @@ class Trainer:
         self.model.train()
         total, count = 0.0, 0
         samples_seen = (epoch - 1) * len(self.data.train_rows)
-        bar = tqdm(self.data.train_batches(self.generator), total=self.data.num_train_batches(),
-                   desc=f"epoch {epoch}/{self.opts.epochs}", leave=False)
+        relevance_aware = isinstance(self.loss, RelevanceAwareLoss)
+        bar = tqdm(self.data.train_batches(self.generator, relevance=relevance_aware),
+                   total=self.data.num_train_batches(), desc=f"epoch {epoch}/{self.opts.epochs}", leave=False)
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
             out = self.model(batch.experts, batch.ind, batch.text)
-            loss = self.loss(out["cross_view_conf_matrix"])
+            sims = out["cross_view_conf_matrix"]  # [caption, video]
+            loss = self.loss(sims.t(), batch.relevance) if relevance_aware else self.loss(sims)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -137,6 +137,21 @@ def _metrics_table(metrics: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+def _other_metrics_tables(metrics: dict[str, dict[str, float]]) -> list[str]:
+    """HTML lines of one table per metrics dict not in ``METRIC_ROWS`` (e.g. the nDCG and mAP
+    of ``relevance_metrics``): its keys as columns, values with four decimals."""
+    lines = []
+    for name, values in metrics.items():
+        if name in dict(METRIC_ROWS) or not values:
+            continue
+        lines.append(f"<table class=\"metrics\"><caption>{_esc(name)}</caption>")
+        lines.append("<thead><tr>" + "".join(f"<th>{_esc(k)}</th>" for k in values) + "</tr></thead>")
+        lines.append("<tbody><tr>" + "".join(f"<td class=\"num\">{float(v):.4f}</td>" for v in values.values())
+                     + "</tr></tbody>")
+        lines.append("</table>")
+    return lines
+
+
 def write_ranking_page(
     path: Path,
     sims: np.ndarray,
@@ -172,7 +187,8 @@ def write_ranking_page(
         captions: ``N`` lists of caption strings (``len(captions[v]) <= Q``).
         video_ids: ``N`` video ids.
         metrics: e.g. ``{"t2v_metrics": {"R1": ..., "MedR": ...}, "v2t_metrics": {...}}``;
-            absent directions or values are shown as a dash.
+            absent directions or values are shown as a dash. Any other entry (e.g.
+            ``"relevance_metrics": {"nDCG_avg": ...}``) gets a table of its own.
         title: page title.
         num_queries: number of valid query rows to show (fewer if fewer exist).
         top_k: number of retrieved videos listed per query (at most N).
@@ -223,6 +239,7 @@ def write_ranking_page(
         "<header>",
         f"<h1>{_esc(title)}</h1>",
         *_metrics_table(metrics),
+        *_other_metrics_tables(metrics),
         f"<p class=\"note\">{num_videos} videos, {valid_rows.size} valid queries; showing "
         f"{rows.size} sampled with seed {seed}. Rank = 1 + number of videos with strictly "
         "higher similarity (ties in favour of the ground truth).</p>",
