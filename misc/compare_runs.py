@@ -1,16 +1,22 @@
 """Train several configs under the same settings and tabulate their test metrics.
 
 Each config is trained by ``train.py`` in a fresh process (so runs cannot leak state into
-each other); the table is read from each run's ``metrics.json``. Example, the expert
-ablation on the embedded default:
+each other); the table is read from each run's ``metrics.json``. With ``--seeds`` every
+config is trained once per seed (seed by seed, so early rows are comparable) and the table
+gives the mean and standard deviation over the seeds. Runs with ``relevance_metrics`` add
+nDCG_avg and mAP_avg columns. Examples, the expert ablation and RANP on the embedded default:
 
   python3 misc/compare_runs.py --configs configs/synthetic/train-ce.json \\
       configs/synthetic/train-single-*.json --out data/benchmarks/synthetic-experts.json
+  python3 misc/compare_runs.py --configs configs/synthetic/train-ce.json configs/synthetic/train-ce-ran.json \\
+      configs/synthetic/train-ce-ranp.json --seeds 0 1 2 --set trainer.epochs=10 \\
+      'metrics=["t2v_metrics","v2t_metrics","relevance_metrics"]' --out data/benchmarks/synthetic-ranp.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,7 +24,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-KEYS = ("R1", "R5", "R10", "MedR", "geometric_mean_R1-R5-R10")
+COLUMNS = (("t2v R1", "t2v_metrics", "R1"), ("t2v R5", "t2v_metrics", "R5"), ("t2v R10", "t2v_metrics", "R10"),
+           ("t2v MedR", "t2v_metrics", "MedR"), ("t2v geom", "t2v_metrics", "geometric_mean_R1-R5-R10"),
+           ("v2t geom", "v2t_metrics", "geometric_mean_R1-R5-R10"))
+RELEVANCE_COLUMNS = (("nDCG_avg", "relevance_metrics", "nDCG_avg"), ("mAP_avg", "relevance_metrics", "mAP_avg"))
 
 
 def parse_args() -> argparse.Namespace:
@@ -26,6 +35,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--configs", nargs="+", type=Path, required=True, help="config files to train")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY.PATH=VALUE",
                         help="overrides applied to every config (e.g. trainer.epochs=10)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="train every config once per seed (default: its own seed)")
     parser.add_argument("--save_dir", type=Path, help="run folder root (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=Path("data/benchmarks/compare_runs.json"),
                         help="where to write the results as JSON")
@@ -45,27 +55,45 @@ def train(config: Path, save_dir: Path, overrides: list[str]) -> dict:
     return {**json.loads((run / "metrics.json").read_text()), "seconds": time.perf_counter() - start}
 
 
-def table(results: dict[str, dict]) -> str:
-    """A fixed-width table: t2v R1, R5, R10, MedR, geometric mean, then the v2t geometric mean."""
+def table(results: dict[str, list[dict]]) -> str:
+    """A fixed-width table, one row per config: t2v R1, R5, R10, MedR, geometric mean, the v2t
+    geometric mean and, when measured, nDCG_avg and mAP_avg (as percentages); ``mean +- std``
+    over the runs of a config when it has several."""
+    runs = [run for config_runs in results.values() for run in config_runs]
+    columns = COLUMNS + (RELEVANCE_COLUMNS if any("relevance_metrics" in run for run in runs) else ())
+    several = any(len(config_runs) > 1 for config_runs in results.values())
+    cell = 16 if several else 10
     width = max(len(name) for name in results) + 2
-    names = ["t2v R1", "t2v R5", "t2v R10", "t2v MedR", "t2v geom", "v2t geom"]
-    lines = [f"{'config':{width}s}" + "".join(f"{n:>10s}" for n in names)]
-    for name, res in results.items():
-        values = [res["t2v_metrics"][k] for k in KEYS] + [res["v2t_metrics"]["geometric_mean_R1-R5-R10"]]
-        lines.append(f"{name:{width}s}" + "".join(f"{v:10.2f}" for v in values))
+    lines = [f"{'config':{width}s}" + "".join(f"{label:>{cell}s}" for label, _, _ in columns)]
+    for name, config_runs in results.items():
+        row = f"{name:{width}s}"
+        for _, group, key in columns:
+            scale = 100 if group == "relevance_metrics" else 1
+            values = [run[group][key] * scale for run in config_runs if group in run]
+            if not values:
+                row += f"{'-':>{cell}s}"
+            elif several:
+                std = statistics.stdev(values) if len(values) > 1 else 0.0
+                row += f"{f'{statistics.mean(values):.2f} +- {std:.2f}':>{cell}s}"
+            else:
+                row += f"{values[0]:{cell}.2f}"
+        lines.append(row)
     return "\n".join(lines)
 
 
 def main() -> int:
     args = parse_args()
     save_dir = args.save_dir or Path(tempfile.mkdtemp(prefix="compare-runs-"))
-    results = {}
-    for config in args.configs:
-        print(f"training {config} ...", file=sys.stderr, flush=True)
-        results[str(config)] = train(config.resolve(), save_dir.resolve(), args.set)
+    results: dict[str, list[dict]] = {str(config): [] for config in args.configs}
+    for seed in args.seeds or [None]:
+        overrides = args.set if seed is None else [*args.set, f"seed={seed}"]
+        for config in args.configs:
+            print(f"training {config}{'' if seed is None else f' (seed {seed})'} ...", file=sys.stderr, flush=True)
+            results[str(config)].append(train(config.resolve(), save_dir.resolve(), overrides))
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"overrides": args.set, "seeds": args.seeds, "results": results},
+                                           indent=2) + "\n")
     print(table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"overrides": args.set, "results": results}, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
