@@ -17,6 +17,10 @@ Layout of ``<data_dir>/store/`` (N videos, C captions, ``d`` a feature width)::
         /embeddings             (W, D) float   word-level embeddings of all captions, concatenated
         /offsets                (C+1,) int64   caption c owns embeddings[offsets[c]:offsets[c+1]]
 
+Optional files for relevance-aware training and metrics (RANP), ``classes.h5`` (semantic
+classes of every caption) and ``relevance/<split>.h5`` (a split's [video, caption] relevance),
+are laid out in ``data_loader/classes.py``.
+
 Every file is written atomically (built under a temporary name, then renamed), so an
 interrupted write never leaves a file a later run would trust, and a conversion that stops
 half way keeps the files it finished.
