@@ -190,7 +190,6 @@ class ExpertDataLoader:
             captions[:, 0] = self.test_captions
         return EvalSet(self.eval_split, video_rows, captions, (captions >= 0).float())
 
-
     def eval_relevance(self, eval_set: EvalSet) -> torch.Tensor:
         """Relevance [N, K] of the split's videos to its K existing captions (``query_rows``),
         indexed [video, caption]: the store's matrix of the split when it has one, else

@@ -17,7 +17,7 @@ from data_loader.relevance import (ClassLists, VideoCaptionRelevance, class_coun
                                    pool_video_classes, video_caption_relevance)
 from data_loader.store import ExpertArrays, TokenArrays, write_store
 from data_loader.synthetic import CONCEPT_WORDS, TEMPLATES, generate_synthetic
-from data_loader.synthetic_classes import NOUN_WORDS, VERB_WORDS, caption_concepts, synthetic_classes
+from data_loader.synthetic_classes import NOUN_WORDS, VERB_WORDS, caption_concepts
 from utils.errors import StoreError
 
 SMALL = {"train": 40, "val": 10, "test": 10}
