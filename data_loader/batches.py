@@ -15,7 +15,9 @@ class Batch:
     ``experts``: {name: [B, D]} for fixed experts, {name: [B, T, d]} for token experts (first
     ``max_tokens[name]`` tokens, zero padded); ``ind``: {name: [B]} float 0/1 availability;
     ``text``: [B, K, T, D] word embeddings (zero padded); ``video_rows``: [B] store rows of the
-    videos; ``caption_rows``: [B, K] store caption rows.
+    videos; ``caption_rows``: [B, K] store caption rows; ``relevance``: None, or for K = 1
+    the float32 [B, B] semantic relevance of video i to caption j, indexed [video, caption]
+    (for relevance-aware losses).
     """
 
     experts: dict[str, torch.Tensor]
@@ -23,11 +25,13 @@ class Batch:
     text: torch.Tensor
     video_rows: torch.Tensor
     caption_rows: torch.Tensor
+    relevance: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "Batch":
         """The same batch with every tensor on ``device``."""
         return Batch({k: v.to(device) for k, v in self.experts.items()}, {k: v.to(device) for k, v in self.ind.items()},
-                     self.text.to(device), self.video_rows.to(device), self.caption_rows.to(device))
+                     self.text.to(device), self.video_rows.to(device), self.caption_rows.to(device),
+                     None if self.relevance is None else self.relevance.to(device))
 
     def __len__(self) -> int:
         return len(self.video_rows)

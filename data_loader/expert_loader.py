@@ -15,9 +15,11 @@ from pathlib import Path
 import torch
 
 from data_loader.batches import Batch, caption_table, make_batch, sample_captions
+from data_loader.classes import captions_sha1, classes_path, read_classes, read_relevance, relevance_path
 from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, split_pair
 from data_loader.release_plan import StorePlan, plan_store, test_captions_path
 from data_loader.released import check_release, read_test_captions
+from data_loader.relevance import VideoCaptionRelevance
 from data_loader.store import STORE_DIR, FeatureStore, load_store
 from utils.errors import ConfigError, StoreError
 from utils.options import AtLeast, Count
@@ -42,6 +44,11 @@ class EvalSet:
     @property
     def num_queries(self) -> int:
         return int(self.query_masks.sum())
+
+    @property
+    def query_rows(self) -> torch.Tensor:
+        """Store rows [K] of the existing captions, video by video (the order of the queries)."""
+        return self.caption_rows[self.query_masks != 0]
 
 
 def _load(path: Path, experts: list[str], text_feat: str, plan: StorePlan | None) -> FeatureStore:
@@ -72,6 +79,9 @@ class ExpertDataLoader:
     converted into ``<data_dir>/store/`` by ``data_loader.prepare.prepare_store``),
     ``fuse_captions`` (the original's key: when given it must agree with the dataset's own rule,
     which fuses the captions of DiDeMo, ActivityNet and QuerYD into one per video).
+    ``class_annotations`` and ``relevance_files`` (a JSON file of per-caption semantic classes
+    and ``{split: HDF5 file}`` of precomputed relevance, for RANP) are imported into the store
+    by ``prepare_store``; the loader reads what the store holds (``data_loader/classes.py``).
     ``experts`` and ``text_feat`` come from the program.
     """
 
@@ -79,7 +89,8 @@ class ExpertDataLoader:
                  batch_size: Annotated[int, AtLeast(MIN_BATCH)] = 64,
                  max_tokens: dict[str, int] | None = None, feat_aggregation: dict | None = None,
                  num_test_captions: Count = 20, restrict_train_captions: int = 0, synthetic_seed: int = 0,
-                 root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, fuse_captions: bool | None = None, *,
+                 root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, fuse_captions: bool | None = None,
+                 class_annotations: str | None = None, relevance_files: dict[str, str] | None = None, *,
                  experts: list[str], text_feat: str):
         self.dataset_name = dataset_name
         self.batch_size = batch_size
@@ -110,6 +121,10 @@ class ExpertDataLoader:
             if self.test_captions is None:
                 raise StoreError(f"{test_captions_path(path, plan.test_split)}: test caption table not found; "
                                  "convert it with python3 misc/convert_features.py")
+        classes = read_classes(path, self.store.raw_captions)
+        self.class_relevance = None if classes is None else VideoCaptionRelevance(
+            classes.verbs, classes.nouns, self.store.caption_offsets)
+        self._eval_relevance: dict[str, torch.Tensor] = {}
 
     def _check(self, feat_aggregation: dict) -> None:
         for name, expert in self.store.experts.items():
@@ -139,19 +154,38 @@ class ExpertDataLoader:
         full, rest = divmod(len(self.train_rows), self.batch_size)
         return full + (rest >= MIN_BATCH)
 
-    def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
+    def require_relevance(self, train: bool, evaluate: bool) -> None:
+        """Check that the store can give what a run asks for: semantic classes for the
+        relevance of training batches (``train``), classes or a relevance matrix of the
+        evaluation split for relevance metrics (``evaluate``). StoreError otherwise."""
+        path = self.store.path
+        if train and self.class_relevance is None:
+            raise StoreError(f"{classes_path(path)}: not found; a relevance-aware loss needs the captions' "
+                             "semantic classes (data_loader.args.class_annotations, see README)")
+        if evaluate and self.class_relevance is None and not relevance_path(path, self.eval_split).is_file():
+            raise StoreError(f"{relevance_path(path, self.eval_split)}: not found, nor {classes_path(path)}; "
+                             "relevance metrics need the split's relevance (data_loader.args.relevance_files) "
+                             "or the captions' semantic classes (see README)")
+
+    def train_batches(self, generator: torch.Generator, relevance: bool = False) -> Iterator[Batch]:
         """One epoch: shuffled training videos, one random caption each (among the first
-        ``restrict_train_captions`` when set); ``text`` is [B, 1, T, D].
+        ``restrict_train_captions`` when set); ``text`` is [B, 1, T, D]. With ``relevance``
+        every batch carries the [video, caption] relevance of its videos to its captions.
 
         A last batch of one video is left out: it has no negatives for the ranking loss, and
         BatchNorm cannot train on a single sample."""
+        if relevance:
+            self.require_relevance(train=True, evaluate=False)
         rows = self.train_rows[torch.randperm(len(self.train_rows), generator=generator)]
         for start in range(0, len(rows), self.batch_size):
             video_rows = rows[start:start + self.batch_size]
             if len(video_rows) < MIN_BATCH:
                 break
             captions = sample_captions(self.store, video_rows, generator, self.restrict_train_captions)[:, None]
-            yield make_batch(self.store, video_rows, captions, self.max_tokens)
+            batch = make_batch(self.store, video_rows, captions, self.max_tokens)
+            if relevance:
+                batch.relevance = self.class_relevance(video_rows, captions[:, 0])
+            yield batch
 
     def eval_set(self) -> EvalSet:
         """The evaluation split with up to ``num_test_captions`` captions per video.
@@ -167,3 +201,15 @@ class ExpertDataLoader:
             captions[:, 0] = self.test_captions
         return EvalSet(self.eval_split, video_rows, captions, (captions >= 0).float())
 
+    def eval_relevance(self, eval_set: EvalSet) -> torch.Tensor:
+        """Relevance [N, K] of the split's videos to its K existing captions (``query_rows``),
+        indexed [video, caption]: the store's matrix of the split when it has one, else
+        computed from the semantic classes. Read or computed once per split."""
+        if eval_set.split not in self._eval_relevance:
+            shape = (eval_set.num_videos, eval_set.num_queries)
+            matrix = read_relevance(self.store.path, eval_set.split, shape, captions_sha1(self.store.raw_captions))
+            if matrix is None:
+                self.require_relevance(train=False, evaluate=True)
+                matrix = self.class_relevance(eval_set.video_rows, eval_set.query_rows)
+            self._eval_relevance[eval_set.split] = matrix
+        return self._eval_relevance[eval_set.split]

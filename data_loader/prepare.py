@@ -5,17 +5,25 @@ dataset (``datasets.RELEASES``) has every expert, text feature and test caption 
 config needs converted from ``<data_dir>/<root_feat_folder>/`` when the store lacks it. Any
 other dataset must already have its store. train.py, test.py and misc/convert_features.py
 call :func:`prepare_store`; ``ExpertDataLoader`` only loads.
+
+Semantic classes and relevance matrices (RANP, ``data_loader/classes.py``) are brought up to
+date as well: Synthetic derives its classes from its captions; a dataset configured with
+``class_annotations`` or ``relevance_files`` has them imported when the store lacks them, or
+holds them from another file or for other captions.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
+from data_loader.classes import (captions_sha1, classes_from_annotations, classes_path, import_relevance,
+                                 read_captions, relevance_path, stored_source, write_classes)
 from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES
 from data_loader.release_plan import plan_store
 from data_loader.released import check_release, convert_plan, needs_conversion
 from data_loader.store import INDEX_NAME, STORE_DIR, read_index_attrs
 from data_loader.synthetic import GENERATOR_VERSION, generate_synthetic
+from data_loader.synthetic_classes import SOURCE as SYNTHETIC_SOURCE, synthetic_classes
 from utils.errors import StoreError
 
 
@@ -27,9 +35,13 @@ def _synthetic_is_current(store_dir: Path, seed: int) -> bool:
 def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int = 0, *,
                   root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, split_name: str | None = None,
                   experts: Sequence[str] = (), feat_aggregation: dict | None = None,
-                  text_feat: str | None = None) -> Path:
+                  text_feat: str | None = None, class_annotations: str | None = None,
+                  relevance_files: dict[str, str] | None = None) -> Path:
     """Generate or convert what the store of ``dataset_name`` under ``data_dir`` lacks; returns
-    the store folder. A missing released file or store is a StoreError naming it."""
+    the store folder. A missing released file or store is a StoreError naming it.
+
+    ``class_annotations`` (a JSON file) and ``relevance_files`` (``{split: HDF5 file}``) are
+    imported into the store (see :func:`prepare_semantics`)."""
     store_dir = Path(data_dir) / STORE_DIR
     if dataset_name == "Synthetic":
         if not _synthetic_is_current(store_dir, synthetic_seed):
@@ -42,4 +54,26 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
     elif not (store_dir / INDEX_NAME).is_file():
         raise StoreError(f"{store_dir / INDEX_NAME}: feature store for {dataset_name} not found; "
                          f"set data_loader.args.data_dir to the folder holding {STORE_DIR}/")
+    prepare_semantics(store_dir, dataset_name, class_annotations, relevance_files)
     return store_dir
+
+
+def prepare_semantics(store_dir: Path, dataset_name: str, class_annotations: str | None = None,
+                      relevance_files: dict[str, str] | None = None) -> None:
+    """Write ``classes.h5`` (from ``class_annotations``, else derived for Synthetic) and the
+    ``relevance/<split>.h5`` of ``relevance_files`` where the store lacks them or holds them
+    from another source or for other captions."""
+    if class_annotations is None and dataset_name != "Synthetic" and not relevance_files:
+        return
+    video_ids, caption_offsets, raw_captions = read_captions(store_dir)
+    sha1 = captions_sha1(raw_captions)
+    current = stored_source(classes_path(store_dir), sha1)
+    if class_annotations is not None:
+        if current != str(class_annotations):
+            classes = classes_from_annotations(Path(class_annotations), video_ids, caption_offsets)
+            write_classes(store_dir, classes, sha1=sha1, source=str(class_annotations))
+    elif dataset_name == "Synthetic" and current != SYNTHETIC_SOURCE:
+        write_classes(store_dir, synthetic_classes(raw_captions), sha1=sha1, source=SYNTHETIC_SOURCE)
+    for split, source in (relevance_files or {}).items():
+        if stored_source(relevance_path(store_dir, split), sha1) != str(source):
+            import_relevance(Path(source), store_dir, split, sha1=sha1)

@@ -29,6 +29,10 @@ Opening a store (:func:`load_store`) checks its invariants once and stops at the
 violation with one line naming the file: offsets start at 0, never decrease and end at the
 number of rows they index; split rows are rows of the index; every file has one row per video
 (caption); every video has at least one caption; text features are finite.
+
+Optional files for relevance-aware training and metrics (RANP), ``classes.h5`` (semantic
+classes of every caption) and ``relevance/<split>.h5`` (a split's [video, caption] relevance),
+are laid out in ``data_loader/classes.py``.
 """
 from __future__ import annotations
 

@@ -7,6 +7,9 @@ markdown and CSV. Example, the expert ablation on the embedded default:
 
   python3 misc/compare_runs.py --configs configs/synthetic/train-ce.json \\
       configs/synthetic/train-single-*.json --out data/benchmarks/synthetic-experts
+  python3 misc/compare_runs.py --configs configs/synthetic/train-ce.json configs/synthetic/train-ce-ran.json \\
+      configs/synthetic/train-ce-ranp.json --seeds 0,1,2 \\
+      --set 'metrics=["t2v_metrics","v2t_metrics","relevance_metrics"]' --out data/benchmarks/synthetic-ranp
 """
 from __future__ import annotations
 

@@ -20,7 +20,9 @@ large test sets (e.g. MSR-VTT full test: 59,800 x 2,990).
 
 ``relevance_metrics`` (nDCG and mAP against graded relevance, RANP) takes its matrices the
 other way round, indexed ``[video, caption]`` like the relevance matrices it scores against,
-and reports fractions in [0, 1] rather than percent.
+and reports fractions in [0, 1] rather than percent. Configs name it ``relevance_metrics``
+too: the registered entry, ``split_relevance_metrics``, takes an evaluation's ``sims`` and
+``query_masks`` in the layout above plus the split's relevance.
 """
 from __future__ import annotations
 
@@ -313,3 +315,23 @@ def relevance_metrics(sims: ArrayLike, relevance: ArrayLike,
     metrics.update({"mAP_vt": float(ap_vt.mean()), "mAP_tv": float(ap_tv.mean())})
     metrics["mAP_avg"] = (metrics["mAP_vt"] + metrics["mAP_tv"]) / 2
     return metrics
+
+
+@METRICS.register("relevance_metrics")
+def split_relevance_metrics(sims: ArrayLike, query_masks: ArrayLike | None,
+                            relevance: ArrayLike) -> dict[str, float]:
+    """``relevance_metrics`` of an evaluation split, in the layout of ``t2v_metrics``.
+
+    Args:
+        sims: ``[N * Q, N]`` caption rows grouped by video, as for ``t2v_metrics``.
+        query_masks: ``[N, Q]`` (or None: every caption slot exists); masked rows are left out.
+        relevance: ``[N, K]`` indexed ``[video, caption]``, one column per kept row of
+            ``sims``, in row order.
+
+    Returns:
+        The ``relevance_metrics`` dict.
+    """
+    sims_t = _as_tensor(sims)
+    valid = _valid_queries(query_masks, sims_t.shape[0], sims_t.device)
+    kept = sims_t if valid is None else sims_t[valid]
+    return relevance_metrics(kept.t(), relevance)

@@ -25,6 +25,16 @@ def test_inherit_merges_dicts_child_wins_and_replaces_lists(tmp_path):
     assert origin["a.y"] == str(child) and origin["a.x"] == str(base)
 
 
+def test_a_section_of_another_type_replaces_the_parents_section(tmp_path):
+    base = write(tmp_path / "base.json", {"loss": {"type": "A", "args": {"margin": 1, "fix_norm": True}},
+                                         "opt": {"type": "B", "args": {"lr": 1, "wd": 2}}})
+    child = write(tmp_path / "child.json", {"inherit_from": str(base), "loss": {"type": "C", "args": {"t": 3}},
+                                            "opt": {"type": "B", "args": {"lr": 5}}})
+    data, origin = resolve(child)
+    assert data == {"loss": {"type": "C", "args": {"t": 3}}, "opt": {"type": "B", "args": {"lr": 5, "wd": 2}}}
+    assert "loss.args.margin" not in origin and origin["loss.args.t"] == str(child)
+
+
 def test_multiple_parents_merge_left_to_right_relative_to_config_folder(tmp_path):
     write(tmp_path / "p1.json", {"k": 1, "only1": True})
     write(tmp_path / "p2.json", {"k": 2})

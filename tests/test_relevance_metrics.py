@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from conftest import reference_path
-from model.metric import ndcg_ap_per_query, relevance_metrics
+from model.metric import ndcg_ap_per_query, relevance_metrics, split_relevance_metrics
+from trainer.evaluate import needs_relevance
+from utils.registry import METRICS
 
 CASES = ["metrics_3x6_small", "metrics_50x250_graded"]
 KEYS = ["nDCG_vt", "nDCG_tv", "nDCG_avg", "mAP_vt", "mAP_tv", "mAP_avg"]
@@ -113,3 +115,20 @@ def test_shape_mismatch_and_bad_chunk_are_refused() -> None:
         relevance_metrics(np.zeros((2, 3), np.float32), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="chunk_size"):
         relevance_metrics(np.zeros((2, 3), np.float32), np.zeros((2, 3)), chunk_size=0)
+
+
+def test_registered_form_scores_the_kept_caption_rows_against_the_split_relevance() -> None:
+    rng = np.random.default_rng(3)
+    num_videos, slots = 6, 4
+    sims = rng.standard_normal((num_videos * slots, num_videos)).astype(np.float32)   # [N*Q, N]
+    masks = (rng.random((num_videos, slots)) < 0.7).astype(np.float64)
+    masks[:, 0] = 1
+    kept = masks.reshape(-1) != 0
+    relevance = rng.choice([0.0, 0.25, 0.5, 1.0], size=(num_videos, int(kept.sum())))   # [video, kept caption]
+    assert METRICS.get("relevance_metrics") is split_relevance_metrics
+    assert needs_relevance("relevance_metrics") and not needs_relevance("t2v_metrics")
+    got = METRICS.get("relevance_metrics")(sims, query_masks=masks, relevance=relevance)
+    assert got == relevance_metrics(sims[kept].T, relevance)
+    assert got == pytest.approx(explicit_metrics(sims[kept].T, relevance), abs=1e-12)
+    with pytest.raises(ValueError, match="differ in shape"):
+        split_relevance_metrics(sims, None, relevance)

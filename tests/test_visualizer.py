@@ -202,6 +202,20 @@ def test_page_is_well_formed(tmp_path: Path) -> None:
     assert "30.12" in text and "23.46" in text and "40.50" in text
 
 
+def test_other_metrics_get_a_table_of_their_own(tmp_path: Path) -> None:
+    sims, masks, captions, video_ids = make_inputs()
+    relevance = {"nDCG_vt": 0.41234, "nDCG_tv": 0.2, "nDCG_avg": 0.30617, "mAP_vt": 0.001, "mAP_tv": 0.0,
+                 "mAP_avg": 0.0005}
+    page = write_ranking_page(tmp_path / "index.html", sims, masks, captions, video_ids,
+                              {**METRICS, "relevance_metrics": relevance}, "CE+RANP", num_queries=5)
+    checker = parse(page)
+    assert checker.errors == [] and checker.stack == []
+    tables = re.findall(r'<table class="metrics">.*?</table>', page.read_text(encoding="utf-8"), flags=re.S)
+    assert len(tables) == 2 and "30.12" in tables[0]
+    assert "<caption>relevance_metrics</caption>" in tables[1]
+    assert "<th>nDCG_avg</th>" in tables[1] and "0.4123" in tables[1] and "0.3062" in tables[1]
+
+
 def test_written_atomically(tmp_path: Path) -> None:
     sims, masks, captions, video_ids = make_inputs()
     target = tmp_path / "web" / "exp" / "index.html"

@@ -15,6 +15,7 @@ from utils import visualizer  # noqa: F401  (registers RankingPage)
 from data_loader.expert_loader import ExpertDataLoader
 from data_loader.prepare import prepare_store
 from model.dims import model_inputs
+from trainer.evaluate import needs_relevance
 from trainer import optim  # noqa: F401  (registers optimisers and schedulers)
 from utils.config import Config
 from utils.options import TrainerOptions, options_from, used_experts
@@ -37,15 +38,18 @@ def prepare_data(config: Config) -> None:
     prepare_store(args["dataset_name"], args["data_dir"], args.get("synthetic_seed", 0),
                   root_feat_folder=args.get("root_feat_folder", "structured-symlinks"),
                   split_name=args.get("split_name", "val"), experts=used_experts(config["experts"]),
-                  feat_aggregation=args.get("feat_aggregation", {}), text_feat=config["experts"]["text_feat"])
+                  feat_aggregation=args.get("feat_aggregation", {}), text_feat=config["experts"]["text_feat"],
+                  class_annotations=args.get("class_annotations"), relevance_files=args.get("relevance_files"))
 
 
 def build_data(config: Config) -> ExpertDataLoader:
     """The data loader of ``config["data_loader"]`` over a store :func:`prepare_data` made ready;
-    ConfigError when a feature width the model expects differs from the store's."""
+    ConfigError when a feature width the model expects differs from the store's, a StoreError
+    when the config's metrics need relevance the store cannot give."""
     data = DATASETS.build(config["data_loader"], experts=used_experts(config["experts"]),
                           text_feat=config["experts"]["text_feat"])
     _check_widths(config, data)
+    data.require_relevance(train=False, evaluate=any(needs_relevance(n) for n in config.get("metrics") or []))
     return data
 
 

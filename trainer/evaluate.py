@@ -1,6 +1,7 @@
 """Evaluation of a model on a whole split: chunked similarities, metrics, ranking pages, JSON."""
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from dataclasses import dataclass
@@ -97,15 +98,27 @@ def compute_similarities(model: RetrievalModel, data: ExpertDataLoader, eval_set
     return torch.cat(sims), ExpertWeights(list(model.modalities), torch.cat(moe).numpy(), available.cpu().numpy())
 
 
+def needs_relevance(metric_name: str) -> bool:
+    """Whether the registered metric takes the split's relevance (a ``relevance`` argument)."""
+    return "relevance" in inspect.signature(METRICS.get(metric_name)).parameters
+
+
 def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device,
              chunk_videos: int = 64, metric_names: list[str] | None = None, progress: bool = True) -> EvalResult:
-    """Similarities and retrieval metrics of ``model`` on the loader's evaluation split."""
+    """Similarities and metrics of ``model`` on the loader's evaluation split.
+
+    Every metric named is called as ``metric(sims, query_masks=masks)`` with ``sims``
+    [N*Q, N] and ``masks`` [N, Q]; one that takes ``relevance`` (``relevance_metrics``) also
+    gets the split's [N, K] relevance from the loader (``ExpertDataLoader.eval_relevance``).
+    """
     eval_set = data.eval_set()
     sims, experts = compute_similarities(model, data, eval_set, device, chunk_videos, progress)
     sims = sims.numpy()
     masks = eval_set.query_masks.numpy().astype(np.float64)
-    names = metric_names or DEFAULT_METRICS
-    metrics = {name: METRICS.get(name)(sims, query_masks=masks) for name in names}
+    metrics = {}
+    for name in metric_names or DEFAULT_METRICS:
+        extra = {"relevance": data.eval_relevance(eval_set)} if needs_relevance(name) else {}
+        metrics[name] = METRICS.get(name)(sims, query_masks=masks, **extra)
     return EvalResult(eval_set.split, sims, masks, metrics, experts)
 
 
@@ -153,10 +166,15 @@ def write_page(page_writer: Callable[..., Path], path: Path, result: EvalResult,
 
 
 def format_table(result: EvalResult) -> str:
-    """A fixed-width t2v / v2t table for the console and info.log."""
+    """A fixed-width t2v / v2t table for the console and info.log; any other metrics
+    (``relevance_metrics``) follow on a line each, as fractions with four decimals."""
     keys = ["R1", "R5", "R10", "R50", "MedR", "MeanR", GMEAN_KEY]
     head = f"{'':5s}" + "".join(f"{k.replace(GMEAN_KEY, 'geom'):>9s}" for k in keys)
     lines = [f"{result.split}: {result.num_videos} videos, {result.num_queries} queries", head]
+    others = []
     for name, res in result.metrics.items():
-        lines.append(f"{name[:3]:5s}" + "".join(f"{res[k]:9.2f}" for k in keys))
-    return "\n".join(lines)
+        if all(k in res for k in keys):
+            lines.append(f"{name[:3]:5s}" + "".join(f"{res[k]:9.2f}" for k in keys))
+        else:
+            others.append(f"{name}: " + "  ".join(f"{k} {v:.4f}" for k, v in res.items()))
+    return "\n".join(lines + others)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
+from model.loss import RelevanceAwareLoss
 from model.metric import GMEAN_KEY
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, save_checkpoint
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
@@ -152,13 +153,17 @@ class Trainer:
         total, count = 0.0, 0
         part_totals: dict[str, float] = {}
         samples_seen = (epoch - 1) * len(self.data.train_rows)
-        bar = tqdm(self.data.train_batches(self.generator), total=self.data.num_train_batches(),
-                   desc=f"epoch {epoch}/{self.opts.epochs}", leave=False)
+        relevance_aware = isinstance(self.loss, RelevanceAwareLoss)
+        bar = tqdm(self.data.train_batches(self.generator, relevance=relevance_aware),
+                   total=self.data.num_train_batches(), desc=f"epoch {epoch}/{self.opts.epochs}", leave=False)
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
             out = self.model(batch.experts, batch.ind, batch.text)
-            sims = out["cross_view_conf_matrix"]
-            parts = self.loss.parts(sims) if hasattr(self.loss, "parts") else {"loss": self.loss(sims)}
+            sims = out["cross_view_conf_matrix"]  # [caption, video]
+            if relevance_aware:
+                parts = {"loss": self.loss(sims.t(), batch.relevance)}
+            else:
+                parts = self.loss.parts(sims) if hasattr(self.loss, "parts") else {"loss": self.loss(sims)}
             loss = sum(parts.values())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -3,7 +3,9 @@
 Configs are JSON (``.json``) or YAML (``.yaml``/``.yml``, the same keys). A config file may name parents with ``"inherit_from"`` (a path, a comma-separated list of
 paths, or a JSON list; relative to the working directory, else to the file's own folder).
 Parents are merged left to right, then the child: nested objects merge key by key and the
-child wins; every other value, lists included, is replaced whole. A config written by the
+child wins, except that a section naming another ``type`` than its parent's replaces it whole
+(the parent's ``args`` belong to another factory); every other value, lists included, is
+replaced whole. A config written by the
 original Collaborative Experts trainer is translated on reading (``utils.original.config``).
 
 Validation runs before anything is built. Registry-built sections (``{"type", "args"}``) are
@@ -121,10 +123,16 @@ def _parents(data: dict, path: Path) -> list[Path]:
     return found
 
 
+def _retyped(base: dict, child: dict) -> bool:
+    """A registry-built section whose child names another ``type``: the parent's ``args``
+    belong to another factory, so the child's section replaces it whole."""
+    return "type" in child and "type" in base and child["type"] != base["type"]
+
+
 def _merge(base: dict, child: dict, origin: dict[str, str], source: str, prefix: str = "") -> None:
     for key, value in child.items():
         keypath = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and not _retyped(base[key], value):
             origin.setdefault(keypath, source)
             _merge(base[key], value, origin, source, keypath + ".")
         else:

@@ -24,6 +24,8 @@ PUBLISHED_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 """(metric key, published column label), in the published order."""
 DIRECTIONS: tuple[tuple[str, str], ...] = (("t2v_metrics", "t2v"), ("v2t_metrics", "v2t"))
+RELEVANCE_COLUMNS: tuple[tuple[str, str], ...] = (("nDCG_avg", "nDCG"), ("mAP_avg", "mAP"))
+"""(relevance_metrics key, column label), shown in percent when some run has them."""
 IGNORED_KEYS = ("seed", "trainer.save_dir", "trainer.tensorboard", "trainer.verbosity", "trainer.log_every")
 """Config keys that do not make runs different configs."""
 
@@ -74,13 +76,16 @@ def _labels(runs: list[RunResult]) -> list[str]:
 
 def per_run_frame(runs: list[RunResult]) -> pd.DataFrame:
     """One row per run: ``config`` label, ``seed``, ``params`` and a column per metric
-    (``"t2v R@1"``, ..., ``"v2t Geom"``)."""
+    (``"t2v R@1"``, ..., ``"v2t Geom"``, ``"nDCG"`` and ``"mAP"`` in percent or None)."""
     rows = []
     for label, run in zip(_labels(runs), runs):
         row: dict[str, object] = {"config": label, "seed": run.seed, "params": run.params}
         for direction, short in DIRECTIONS:
             for key, column in PUBLISHED_COLUMNS:
                 row[f"{short} {column}"] = run.metrics.get(direction, {}).get(key)
+        for key, column in RELEVANCE_COLUMNS:
+            value = run.metrics.get("relevance_metrics", {}).get(key)
+            row[column] = None if value is None else 100 * value
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -101,6 +106,7 @@ def seed_table(runs: list[RunResult]) -> pd.DataFrame:
     ``Params`` (millions); one row per config, sorted by label."""
     frame = per_run_frame(runs)
     metric_columns = [f"{short} {column}" for _, short in DIRECTIONS for _, column in PUBLISHED_COLUMNS]
+    metric_columns += [column for _, column in RELEVANCE_COLUMNS if frame[column].notna().any()]
     rows = []
     for label, group in frame.groupby("config", sort=True):
         row = {"Config": label, "Seeds": ",".join(str(s) for s in sorted(group["seed"]))}

@@ -87,7 +87,8 @@ def write_ranking_page(
         captions: ``N`` lists of caption strings (``len(captions[v]) <= Q``).
         video_ids: ``N`` video ids.
         metrics: e.g. ``{"t2v_metrics": {"R1": ..., "MedR": ...}, "v2t_metrics": {...}}``;
-            absent directions or values are shown as a dash.
+            absent directions or values are shown as a dash. Any other entry (e.g.
+            ``"relevance_metrics": {"nDCG_avg": ...}``) gets a table of its own.
         title: page title.
         num_queries: number of valid query rows to show (fewer if fewer exist).
         top_k: number of retrieved videos listed per query (at most N).

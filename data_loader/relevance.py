@@ -25,12 +25,20 @@ Representations (``n`` items, ``C`` classes):
 Everything is a matrix product or a broadcast comparison: no Python loop over pairs.
 Results are float64 (the exact values of the IoU formula); ``.float()`` gives the float32
 matrices used in training.
+
+``ClassLists`` holds the CSR lists of many items, and ``VideoCaptionRelevance`` the pooled
+classes of every video of a dataset, giving the relevance of any videos to any captions in
+bounded memory (the loader's batch and evaluation relevance).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+
+# Multi-hot or count entries held at once when pooling or scoring a whole dataset.
+_CHUNK_ELEMENTS = 1 << 22
 
 
 def csr_from_lists(lists: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,3 +185,112 @@ def video_caption_relevance(video_verbs: torch.Tensor | None, video_nouns: torch
         caption_verbs, caption_nouns: caption sets ``[n, Cv]``, ``[n, Cn]``, or None.
     """
     return relevance(video_verbs, video_nouns, caption_verbs, caption_nouns)
+
+
+@dataclass
+class ClassLists:
+    """The class lists of ``n`` items in CSR form: item ``i`` holds
+    ``values[offsets[i]:offsets[i + 1]]`` (int64, ids in ``[0, num_classes)``)."""
+
+    values: torch.Tensor
+    offsets: torch.Tensor
+    num_classes: int
+
+    @classmethod
+    def from_lists(cls, lists: Sequence[Sequence[int]], num_classes: int | None = None) -> "ClassLists":
+        """CSR class lists of Python lists; ``num_classes`` defaults to the largest id + 1."""
+        values, offsets = csr_from_lists(lists)
+        if num_classes is None:
+            num_classes = int(values.max()) + 1 if values.numel() else 1
+        return cls(values, offsets, num_classes)
+
+    def __len__(self) -> int:
+        return self.offsets.numel() - 1
+
+    def select(self, rows: torch.Tensor) -> "ClassLists":
+        """The lists of the items ``rows`` [m], in that order (index gathering, no loop)."""
+        rows = torch.as_tensor(rows, dtype=torch.int64)
+        start = self.offsets[rows]
+        lengths = self.offsets[rows + 1] - start
+        offsets = torch.zeros(len(rows) + 1, dtype=torch.int64)
+        offsets[1:] = lengths.cumsum(0)
+        shift = torch.repeat_interleave(start - offsets[:-1], lengths)
+        index = torch.arange(int(offsets[-1]), dtype=torch.int64) + shift
+        return ClassLists(self.values[index], offsets, self.num_classes)
+
+    def slice(self, lo: int, hi: int) -> "ClassLists":
+        """The lists of the items ``lo:hi`` (a view, no gathering)."""
+        offsets = self.offsets[lo:hi + 1]
+        return ClassLists(self.values[int(offsets[0]):int(offsets[-1])], offsets - offsets[0], self.num_classes)
+
+    def multi_hot(self) -> torch.Tensor:
+        """bool ``[n, num_classes]``."""
+        return multi_hot(self.values, self.offsets, self.num_classes)
+
+    def counts(self) -> torch.Tensor:
+        """int64 ``[n, num_classes]``, duplicates counted (``class_counts``)."""
+        return class_counts(self.values, self.offsets, self.num_classes)
+
+
+def pool_dataset(lists: ClassLists, caption_offsets: torch.Tensor, percent: float = 0.25) -> torch.Tensor:
+    """Pooled classes of every video of a dataset by the 25 % rule (``pool_video_classes``),
+    a block of videos at a time so no caption x class matrix of the whole dataset is built.
+
+    Args:
+        lists: the class lists of all ``n`` captions, grouped by video.
+        caption_offsets: int64 ``[V + 1]``; video ``v`` owns captions
+            ``caption_offsets[v]:caption_offsets[v + 1]``.
+
+    Returns:
+        bool ``[V, num_classes]``.
+    """
+    num_videos = caption_offsets.numel() - 1
+    per_video = caption_offsets.diff()
+    widest = max(int(per_video.max()) if num_videos else 1, 1)
+    step = max(1, _CHUNK_ELEMENTS // (widest * max(lists.num_classes, 1)))
+    pooled = torch.zeros(num_videos, lists.num_classes, dtype=torch.bool)
+    for lo in range(0, num_videos, step):
+        hi = min(lo + step, num_videos)
+        counts = lists.slice(int(caption_offsets[lo]), int(caption_offsets[hi])).counts()
+        owner = torch.repeat_interleave(torch.arange(hi - lo), per_video[lo:hi])
+        pooled[lo:hi] = pool_video_classes(counts, owner, hi - lo, percent)
+    return pooled
+
+
+class VideoCaptionRelevance:
+    """Relevance of a dataset's videos to its captions from per-caption classes.
+
+    Every video's classes are pooled once from its captions by the 25 % rule; a call scores
+    any videos against any captions, a block of captions at a time.
+
+    Args:
+        verbs, nouns: class lists of all captions (grouped by video), or None for a dataset
+            without verb (or noun) classes; not both None.
+        caption_offsets: int64 ``[V + 1]``, the captions of every video.
+        percent: the pooling fraction.
+    """
+
+    def __init__(self, verbs: ClassLists | None, nouns: ClassLists | None, caption_offsets: torch.Tensor,
+                 percent: float = 0.25):
+        if verbs is None and nouns is None:
+            raise ValueError("relevance needs verbs, nouns or both")
+        self.verbs, self.nouns = verbs, nouns
+        self.video_verbs = None if verbs is None else pool_dataset(verbs, caption_offsets, percent)
+        self.video_nouns = None if nouns is None else pool_dataset(nouns, caption_offsets, percent)
+
+    def __call__(self, video_rows: torch.Tensor, caption_rows: torch.Tensor) -> torch.Tensor:
+        """float32 ``[V, M]`` relevance of the videos ``video_rows`` [V] (rows) to the
+        captions ``caption_rows`` [M] (columns)."""
+        video_rows = torch.as_tensor(video_rows, dtype=torch.int64)
+        caption_rows = torch.as_tensor(caption_rows, dtype=torch.int64)
+        video_verbs = None if self.video_verbs is None else self.video_verbs[video_rows]
+        video_nouns = None if self.video_nouns is None else self.video_nouns[video_rows]
+        widths = sum(x.num_classes for x in (self.verbs, self.nouns) if x is not None)
+        step = max(1, _CHUNK_ELEMENTS // max(len(video_rows), widths, 1))
+        out = torch.empty(len(video_rows), len(caption_rows), dtype=torch.float32)
+        for lo in range(0, len(caption_rows), step):
+            rows = caption_rows[lo:lo + step]
+            caption_verbs = None if self.verbs is None else self.verbs.select(rows).multi_hot()
+            caption_nouns = None if self.nouns is None else self.nouns.select(rows).multi_hot()
+            out[:, lo:lo + step] = video_caption_relevance(video_verbs, video_nouns, caption_verbs, caption_nouns)
+        return out
