@@ -83,10 +83,11 @@ def test_synthetic_store_gets_classes_of_every_caption(tmp_path):
         assert [NOUN_WORDS[i] for i in n] == [w for w in named if w in NOUN_WORDS]
         assert 1 <= len(v) + len(n) <= 3
     assert 0 < sum(map(len, verbs)) < sum(map(len, nouns))
-    # regenerated captions make the stored classes stale: preparing again derives them anew
-    generate_synthetic(tmp_path, seed=1, split_sizes=SMALL)
     with pytest.raises(StoreError, match="classes belong to other captions"):
-        read_classes(store_dir, read_captions(store_dir)[2])
+        read_classes(store_dir, raw[::-1])
+    # regenerating replaces the whole store folder, classes included: preparing derives them anew
+    generate_synthetic(tmp_path, seed=1, split_sizes=SMALL)
+    assert read_classes(store_dir, read_captions(store_dir)[2]) is None
     prepare_store("Synthetic", tmp_path, 1)
     assert read_classes(store_dir, read_captions(store_dir)[2]) is not None
 
