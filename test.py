@@ -31,6 +31,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resume", type=Path, required=True, help="checkpoint to evaluate (e.g. trained_model.pth)")
     parser.add_argument("--config", type=Path, help="config file to use instead of the one saved in the checkpoint")
+    parser.add_argument("--device", help="auto (default: CUDA when present, else CPU), cpu, cuda or cuda:<n>; "
+                                         "the same as --set trainer.device=...")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY.PATH=VALUE",
                         help="override config keys, e.g. data_loader.args.data_dir=/data/MSRVTT")
     parser.add_argument("--split", choices=("test", "val"), default="test",
@@ -38,7 +40,10 @@ def parse_args() -> argparse.Namespace:
                              "run; val: the training config's own evaluation split")
     parser.add_argument("--eval_from_training_config", action="store_const", const="test", dest="split",
                         help="the original CE flag for the test run; the same as --split test")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.device:
+        args.set = [*args.set, f"trainer.device={args.device}"]
+    return args
 
 
 def output_names(split: str, checkpoint: Path) -> tuple[str, str]:

@@ -33,13 +33,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="config file (JSON, may use inherit_from)")
     parser.add_argument("--resume", type=Path,
                         help="checkpoint to continue from; its saved config is used unless --config is given")
+    parser.add_argument("--device", help="auto (default: CUDA when present, else CPU), cpu, cuda or cuda:<n>; "
+                                         "the same as --set trainer.device=...")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY.PATH=VALUE",
                         help="override config keys, e.g. trainer.epochs=3 (values parsed as JSON)")
     parser.add_argument("--dry_run", action="store_true",
                         help="build the model from the config alone, print a summary and the parameter count, exit")
     parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...",
                         help="train one run per seed (each sets the config's seed), e.g. 0,1,2")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.device:
+        args.set = [*args.set, f"trainer.device={args.device}"]
+    return args
 
 
 def seed_list(text: str) -> list[int]:

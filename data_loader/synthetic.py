@@ -26,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from data_loader.store import STORE_DIR, ExpertArrays, TokenArrays, write_store
 
@@ -130,7 +131,9 @@ def generate_synthetic(data_dir: Path, seed: int = 0, split_sizes: dict[str, int
     num_videos = sum(split_sizes.values())
     concepts, salience = _video_concepts(rng, num_videos)
     experts = {}
-    for name, (kind, dim, missing, noise) in EXPERTS.items():
+    bar = tqdm(EXPERTS.items(), desc=f"generating Synthetic ({num_videos} videos)", unit="expert",
+               total=len(EXPERTS), leave=False)
+    for name, (kind, dim, missing, noise) in bar:
         visible = rng.random(NUM_CONCEPTS) < VISIBLE_FRACTION
         available = rng.random(num_videos) >= missing
         if kind == "fixed":

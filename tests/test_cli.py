@@ -133,3 +133,10 @@ def test_plain_pickle_checkpoint_is_one_line(tmp_path):
         done = run(script, "--resume", str(plain))
         assert_one_line_error(done, 2, f"{plain}: not a PyTorch checkpoint")
         assert "issue" not in done.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_one_line(tmp_path):
+    done = run("train.py", "--config", CONFIG, "--device", "cuda", "--set", f"trainer.save_dir={tmp_path}")
+    assert_one_line_error(done, 2, "trainer.device", "no CUDA device")
+    assert not any(tmp_path.iterdir())

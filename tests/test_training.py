@@ -148,3 +148,16 @@ def test_seeds_train_one_run_per_seed(synthetic_dir, tmp_path, monkeypatch):
 def test_seeds_cannot_resume(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="--seeds starts new runs and cannot be combined with --resume"):
         run(train_cli, monkeypatch, "--resume", str(tmp_path / "absent.pth"), "--seeds", "0,1")
+
+
+def test_resume_repairs_a_best_model_older_than_its_checkpoint(synthetic_dir, tmp_path, monkeypatch):
+    save = tmp_path / "saved"
+    assert run(train_cli, monkeypatch, "--config", CONFIG,
+               *settings(synthetic_dir, save, "trainer.epochs=3", "trainer.monitor=off")) == 0
+    models = only_run(save)
+    assert torch.load(models / "checkpoint-epoch3.pth", weights_only=True)["best_epoch"] == 3
+    # killed after the epoch checkpoint but before the best model was written (the old order)
+    (models / "trained_model.pth").write_bytes((models / "checkpoint-epoch2.pth").read_bytes())
+    assert run(train_cli, monkeypatch, "--resume", str(models / "checkpoint-epoch3.pth")) == 0
+    assert json.loads((models / "metrics.json").read_text())["epoch"] == 3
+    assert torch.load(models / "trained_model.pth", weights_only=True)["epoch"] == 3

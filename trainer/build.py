@@ -89,4 +89,11 @@ def select_device(config: Config) -> torch.device:
     if wanted == "auto":
         use_cuda = torch.cuda.is_available() and config.get("n_gpu", 1) != 0
         return torch.device("cuda" if use_cuda else "cpu")
-    return torch.device(wanted)
+    try:
+        device = torch.device(wanted)
+    except RuntimeError:
+        raise config.error("trainer.device", f"unknown device {wanted!r}; expected auto, cpu, cuda or cuda:<n>") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise config.error("trainer.device", f"{wanted} asked for, but this machine has no CUDA device (torch "
+                                             f"{torch.__version__}); use --device cpu or auto")
+    return device

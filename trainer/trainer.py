@@ -86,6 +86,7 @@ class Trainer:
         self.log = get_logger()
         self.monitor = Monitor(self.opts.monitor)
         self.start_epoch = 1
+        self.best_epoch: int | None = None
         self.best_path = self.dirs.models / "trained_model.pth"
         self.generator = torch.Generator().manual_seed(int(config.get("seed", 0)))
         self.writer = SummaryWriter(str(dirs.log)) if self.opts.tensorboard else None
@@ -102,6 +103,7 @@ class Trainer:
             "lr_scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "monitor_best": float(self.monitor.best),
             "monitor_stale": self.monitor.stale,
+            "best_epoch": self.best_epoch,
             "config": self.config.data,
             "rng": {"torch": torch.get_rng_state(), "data": self.generator.get_state()},
         }
@@ -127,6 +129,10 @@ class Trainer:
             self.generator.set_state(state["rng"]["data"])
         else:
             self.log.info(f"{path} holds no RNG state (original trainer): batches follow this run's seed")
+        self.best_epoch = state.get("best_epoch")
+        if is_own_checkpoint(state) and self.best_epoch == state["epoch"]:
+            # this checkpoint is the best model: make sure trained_model.pth is this epoch's
+            self.best_path = save_checkpoint(self.dirs.models / "trained_model.pth", state)
         if not is_own_checkpoint(state):  # the original's run folder keeps its best model until this run beats it
             prior_best = Path(path).parent / "trained_model.pth"
             self.best_path = prior_best if prior_best.is_file() else Path(path)
@@ -135,16 +141,20 @@ class Trainer:
         self.log.info(f"Resumed from {path} (epoch {state['epoch']}); continuing at epoch {self.start_epoch}")
 
     def _save(self, epoch: int, improved: bool) -> None:
+        """The best model first, then the epoch checkpoint: a run killed between the two resumes
+        from the previous epoch and saves this one again, so the pair never disagrees."""
+        if improved:
+            self.best_epoch = epoch
         state = self._state(epoch)
+        if improved:
+            self.best_path = save_checkpoint(self.dirs.models / "trained_model.pth", state)
+            self.log.debug(f"Saved best model (epoch {epoch}, {self.monitor.key or 'last'} = {self.monitor.best})")
         if epoch % self.opts.save_period == 0 or epoch == self.opts.epochs:
             save_checkpoint(self.dirs.models / f"checkpoint-epoch{epoch}.pth", state)
             kept = sorted(self.dirs.models.glob("checkpoint-epoch*.pth"),
                           key=lambda p: int(p.stem.removeprefix("checkpoint-epoch")))
             for old in kept[:-self.opts.num_keep_ckpts]:
                 old.unlink()
-        if improved:
-            self.best_path = save_checkpoint(self.dirs.models / "trained_model.pth", state)
-            self.log.debug(f"Saved best model (epoch {epoch}, {self.monitor.key or 'last'} = {self.monitor.best})")
 
     # ------------------------------------------------------------------ loop
     def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
