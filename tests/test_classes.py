@@ -82,6 +82,7 @@ def test_synthetic_store_gets_classes_of_every_caption(tmp_path):
         assert [VERB_WORDS[i] for i in v] == [w for w in named if w in VERB_WORDS]
         assert [NOUN_WORDS[i] for i in n] == [w for w in named if w in NOUN_WORDS]
         assert 1 <= len(v) + len(n) <= 3
+        assert all(word in caption.split() for word in [VERB_WORDS[i] for i in v] + [NOUN_WORDS[i] for i in n])
     assert 0 < sum(map(len, verbs)) < sum(map(len, nouns))
     with pytest.raises(StoreError, match="classes belong to other captions"):
         read_classes(store_dir, raw[::-1])
