@@ -128,6 +128,7 @@ def test_a_yaml_config_equals_its_json_twin(tmp_path):
     ("trainer.save_period=0", "trainer.save_period: expected int >= 1, got 0"),
     ("trainer.eval_every=0", "trainer.eval_every: expected int >= 1, got 0"),
     ("trainer.eval_chunk_videos=0", "trainer.eval_chunk_videos: expected int >= 1, got 0"),
+    ("visualizer.args.top_k=0", "visualizer.args.top_k: expected int >= 1, got 0"),
 ])
 def test_values_out_of_range_stop_before_any_work(override, expected):
     with pytest.raises(ConfigError) as info:

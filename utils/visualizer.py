@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 
 from utils.atomic import write_text_atomic
 from utils.html_page import caption_list, document, esc, metrics_table
+from utils.options import AtLeast, Count
 from utils.ranking import check_inputs, sample, top_k as best_k, valid_query_mask
 from utils.registry import VISUALIZERS
 from utils.v2t_page import ranking_nav, v2t_path, write_v2t_page
@@ -189,7 +190,7 @@ def write_ranking_pages(path: Path, sims: np.ndarray, query_masks: np.ndarray | 
 
 
 @VISUALIZERS.register()
-def RankingPage(num_queries: int = 50, top_k: int = 5, seed: int = 0,
+def RankingPage(num_queries: Annotated[int, AtLeast(0)] = 50, top_k: Count = 5, seed: int = 0,
                 src_video_dir: str | None = None) -> Callable[..., Path]:
     """Config factory (``visualizer.type = "RankingPage"``): a writer of both ranking pages with
     these settings (``num_queries`` sampled queries, and as many sampled videos on the
