@@ -16,6 +16,13 @@ Layout of ``<data_dir>/store/`` (N videos, C captions, ``d`` a feature width)::
     text/<text_feat>.h5
         /embeddings             (W, D) float   word-level embeddings of all captions, concatenated
         /offsets                (C+1,) int64   caption c owns embeddings[offsets[c]:offsets[c+1]]
+      or, for a feature whose words take one of V embeddings (a vocabulary):
+        /vocabulary             (V, D) float   the embeddings
+        /tokens                 (W,)   int64   vocabulary row of every word of all captions, concatenated
+        /offsets                (C+1,) int64   caption c owns tokens[offsets[c]:offsets[c+1]]
+    caption_masks/<name>.h5     captions training may sample (layout in data_loader/caption_masks.py)
+    <base_path><teacher>.h5     a TeachText teacher's embeddings, e.g. teachers/<name>.h5 (layout in
+                                data_loader/teachers.py)
 
 Every file is written atomically (built under a temporary name, then renamed), so an
 interrupted write never leaves a file a later run would trust, and a conversion that stops
@@ -56,10 +63,14 @@ class ExpertArrays:
 
 @dataclass
 class TokenArrays:
-    """Variable-length rows packed flat: row r owns ``values[offsets[r]:offsets[r+1]]``."""
+    """Variable-length rows packed flat: row r owns ``values[offsets[r]:offsets[r+1]]``.
+
+    With a ``vocabulary`` [V, D], ``values`` [W] are its row numbers rather than embeddings [W, D].
+    """
 
     values: np.ndarray
     offsets: np.ndarray
+    vocabulary: np.ndarray | None = None
 
 
 @contextmanager
@@ -93,7 +104,11 @@ def write_text(store_dir: Path, name: str, tokens: TokenArrays) -> Path:
     """Write ``text/<name>.h5`` atomically."""
     path = text_path(store_dir, name)
     with atomic_h5(path) as f:
-        f.create_dataset("embeddings", data=tokens.values)
+        if tokens.vocabulary is None:
+            f.create_dataset("embeddings", data=tokens.values)
+        else:
+            f.create_dataset("vocabulary", data=tokens.vocabulary)
+            f.create_dataset("tokens", data=np.asarray(tokens.values, dtype=np.int64))
         f.create_dataset("offsets", data=np.asarray(tokens.offsets, dtype=np.int64))
     return path
 
@@ -141,7 +156,11 @@ class ExpertTensors:
 
 @dataclass
 class FeatureStore:
-    """A store loaded into contiguous tensors, ready for index-gathered batches."""
+    """A store loaded into contiguous tensors, ready for index-gathered batches.
+
+    ``text_embeddings`` is [W, D] (one row per word of all captions), or the vocabulary [V, D]
+    when ``text_tokens`` [W] gives each word's vocabulary row.
+    """
 
     path: Path
     video_ids: list[str]
@@ -151,6 +170,7 @@ class FeatureStore:
     raw_captions: list[str]
     text_embeddings: torch.Tensor
     text_offsets: torch.Tensor
+    text_tokens: torch.Tensor | None = None
 
     @property
     def num_videos(self) -> int:
@@ -229,7 +249,9 @@ def load_store(store_dir: Path, experts: list[str], text_feat: str) -> FeatureSt
     if not path.is_file():
         raise StoreError(f"{path}: text feature '{text_feat}' not in the store (it has: {_names(path.parent)})")
     with _open(path, "text feature file") as f:
-        text_embeddings = torch.from_numpy(_read(f, "embeddings"))
+        with_vocabulary = "vocabulary" in f
+        text_embeddings = torch.from_numpy(_read(f, "vocabulary" if with_vocabulary else "embeddings"))
+        text_tokens = torch.from_numpy(_read(f, "tokens")) if with_vocabulary else None
         text_offsets = torch.from_numpy(_read(f, "offsets"))
     return FeatureStore(store_dir, video_ids, splits, loaded, caption_offsets, raw_captions,
-                        text_embeddings, text_offsets)
+                        text_embeddings, text_offsets, text_tokens)
