@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from logger.logger import setup_logging
-from trainer.build import (build_data, build_loss, build_model, build_optimizer, build_page_writer,
-                           prepare_data, select_device, trainer_options)
+from trainer.build import (build_data, build_distillation, build_loss, build_model, build_optimizer,
+                           build_page_writer, prepare_data, select_device, trainer_options)
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint
 from trainer.run_dirs import RunDirs, experiment_name, new_run_dirs, run_dirs_of_checkpoint
 from trainer.trainer import Trainer
@@ -67,6 +67,11 @@ def main() -> int:
         print(module_summary(model))
         return 0
     options = trainer_options(config)
+    test_config = with_eval_settings(config)
+    for needed in (config, test_config):
+        prepare_data(needed)
+    data = build_data(config)
+    distillation = build_distillation(config, data)  # bad teachers stop the run before it writes anything
     if state is not None:
         dirs = resumed_run_dirs(args.resume, state, config)
     else:
@@ -75,15 +80,12 @@ def main() -> int:
     config.save(dirs.models / "config.json")
     torch.manual_seed(int(config.get("seed", 0)))
     model = build_model(config)
-    test_config = with_eval_settings(config)
-    for needed in (config, test_config):
-        prepare_data(needed)
-    data = build_data(config)
     device = select_device(config)
     model.to(device)
     optimizer, scheduler = build_optimizer(config, model)
     trainer = Trainer(config, model, build_loss(config), optimizer, scheduler, data, dirs, device,
-                      build_page_writer(config), test_data=lambda: build_data(test_config))
+                      build_page_writer(config), test_data=lambda: build_data(test_config),
+                      distillation=distillation)
     if state is not None:
         trainer.resume(state, args.resume)
     trainer.train()

@@ -14,10 +14,12 @@ import model  # noqa: F401  (registers models, losses, metrics)
 import utils.visualizer  # noqa: F401  (registers RankingPage)
 from data_loader.expert_loader import ExpertDataLoader
 from data_loader.prepare import prepare_store
-from model.dims import model_inputs
+from data_loader.teachers import load_teacher, teacher_name
+from model.dims import feature_width, model_inputs
 from trainer import optim  # noqa: F401  (registers optimisers and schedulers)
+from trainer.distill import Distillation
 from utils.config import Config
-from utils.options import TrainerOptions, options_from, used_experts
+from utils.options import DistilOptions, TrainerOptions, options_from, used_experts
 from utils.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, VISUALIZERS
 
 
@@ -31,19 +33,58 @@ def build_model(config: Config) -> torch.nn.Module:
     return MODELS.build(config["arch"], **model_inputs(config.data)).build()
 
 
+def distil_options(config: Config) -> DistilOptions | None:
+    """``distil_params`` with defaults filled in when ``distil_loss`` is on, else None."""
+    if not config.get("distil_loss"):
+        return None
+    options = options_from(DistilOptions, config.get("distil_params") or {})
+    if not options.teachers:
+        raise config.error("distil_params.teachers", "distil_loss is true but no teacher is given")
+    if isinstance(options.moee, list) and len(options.moee) != len(options.teachers):
+        raise config.error("distil_params.moee", f"expected one flag per teacher ({len(options.teachers)}), "
+                                                 f"got {len(options.moee)}")
+    return options
+
+
 def prepare_data(config: Config) -> None:
     """Generate or convert what the dataset's store lacks for ``config`` (see data_loader/prepare.py)."""
     args = config["data_loader"]["args"]
+    distil = distil_options(config)
     prepare_store(args["dataset_name"], args["data_dir"], args.get("synthetic_seed", 0),
                   root_feat_folder=args.get("root_feat_folder", "structured-symlinks"),
                   split_name=args.get("split_name", "val"), experts=used_experts(config["experts"]),
-                  feat_aggregation=args.get("feat_aggregation", {}), text_feat=config["experts"]["text_feat"])
+                  feat_aggregation=args.get("feat_aggregation", {}), text_feat=config["experts"]["text_feat"],
+                  caption_masks=config.get("caption_masks"),
+                  teachers=[(distil.base_path, file) for file in distil.teachers] if distil else [])
 
 
 def build_data(config: Config) -> ExpertDataLoader:
     """The data loader of ``config["data_loader"]`` over a store :func:`prepare_data` made ready."""
     return DATASETS.build(config["data_loader"], experts=used_experts(config["experts"]),
-                          text_feat=config["experts"]["text_feat"])
+                          text_feat=config["experts"]["text_feat"], caption_masks=config.get("caption_masks"),
+                          training_file=config.get("training_file"))
+
+
+def build_distillation(config: Config, data: ExpertDataLoader) -> Distillation | None:
+    """The TeachText term of ``config`` (None without ``distil_loss``): its teachers loaded from the
+    store of ``data`` and checked against the config and the training videos.
+
+    A teacher may use any expert the config knows (``data_loader.args.feat_aggregation``); its
+    embeddings have width ``experts.ce_shared_dim``, or each expert's feature width for teachers
+    flagged ``distil_params.moee``.
+    """
+    options = distil_options(config)
+    if options is None:
+        return None
+    known = list(config["data_loader"]["args"]["feat_aggregation"])
+    shared = model_inputs(config.data)["ce_shared_dim"]
+    native = options.moee if isinstance(options.moee, list) else [options.moee] * len(options.teachers)
+    teachers = []
+    for file, own_widths in zip(options.teachers, native):
+        dims = {e: feature_width(config.data, e) if own_widths else shared for e in known}
+        teachers.append(load_teacher(data.store.path, teacher_name(options.base_path, file), dims, data.train_rows,
+                                     data.store.video_ids))
+    return Distillation(teachers, options.distil_weight)
 
 
 def build_loss(config: Config) -> torch.nn.Module:

@@ -17,9 +17,11 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from data_loader.batches import Batch
 from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, save_checkpoint
+from trainer.distill import Distillation
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import RunDirs
 from utils.config import Config
@@ -58,12 +60,14 @@ class Trainer:
     def __init__(self, config: Config, model: torch.nn.Module, loss: torch.nn.Module,
                  optimizer: torch.optim.Optimizer, scheduler: Any, data: ExpertDataLoader,
                  dirs: RunDirs, device: torch.device, page_writer: Callable[..., Path],
-                 test_data: Callable[[], ExpertDataLoader]):
+                 test_data: Callable[[], ExpertDataLoader], distillation: Distillation | None = None):
         self.config = config
         self.opts: TrainerOptions = options_from(TrainerOptions, config["trainer"])
         self.model, self.loss, self.optimizer, self.scheduler = model.to(device), loss, optimizer, scheduler
         self.data, self.dirs, self.device, self.page_writer = data, dirs, device, page_writer
         self.test_data = test_data
+        self.distillation = distillation
+        self.epoch_loss_parts: dict[str, float] = {}
         self.log = get_logger()
         self.monitor = Monitor(self.opts.monitor)
         self.start_epoch = 1
@@ -126,24 +130,42 @@ class Trainer:
             self.log.info(f"Saved best model (epoch {epoch}, {self.monitor.key or 'last'} = {self.monitor.best})")
 
     # ------------------------------------------------------------------ loop
+    def _batch_loss(self, batch: Batch, out: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss of ``batch`` given the model's output ``out``, and its named parts:
+        none for the ranking loss alone; ``ranking`` and ``distil`` (the unweighted TeachText
+        term) with distillation, loss = ranking + distil_weight * distil."""
+        sims = out["cross_view_conf_matrix"]
+        ranking = self.loss(sims)
+        if self.distillation is None:
+            return ranking, {}
+        distil = self.distillation(sims, batch)
+        return ranking + self.distillation.weight * distil, {"ranking": ranking, "distil": distil}
+
     def _train_epoch(self, epoch: int) -> float:
+        """Train one epoch; returns the mean batch loss (the parts' means go to ``epoch_loss_parts``)."""
         self.model.train()
         total, count = 0.0, 0
+        part_totals: dict[str, float] = {}
         samples_seen = (epoch - 1) * len(self.data.train_rows)
         bar = tqdm(self.data.train_batches(self.generator), total=self.data.num_train_batches(),
                    desc=f"epoch {epoch}/{self.opts.epochs}", leave=False)
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
             out = self.model(batch.experts, batch.ind, batch.text)
-            loss = self.loss(out["cross_view_conf_matrix"])
+            loss, parts = self._batch_loss(batch, out)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total, count = total + loss.item(), count + 1
+            for name, value in parts.items():
+                part_totals[name] = part_totals.get(name, 0.0) + value.item()
             samples_seen += len(batch)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if self.writer and i % self.opts.log_every == 0:
                 self.writer.add_scalar("train/loss", loss.item(), samples_seen)
+                for name, value in parts.items():
+                    self.writer.add_scalar(f"train/loss_{name}", value.item(), samples_seen)
+        self.epoch_loss_parts = {name: value / max(count, 1) for name, value in part_totals.items()}
         return total / max(count, 1)
 
     def _evaluate(self, which: str, data: ExpertDataLoader, epoch: int) -> EvalResult:
@@ -165,7 +187,7 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             if self.scheduler is not None:
                 self.scheduler.step()
-            logs = {"epoch": epoch, "loss": epoch_loss}
+            logs = {"epoch": epoch, "loss": epoch_loss, **{f"loss_{k}": v for k, v in self.epoch_loss_parts.items()}}
             improved = False
             if epoch % self.opts.eval_every == 0 or epoch == self.opts.epochs:
                 result = self._evaluate("val", self.data, epoch)
@@ -175,6 +197,8 @@ class Trainer:
                 self.log.info(f"    {key:15s}: {value}")
             if self.writer:
                 self.writer.add_scalar("train/epoch_loss", epoch_loss, epoch)
+                for name, value in self.epoch_loss_parts.items():
+                    self.writer.add_scalar(f"train/epoch_loss_{name}", value, epoch)
                 self.writer.add_scalar("train/lr", lr, epoch)
             self._save(epoch, improved)
             if self.opts.early_stop and self.monitor.stale >= self.opts.early_stop:
