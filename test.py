@@ -55,8 +55,8 @@ def main() -> int:
     model.load_state_dict(state["state_dict"])
     device = select_device(config)
     model.to(device)
-    prepare_data(config)
-    data = build_data(config)
+    prepare_data(config, training=False)
+    data = build_data(config, training=False)
     result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"))
     metrics_path = write_metrics_json(args.resume.parent / "metrics.json", result, epoch=state["epoch"],
                                       checkpoint=str(args.resume))

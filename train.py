@@ -68,8 +68,8 @@ def main() -> int:
         return 0
     options = trainer_options(config)
     test_config = with_eval_settings(config)
-    for needed in (config, test_config):
-        prepare_data(needed)
+    prepare_data(config)
+    prepare_data(test_config, training=False)
     data = build_data(config)
     distillation = build_distillation(config, data)  # bad teachers stop the run before it writes anything
     if state is not None:
@@ -84,7 +84,7 @@ def main() -> int:
     model.to(device)
     optimizer, scheduler = build_optimizer(config, model)
     trainer = Trainer(config, model, build_loss(config), optimizer, scheduler, data, dirs, device,
-                      build_page_writer(config), test_data=lambda: build_data(test_config),
+                      build_page_writer(config), test_data=lambda: build_data(test_config, training=False),
                       distillation=distillation)
     if state is not None:
         trainer.resume(state, args.resume)

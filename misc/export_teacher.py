@@ -51,8 +51,8 @@ def main() -> int:
     model.load_state_dict(state["state_dict"])
     device = select_device(config)
     model.to(device)
-    prepare_data(config)
-    data = build_data(config)
+    prepare_data(config, training=False)
+    data = build_data(config, training=False)
     path = write_teacher(data.store.path, args.name, teacher_embeddings(model, data, device))
     print(f"Wrote teacher {args.name}: {path}")
     return 0

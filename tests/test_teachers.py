@@ -166,7 +166,7 @@ def run_train(monkeypatch, *args: str) -> None:
     assert load_script("train").main() == 0
 
 
-def test_distillation_logs_its_parts_and_resumes_exactly(synthetic, tmp_path, monkeypatch):
+def test_distillation_logs_its_parts_resumes_exactly_and_evaluates_without_teachers(synthetic, tmp_path, monkeypatch):
     for name in ("train-ce-refined-text-w2v", "train-ce-refined-text-gpt2", "train-ce-refined-text-gpt2-xl-finetune"):
         write_random_teacher(synthetic, f"teachers/{name}", {e: DIM for e in ("appearance", "audio", "motion")})
     common = small(synthetic, "data_loader.args.batch_size=32", "trainer.tensorboard=true")
@@ -189,6 +189,11 @@ def test_distillation_logs_its_parts_and_resumes_exactly(synthetic, tmp_path, mo
     tags = EventAccumulator(str(log_dir)).Reload().Tags()["scalars"]
     assert {"train/loss_ranking", "train/loss_distil", "train/epoch_loss_distil"} <= set(tags)
     assert json.loads((done / "config.json").read_text())["distil_loss"] is True
+    # evaluating a distilled model needs no teachers
+    for path in (synthetic / "store" / "teachers").glob("train-ce-refined-text-*.h5"):
+        path.unlink()
+    monkeypatch.setattr(sys, "argv", ["test", "--resume", str(done / "trained_model.pth")])
+    assert load_script("test").main() == 0
 
 
 def test_training_file_and_caption_masks_shape_the_training_batches(synthetic):

@@ -46,23 +46,25 @@ def distil_options(config: Config) -> DistilOptions | None:
     return options
 
 
-def prepare_data(config: Config) -> None:
-    """Generate or convert what the dataset's store lacks for ``config`` (see data_loader/prepare.py)."""
+def prepare_data(config: Config, training: bool = True) -> None:
+    """Generate or convert what the dataset's store lacks for ``config`` (see data_loader/prepare.py);
+    with ``training`` False, what evaluation needs only (no teachers, no caption mask)."""
     args = config["data_loader"]["args"]
-    distil = distil_options(config)
+    distil = distil_options(config) if training else None
     prepare_store(args["dataset_name"], args["data_dir"], args.get("synthetic_seed", 0),
                   root_feat_folder=args.get("root_feat_folder", "structured-symlinks"),
                   split_name=args.get("split_name", "val"), experts=used_experts(config["experts"]),
                   feat_aggregation=args.get("feat_aggregation", {}), text_feat=config["experts"]["text_feat"],
-                  caption_masks=config.get("caption_masks"),
+                  caption_masks=config.get("caption_masks") if training else None,
                   teachers=[(distil.base_path, file) for file in distil.teachers] if distil else [])
 
 
-def build_data(config: Config) -> ExpertDataLoader:
-    """The data loader of ``config["data_loader"]`` over a store :func:`prepare_data` made ready."""
+def build_data(config: Config, training: bool = True) -> ExpertDataLoader:
+    """The data loader of ``config["data_loader"]`` over a store :func:`prepare_data` made ready;
+    ``caption_masks`` and ``training_file`` shape its training batches unless ``training`` is False."""
+    training_keys = {key: config.get(key) if training else None for key in ("caption_masks", "training_file")}
     return DATASETS.build(config["data_loader"], experts=used_experts(config["experts"]),
-                          text_feat=config["experts"]["text_feat"], caption_masks=config.get("caption_masks"),
-                          training_file=config.get("training_file"))
+                          text_feat=config["experts"]["text_feat"], **training_keys)
 
 
 def build_distillation(config: Config, data: ExpertDataLoader) -> Distillation | None:
