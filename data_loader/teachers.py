@@ -89,13 +89,12 @@ def read_teacher(path: Path) -> TeacherArrays:
 
 def _matrix(value: object, rows: int | None, label: str) -> np.ndarray:
     """A float array of shape [D] (rows None) or [rows, D]; StoreError otherwise."""
-    array = np.asarray(value) if isinstance(value, np.ndarray) else None
-    if array is None or array.dtype.kind not in "fiu":
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
         raise StoreError(f"{label}: expected a numeric array, got {type(value).__name__}")
-    shape_ok = array.ndim == 1 if rows is None else (array.ndim == 2 and len(array) == rows)
+    shape_ok = value.ndim == 1 if rows is None else (value.ndim == 2 and len(value) == rows)
     if not shape_ok:
-        raise StoreError(f"{label}: expected shape {'[D]' if rows is None else f'[{rows}, D]'}, got {list(array.shape)}")
-    return array.astype(np.float32)
+        raise StoreError(f"{label}: expected shape {'[D]' if rows is None else f'[{rows}, D]'}, got {list(value.shape)}")
+    return value.astype(np.float32)
 
 
 def teacher_from_table(table: object, video_ids: list[str], caption_offsets: np.ndarray, label: str) -> TeacherArrays:

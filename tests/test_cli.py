@@ -40,7 +40,7 @@ def test_dry_run_prints_summary_and_parameter_count():
     done = run("train.py", "--config", CONFIG, "--dry_run")
     assert done.returncode == 0, done.stderr
     assert "CENet" in done.stdout and "text_pooling" in done.stdout
-    assert "Trainable parameters: 7,321,981" in done.stdout
+    assert "Trainable parameters: 3,379,965" in done.stdout
 
 
 def test_malformed_json(tmp_path):

@@ -94,7 +94,7 @@ def test_eval_settings_merge_into_a_validated_copy():
     config = load_config(TRAIN_CE, ['eval_settings={"data_loader": {"args": {"num_test_captions": 3}}}'])
     merged = with_eval_settings(config)
     assert merged["data_loader"]["args"]["num_test_captions"] == 3
-    assert config["data_loader"]["args"]["num_test_captions"] == 20
+    assert config["data_loader"]["args"]["num_test_captions"] == 5
 
 
 def test_a_yaml_config_equals_its_json_twin(tmp_path):

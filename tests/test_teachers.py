@@ -213,3 +213,22 @@ def test_training_file_and_caption_masks_shape_the_training_batches(synthetic):
     (synthetic / "bad-train.txt").write_text("video0001\nnot-a-video\n")
     with pytest.raises(StoreError, match="bad-train.txt: video not-a-video is not in the store"):
         build_data(load_config(CE, small(synthetic, "training_file=bad-train.txt")))
+
+
+def test_the_recipe_reuses_finished_runs_and_tabulates_mean_and_std(tmp_path):
+    recipe = load_script("misc/run_teachtext")
+    config = load_config(CE, [f"trainer.save_dir={tmp_path}", "seed=1"])
+    for run_id, seed in (("a", 1), ("b", 2)):
+        run = tmp_path / "models" / "synthetic-train-ce" / run_id
+        run.mkdir(parents=True)
+        saved = json.loads(json.dumps(config.data))
+        saved["seed"] = seed
+        (run / "config.json").write_text(json.dumps(saved))
+        (run / "metrics.json").write_text("{}")
+    assert recipe.finished_run(config, CE).name == "a"
+    assert recipe.finished_run(load_config(CE, [f"trainer.save_dir={tmp_path}", "seed=3"]), CE) is None
+    runs = [{"t2v_metrics": {"R1": r, "R5": 2 * r, "R10": 3 * r, "MedR": 5, "geometric_mean_R1-R5-R10": r},
+             "v2t_metrics": {"geometric_mean_R1-R5-R10": 2 * r}} for r in (10.0, 12.0, 14.0)]
+    lines = recipe.table({"CE": runs}).splitlines()
+    assert lines[0].split()[:3] == ["method", "t2v", "R1"]
+    assert lines[1].split()[:4] == ["CE", "12.00", "±", "2.00"] and lines[1].split()[-3:] == ["24.00", "±", "4.00"]
