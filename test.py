@@ -73,8 +73,8 @@ def main() -> int:
     model.load_state_dict(state["state_dict"])
     device = select_device(config)
     model.to(device)
-    prepare_data(config)
-    data = build_data(config)
+    prepare_data(config, training=False)
+    data = build_data(config, training=False)
     result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"))
     metrics_name, page_name = output_names(args.split, args.resume)
     metrics_path = write_metrics_json(args.resume.parent / metrics_name, result, epoch=state["epoch"],

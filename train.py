@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from logger.logger import setup_logging
-from trainer.build import (build_data, build_loss, build_model, build_optimizer, build_page_writer,
-                           prepare_data, select_device, trainer_options)
+from trainer.build import (build_data, build_distillation, build_loss, build_model, build_optimizer,
+                           build_page_writer, prepare_data, select_device, trainer_options)
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint
 from trainer.run_dirs import RunDirs, experiment_name, new_run_dirs, remove_run_dirs, run_dirs_of_checkpoint
 from trainer.trainer import Trainer
@@ -116,9 +116,10 @@ def train_run(args: argparse.Namespace, config: Config, state: dict | None) -> N
     torch.manual_seed(int(config.get("seed", 0)))
     model = build_model(config)
     test_config = with_eval_settings(config)
-    for needed in (config, test_config):
-        prepare_data(needed)
+    prepare_data(config)
+    prepare_data(test_config, training=False)
     data = build_data(config)
+    distillation = build_distillation(config, data)
     device = select_device(config)
     model.to(device)
     optimizer, scheduler = build_optimizer(config, model)
@@ -129,7 +130,8 @@ def train_run(args: argparse.Namespace, config: Config, state: dict | None) -> N
     setup_logging(dirs.log, options.verbosity)
     config.save(dirs.models / "config.json")
     trainer = Trainer(config, model, build_loss(config), optimizer, scheduler, data, dirs, device,
-                      build_page_writer(config), test_data=lambda: build_data(test_config))
+                      build_page_writer(config), test_data=lambda: build_data(test_config, training=False),
+                      distillation=distillation)
     if state is not None:
         trainer.resume(state, args.resume)
         trainer.train()

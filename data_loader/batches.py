@@ -71,7 +71,12 @@ def expert_batch(store: FeatureStore, video_rows: torch.Tensor,
 
 def text_batch(store: FeatureStore, caption_rows: torch.Tensor, max_tokens: int) -> torch.Tensor:
     """Word embeddings [*S, max_tokens, D] of the captions ``caption_rows`` [*S] (-1 = none)."""
-    return gather_tokens(store.text_embeddings, store.text_offsets, caption_rows, max_tokens).float()
+    if store.text_tokens is None:
+        return gather_tokens(store.text_embeddings, store.text_offsets, caption_rows, max_tokens).float()
+    # vocabulary rows shifted by one, so that the zero padding of gather_tokens means "no word"
+    ids = gather_tokens(store.text_tokens[:, None] + 1, store.text_offsets, caption_rows, max_tokens)[..., 0]
+    words = store.text_embeddings[(ids - 1).clamp(min=0)].float()
+    return words * (ids > 0)[..., None].float()
 
 
 def caption_table(store: FeatureStore, video_rows: torch.Tensor, num_captions: int) -> torch.Tensor:
@@ -83,15 +88,23 @@ def caption_table(store: FeatureStore, video_rows: torch.Tensor, num_captions: i
 
 
 def sample_captions(store: FeatureStore, video_rows: torch.Tensor, generator: torch.Generator,
-                    first: int = 0) -> torch.Tensor:
-    """One caption row per video, drawn uniformly among its captions (its first ``first`` ones
-    when ``first`` > 0): [B] -> [B]."""
+                    first: int = 0, kept: torch.Tensor | None = None) -> torch.Tensor:
+    """One caption row per video, drawn uniformly among its captions: its first ``first`` ones
+    when ``first`` > 0, else its kept ones when the mask ``kept`` [C] bool is given (every video
+    must keep one): [B] -> [B]."""
     start = store.caption_offsets[video_rows]
     count = store.caption_offsets[video_rows + 1] - start
     if first > 0:
         count = count.clamp(max=first)
+    elif kept is not None:
+        kept_upto = kept.long().cumsum(0)  # kept captions among rows 0..c
+        before = torch.where(start > 0, kept_upto[(start - 1).clamp(min=0)], torch.zeros_like(start))
+        count = kept_upto[start + count - 1] - before
     pick = (torch.rand(len(video_rows), generator=generator, dtype=torch.float64) * count).long()
-    return start + pick.clamp(max=count - 1)
+    pick = pick.clamp(max=count - 1)
+    if first > 0 or kept is None:
+        return start + pick
+    return torch.searchsorted(kept_upto, before + pick + 1)
 
 
 def make_batch(store: FeatureStore, video_rows: torch.Tensor, caption_rows: torch.Tensor,

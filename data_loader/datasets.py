@@ -204,3 +204,10 @@ def split_pair(dataset_name: str, split_name: str, available: list[str]) -> tupl
         raise ConfigError(f"data_loader.args.split_name: split '{split_name}' is not in the store; "
                        f"it has: {', '.join(sorted(available))}")
     return "train", split_name
+
+
+def feature_root(dataset_name: str, data_dir: str | Path, root_feat_folder: str) -> Path:
+    """Where a config's files relative to the features lie (``training_file``, caption masks,
+    teacher pickles): the unpacked release ``<data_dir>/<root_feat_folder>`` of a released
+    dataset, ``data_dir`` itself for any other."""
+    return Path(data_dir) / root_feat_folder if dataset_name in RELEASES else Path(data_dir)

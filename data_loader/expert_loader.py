@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 
 from data_loader.batches import Batch, caption_table, make_batch, sample_captions
+from data_loader.caption_masks import load_caption_mask
 from data_loader.classes import captions_sha1, classes_path, read_classes, read_relevance, relevance_path
-from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, split_pair
+from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root, split_pair
 from data_loader.release_plan import StorePlan, plan_store, test_captions_path
 from data_loader.released import check_release, read_test_captions
 from data_loader.relevance import VideoCaptionRelevance
@@ -82,7 +83,11 @@ class ExpertDataLoader:
     ``class_annotations`` and ``relevance_files`` (a JSON file of per-caption semantic classes
     and ``{split: HDF5 file}`` of precomputed relevance, for RANP) are imported into the store
     by ``prepare_store``; the loader reads what the store holds (``data_loader/classes.py``).
-    ``experts`` and ``text_feat`` come from the program.
+    ``experts`` and ``text_feat`` come from the program, and so do the config's top-level keys
+    ``caption_masks`` (training samples only the captions a mask keeps, see
+    ``data_loader/caption_masks.py``) and ``training_file`` (a list of video ids, one per line,
+    replacing the training split); both are paths relative to the feature root
+    (``datasets.feature_root``), as in the original.
     """
 
     def __init__(self, dataset_name: str, data_dir: str, split_name: str = "val",
@@ -91,7 +96,8 @@ class ExpertDataLoader:
                  num_test_captions: Count = 20, restrict_train_captions: int = 0, synthetic_seed: int = 0,
                  root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, fuse_captions: bool | None = None,
                  class_annotations: str | None = None, relevance_files: dict[str, str] | None = None, *,
-                 experts: list[str], text_feat: str):
+                 experts: list[str], text_feat: str, caption_masks: str | None = None,
+                 training_file: str | None = None):
         self.dataset_name = dataset_name
         self.batch_size = batch_size
         self.max_tokens = {**DEFAULT_MAX_TOKENS, **(max_tokens or {})}
@@ -125,6 +131,28 @@ class ExpertDataLoader:
         self.class_relevance = None if classes is None else VideoCaptionRelevance(
             classes.verbs, classes.nouns, self.store.caption_offsets)
         self._eval_relevance: dict[str, torch.Tensor] = {}
+        root = feature_root(dataset_name, data_dir, root_feat_folder)
+        self.training_rows = None if training_file is None else self._read_training_file(root / training_file)
+        self.kept_captions = None
+        if caption_masks is not None:
+            if restrict_train_captions:
+                raise ConfigError("caption_masks and data_loader.args.restrict_train_captions cannot be combined")
+            self.kept_captions = load_caption_mask(path, caption_masks, self.train_rows, self.store.video_ids,
+                                                   self.store.caption_offsets)
+
+    def _read_training_file(self, path: Path) -> torch.Tensor:
+        """Store rows [n] of the videos listed in ``path`` (one id per line)."""
+        if not path.is_file():
+            raise StoreError(f"{path}: training_file not found")
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        release = RELEASES.get(self.dataset_name)
+        if release is not None and release.strip_list_suffix:
+            ids = [v.split(".")[0] for v in ids]
+        row = {v: i for i, v in enumerate(self.store.video_ids)}
+        unknown = [v for v in ids if v not in row]
+        if unknown or not ids:
+            raise StoreError(f"{path}: " + (f"video {unknown[0]} is not in the store" if unknown else "lists no video"))
+        return torch.tensor([row[v] for v in ids], dtype=torch.int64)
 
     def _check(self, feat_aggregation: dict) -> None:
         for name, expert in self.store.experts.items():
@@ -146,7 +174,10 @@ class ExpertDataLoader:
 
     @property
     def train_rows(self) -> torch.Tensor:
-        """Store rows of the training split (training needs it; evaluation does not)."""
+        """Store rows of the training videos: the ``training_file``'s, else the training split's
+        (training needs them; evaluation does not)."""
+        if self.training_rows is not None:
+            return self.training_rows
         self._require_split(self.train_split)
         return self.store.splits[self.train_split]
 
@@ -169,8 +200,8 @@ class ExpertDataLoader:
 
     def train_batches(self, generator: torch.Generator, relevance: bool = False) -> Iterator[Batch]:
         """One epoch: shuffled training videos, one random caption each (among the first
-        ``restrict_train_captions`` when set); ``text`` is [B, 1, T, D]. With ``relevance``
-        every batch carries the [video, caption] relevance of its videos to its captions.
+        ``restrict_train_captions`` or the kept ones when set); ``text`` is [B, 1, T, D]. With
+        ``relevance`` every batch carries the [video, caption] relevance of its videos to its captions.
 
         A last batch of one video is left out: it has no negatives for the ranking loss, and
         BatchNorm cannot train on a single sample."""
@@ -181,7 +212,8 @@ class ExpertDataLoader:
             video_rows = rows[start:start + self.batch_size]
             if len(video_rows) < MIN_BATCH:
                 break
-            captions = sample_captions(self.store, video_rows, generator, self.restrict_train_captions)[:, None]
+            captions = sample_captions(self.store, video_rows, generator, self.restrict_train_captions,
+                                       self.kept_captions)[:, None]
             batch = make_batch(self.store, video_rows, captions, self.max_tokens)
             if relevance:
                 batch.relevance = self.class_relevance(video_rows, captions[:, 0])

@@ -16,14 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from data_loader.caption_masks import ensure_caption_mask
 from data_loader.classes import (captions_sha1, classes_from_annotations, classes_path, import_relevance,
                                  read_captions, relevance_path, stored_source, write_classes)
-from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES
+from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root
 from data_loader.release_plan import plan_store
 from data_loader.released import check_release, convert_plan, needs_conversion
 from data_loader.store import INDEX_NAME, STORE_DIR, read_index_attrs
 from data_loader.synthetic import GENERATOR_VERSION, generate_synthetic
 from data_loader.synthetic_classes import SOURCE as SYNTHETIC_SOURCE, synthetic_classes
+from data_loader.teachers import ensure_teacher
 from utils.errors import StoreError
 
 
@@ -36,12 +38,15 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
                   root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, split_name: str | None = None,
                   experts: Sequence[str] = (), feat_aggregation: dict | None = None,
                   text_feat: str | None = None, class_annotations: str | None = None,
-                  relevance_files: dict[str, str] | None = None) -> Path:
+                  relevance_files: dict[str, str] | None = None, caption_masks: str | None = None,
+                  teachers: Sequence[tuple[str, str]] = ()) -> Path:
     """Generate or convert what the store of ``dataset_name`` under ``data_dir`` lacks; returns
     the store folder. A missing released file or store is a StoreError naming it.
 
     ``class_annotations`` (a JSON file) and ``relevance_files`` (``{split: HDF5 file}``) are
-    imported into the store (see :func:`prepare_semantics`)."""
+    imported into the store (see :func:`prepare_semantics`). ``caption_masks`` and ``teachers``
+    ((base_path, file) pairs) name original pickles under the feature root
+    (``datasets.feature_root``), converted when the store lacks them."""
     store_dir = Path(data_dir) / STORE_DIR
     if dataset_name == "Synthetic":
         if not _synthetic_is_current(store_dir, synthetic_seed):
@@ -55,6 +60,11 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
         raise StoreError(f"{store_dir / INDEX_NAME}: feature store for {dataset_name} not found; "
                          f"set data_loader.args.data_dir to the folder holding {STORE_DIR}/")
     prepare_semantics(store_dir, dataset_name, class_annotations, relevance_files)
+    root = feature_root(dataset_name, data_dir, root_feat_folder)
+    if caption_masks is not None:
+        ensure_caption_mask(store_dir, root, caption_masks)
+    for base_path, file in teachers:
+        ensure_teacher(store_dir, root, base_path, file)
     return store_dir
 
 

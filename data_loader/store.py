@@ -16,6 +16,13 @@ Layout of ``<data_dir>/store/`` (N videos, C captions, ``d`` a feature width)::
     text/<text_feat>.h5 attrs: store_id
         /embeddings             (W, D) float   word-level embeddings of all captions, concatenated
         /offsets                (C+1,) int64   caption c owns embeddings[offsets[c]:offsets[c+1]]
+      or, for a feature whose words take one of V embeddings (a vocabulary):
+        /vocabulary             (V, D) float   the embeddings
+        /tokens                 (W,)   int64   vocabulary row of every word of all captions, concatenated
+        /offsets                (C+1,) int64   caption c owns tokens[offsets[c]:offsets[c+1]]
+    caption_masks/<name>.h5     captions training may sample (layout in data_loader/caption_masks.py)
+    <base_path><teacher>.h5     a TeachText teacher's embeddings, e.g. teachers/<name>.h5 (layout in
+                                data_loader/teachers.py)
 
 Every file carries the attribute ``store_id`` of the index it was built for: the index names
 one build of the store (a fresh id each time it is written) and a file with another id belongs
@@ -41,7 +48,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import h5py
 import numpy as np
@@ -72,10 +79,14 @@ class ExpertArrays:
 
 @dataclass
 class TokenArrays:
-    """Variable-length rows packed flat: row r owns ``values[offsets[r]:offsets[r+1]]``."""
+    """Variable-length rows packed flat: row r owns ``values[offsets[r]:offsets[r+1]]``.
+
+    With a ``vocabulary`` [V, D], ``values`` [W] are its row numbers rather than embeddings [W, D].
+    """
 
     values: np.ndarray
     offsets: np.ndarray
+    vocabulary: np.ndarray | None = None
 
 
 @contextmanager
@@ -131,7 +142,11 @@ def write_text(store_dir: Path, name: str, tokens: TokenArrays, store_id: str) -
     path = text_path(store_dir, name)
     with atomic_h5(path) as f:
         f.attrs[STORE_ID] = store_id
-        f.create_dataset("embeddings", data=tokens.values)
+        if tokens.vocabulary is None:
+            f.create_dataset("embeddings", data=tokens.values)
+        else:
+            f.create_dataset("vocabulary", data=tokens.vocabulary)
+            f.create_dataset("tokens", data=np.asarray(tokens.values, dtype=np.int64))
         f.create_dataset("offsets", data=np.asarray(tokens.offsets, dtype=np.int64))
     return path
 
@@ -158,11 +173,15 @@ def write_index(store_dir: Path, *, dataset: str, video_ids: list[str], splits: 
 
 def write_store(store_dir: Path, *, dataset: str, video_ids: list[str], splits: dict[str, np.ndarray],
                 experts: dict[str, ExpertArrays], captions: list[list[str]],
-                text: dict[str, TokenArrays], attrs: dict | None = None) -> Path:
+                text: dict[str, TokenArrays], attrs: dict | None = None,
+                extras: Callable[[Path, str], None] | None = None) -> Path:
     """Write a whole store as one new build, in a fresh folder that replaces ``store_dir`` only once
-    complete (:func:`utils.atomic.atomic_dir`): an interrupted write leaves the previous store as it was."""
+    complete (:func:`utils.atomic.atomic_dir`): an interrupted write leaves the previous store as it was.
+    ``extras(folder, store_id)`` writes further files of the build into the folder being built."""
     store_id = new_store_id()
     with atomic_dir(store_dir) as building:
+        if extras is not None:
+            extras(building, store_id)
         for name, expert in experts.items():
             write_expert(building, name, expert, store_id)
         for name, tokens in text.items():
@@ -184,7 +203,11 @@ class ExpertTensors:
 
 @dataclass
 class FeatureStore:
-    """A store loaded into contiguous tensors, ready for index-gathered batches."""
+    """A store loaded into contiguous tensors, ready for index-gathered batches.
+
+    ``text_embeddings`` is [W, D] (one row per word of all captions), or the vocabulary [V, D]
+    when ``text_tokens`` [W] gives each word's vocabulary row.
+    """
 
     path: Path
     video_ids: list[str]
@@ -194,6 +217,7 @@ class FeatureStore:
     raw_captions: list[str]
     text_embeddings: torch.Tensor
     text_offsets: torch.Tensor
+    text_tokens: torch.Tensor | None = None
 
     @property
     def num_videos(self) -> int:
@@ -343,24 +367,33 @@ def _read_expert(store_dir: Path, name: str, index: _Index) -> ExpertTensors:
                          None if offsets is None else torch.from_numpy(offsets))
 
 
-def _read_text(store_dir: Path, text_feat: str, index: _Index) -> tuple[torch.Tensor, torch.Tensor]:
-    """Word embeddings [W, D] and caption offsets [C+1] of ``text_feat``, checked against ``index``."""
+def _read_text(store_dir: Path, text_feat: str, index: _Index
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """``text_feat`` checked against ``index``: word embeddings [W, D], no tokens and caption
+    offsets [C+1]; or, for a feature stored with a vocabulary, the vocabulary [V, D], every
+    word's vocabulary row [W] and the caption offsets."""
     path = text_path(store_dir, text_feat)
     if not path.is_file():
         raise StoreError(f"{path}: text feature '{text_feat}' not in the store (it has: {_names(path.parent)})")
     with _open(path, "text feature file") as f:
         check_build(f, index.store_id, store_dir)
-        embeddings, offsets = _read(f, "embeddings"), _read(f, "offsets")
+        key = "vocabulary" if "vocabulary" in f else "embeddings"
+        embeddings, offsets = _read(f, key), _read(f, "offsets")
+        tokens = _read(f, "tokens") if key == "vocabulary" else None
     if embeddings.ndim != 2:
-        raise StoreError(f"{path}: embeddings has shape {embeddings.shape}, expected 2 dimensions")
-    _check_offsets(path, "offsets", offsets, rows=len(index.raw_captions), total=len(embeddings), per="caption",
-                   of="embedding rows")
+        raise StoreError(f"{path}: {key} has shape {embeddings.shape}, expected 2 dimensions")
+    words = len(embeddings) if tokens is None else len(tokens)
+    _check_offsets(path, "offsets", offsets, rows=len(index.raw_captions), total=words, per="caption",
+                   of="embedding rows" if tokens is None else "tokens")
+    if tokens is not None and len(tokens) and (tokens.min() < 0 or tokens.max() >= len(embeddings)):
+        raise StoreError(f"{path}: tokens hold rows outside the vocabulary's {len(embeddings)}")
     row = _first_non_finite_row(embeddings)
     if row is not None:
         caption = int(np.searchsorted(offsets, row, side="right")) - 1
-        raise StoreError(f"{path}: embeddings row {row} (caption {caption}, {index.raw_captions[caption]!r}) holds "
-                         f"NaN or infinity, expected finite values")
-    return torch.from_numpy(embeddings), torch.from_numpy(offsets)
+        where = "" if tokens is not None else f" (caption {caption}, {index.raw_captions[caption]!r})"
+        raise StoreError(f"{path}: {key} row {row}{where} holds NaN or infinity, expected finite values")
+    return (torch.from_numpy(embeddings), None if tokens is None else torch.from_numpy(tokens),
+            torch.from_numpy(offsets))
 
 
 def load_store(store_dir: Path, experts: list[str], text_feat: str) -> FeatureStore:
@@ -373,7 +406,7 @@ def load_store(store_dir: Path, experts: list[str], text_feat: str) -> FeatureSt
     store_dir = Path(store_dir)
     index = _read_index(store_dir)
     loaded = {name: _read_expert(store_dir, name, index) for name in experts}
-    text_embeddings, text_offsets = _read_text(store_dir, text_feat, index)
+    text_embeddings, text_tokens, text_offsets = _read_text(store_dir, text_feat, index)
     splits = {name: torch.from_numpy(rows) for name, rows in index.splits.items()}
     return FeatureStore(store_dir, index.video_ids, splits, loaded, torch.from_numpy(index.caption_offsets),
-                        index.raw_captions, text_embeddings, text_offsets)
+                        index.raw_captions, text_embeddings, text_offsets, text_tokens)

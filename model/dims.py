@@ -55,6 +55,18 @@ def _token_dim(expert: str, aggregation: dict, face_dim: int) -> int:
     return int(dim)
 
 
+def feature_width(config: dict, expert: str) -> int:
+    """The width the data loader gives expert ``expert`` of a resolved config: one token's for a
+    token-sequence ("vlad") expert, else the aggregated feature's (d times its temporal modes).
+    ConfigError when ``data_loader.args.feat_aggregation`` has no entry for it."""
+    feat_aggregation = config["data_loader"]["args"]["feat_aggregation"]
+    if expert not in feat_aggregation:
+        raise ConfigError(f"expert '{expert}' is used but has no entry in data_loader.args.feat_aggregation")
+    aggregation = feat_aggregation[expert]
+    dim = _token_dim(expert, aggregation, options_from(ExpertsOptions, config["experts"]).face_dim)
+    return dim if is_variable(expert, aggregation) else dim * len(aggregation["temporal"].split("-"))
+
+
 def model_inputs(config: dict) -> dict:
     """What the program hands a model besides ``arch.args``, for a resolved config.
 
@@ -65,19 +77,11 @@ def model_inputs(config: dict) -> dict:
     ``ce_shared_dim`` and ``disable_nan_checks``.
     """
     experts = options_from(ExpertsOptions, config["experts"])
-    feat_aggregation = config["data_loader"]["args"]["feat_aggregation"]
     feat_dims: OrderedDict[str, int] = OrderedDict()
-    pooled = []
     for expert in used_experts(config["experts"]):
-        if expert not in feat_aggregation:
-            raise ConfigError(f"expert '{expert}' is used but has no entry in data_loader.args.feat_aggregation")
-        aggregation = feat_aggregation[expert]
-        dim = _token_dim(expert, aggregation, experts.face_dim)
-        if is_variable(expert, aggregation):
-            pooled.append(expert)
-            feat_dims[expert] = dim
-        else:
-            feat_dims[expert] = dim * len(aggregation["temporal"].split("-"))
+        feat_dims[expert] = feature_width(config, expert)
+    aggregation = config["data_loader"]["args"]["feat_aggregation"]
+    pooled = [expert for expert in feat_dims if is_variable(expert, aggregation[expert])]
     text_feat = experts.text_feat
     if text_feat not in TEXT_DIMS:
         raise ConfigError(f"experts.text_feat: unknown text feature {text_feat!r}; "

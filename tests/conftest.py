@@ -1,6 +1,7 @@
-"""Shared fixtures: paths to the reference data produced by the original code."""
+"""Shared fixtures and helpers: paths to the reference data produced by the original code, loading the scripts."""
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -21,3 +22,11 @@ def reference_path(*parts: str) -> Path:
     if not path.exists():
         pytest.fail(f"{path}: reference file missing from the checkout")
     return path
+
+
+def load_script(name: str):
+    """Import a top-level script by path (``test`` would otherwise find Python's own package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_cli", REPO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -61,9 +61,6 @@ def test_dropped_keys_do_not_reach_the_validated_config():
 @pytest.mark.parametrize("keypath, value", [
     ("data_loader.args.text_dropout", 0.3),
     ("data_loader.args.trn_cat", 1),
-    ("training_file", "train_list_less80.txt"),
-    ("caption_masks", "caption_masks.pkl"),
-    ("distil_loss", True),
     ("task", "classification"),
     ("eval_mode", "leaderboard"),
     ("trainer.early_stop", 0),
@@ -81,6 +78,19 @@ def test_an_unsupported_value_is_a_one_line_error_naming_the_key(tmp_path, keypa
     message = str(info.value)
     assert f": {keypath}: {json.dumps(value)} is not supported here (" in message
     assert "\n" not in message
+
+
+def test_teachtext_keys_are_kept_with_their_meaning(tmp_path):
+    data = original()
+    teachers = {"base_path": "teachers/", "teachers": ["train-full-ce-refined-text-w2v.pkl"]}
+    data.update(distil_loss=True, distil_params=teachers, caption_masks="denoising_masks/denoise-less80.pkl",
+                training_file="denoising_masks/denoise-less80.txt")
+    data["optimizer"] = {"type": "RAdam", "args": {"lr": 0.001, "weight_decay": 1e-05}}
+    config = load_config(write(tmp_path, data))
+    assert config["distil_loss"] is True and config["distil_params"] == teachers
+    assert config["caption_masks"] == "denoising_masks/denoise-less80.pkl"
+    assert config["training_file"] == "denoising_masks/denoise-less80.txt"
+    assert config["optimizer"]["args"]["decoupled_weight_decay"] is True
 
 
 def test_restricted_training_captions_reach_the_loader(tmp_path):

@@ -26,6 +26,7 @@ DRY_RUN_COUNTS = {
     "msrvtt/train-full-moee.json": 400_410_129,
     "msrvtt/train-full-moee-minus-moee-weights.json": 246_219_775,
     "msrvtt/train-full-concat-ablation.json": 369_717,
+    "msrvtt/train-gpt2-xl-finetuned-adam.json": 262_731_071,  # CE+ of the TeachText tables
 }
 
 ALL_EXPERTS = "scene-speech-audio-flow-rgb-inst-r2p1d-ocr-face"
@@ -115,6 +116,16 @@ HYPERPARAMETERS = [
     ("queryd/train-full-ce.json", "optimizer.args.lr", 0.01),
     ("querydsegments/train-full-ce.json", "loss.args.margin", 0.2),
     ("youcook2/train-full-ce.json", "experts.ce_shared_dim", 512),
+    ("msrvtt/train-full-ce-refined.json", "experts.modalities",
+     ["scene.densenet161.0", "speech", "audio", "r2p1d.r2p1d-ig65m-kinetics.0", "imagenet.senet154.0",
+      "r2p1d.r2p1d-ig65m.0", "imagenet.resnext101_32x48d.0"]),
+    ("msvd/train-gpt2-xl-finetuned-adam.json", "optimizer",
+     {"type": "RAdam", "args": {"lr": 0.001, "weight_decay": 1e-05, "decoupled_weight_decay": True}}),
+    ("lsmdc/train-gpt2-xl-finetuned-mte-adam.json", "distil_params",
+     {"base_path": "teachers/", "teachers": ["train-full-ce-refined-text-w2v.pkl", "train-full-ce-refined-text-gpt2-xl.pkl",
+                                             "train-full-ce-refined-text-gpt2-xl-finetuned.pkl"]}),
+    ("msrvtt/train-gpt2-xl-finetuned-mte-denoising-adam-less80.json", "training_file",
+     "denoising_masks/denoise-less80.txt"),
 ]
 
 
@@ -162,10 +173,21 @@ def test_msrvtt_ablation_counts_are_the_published_ones(name, count):
     assert trainable(name) == count
 
 
-def test_dry_run_prints_the_count():
-    result = subprocess.run([sys.executable, "train.py", "--config", "configs/msrvtt/train-full-ce.json", "--dry_run"],
+@pytest.mark.parametrize("name, count", [("train-full-ce", "183,448,607"),
+                                         ("train-gpt2-xl-finetuned-adam", "262,731,071")])
+def test_dry_run_prints_the_count(name, count):
+    result = subprocess.run([sys.executable, "train.py", "--config", f"configs/msrvtt/{name}.json", "--dry_run"],
                             cwd=REPO, capture_output=True, text=True, check=True)
-    assert result.stdout.splitlines()[-1] == "Trainable parameters: 183,448,607"
+    assert result.stdout.splitlines()[-1] == f"Trainable parameters: {count}"
+
+
+TEACHTEXT_CONFIGS = [name for name in config_files()
+                     if "gpt2" in name or "refined" in name or "mte" in name or "teachtext" in name or "ce-plus" in name]
+
+
+@pytest.mark.parametrize("name", TEACHTEXT_CONFIGS)
+def test_teachtext_configs_build_their_model(name):
+    assert trainable(name) > 0
 
 
 @pytest.mark.parametrize("dataset", PUBLISHED_PARAMS)

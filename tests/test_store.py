@@ -1,6 +1,7 @@
 """Feature store round trip, index-gathered batches and the Synthetic generator."""
 from __future__ import annotations
 
+import pickle
 import shutil
 
 import h5py
@@ -8,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from data_loader.batches import caption_table, gather_tokens, make_batch, sample_captions
+from data_loader.batches import caption_table, gather_tokens, make_batch, sample_captions, text_batch
+from data_loader.caption_masks import caption_mask_path, convert_caption_mask, load_caption_mask
 from data_loader.store import (INDEX_NAME, ExpertArrays, StoreError, TokenArrays, load_store, read_index_attrs,
                                write_store)
-from data_loader.synthetic import CAPTIONS_PER_VIDEO, EXPERTS, generate_synthetic
+from data_loader.synthetic import (CAPTIONS_PER_VIDEO, EXPERTS, KEPT_CAPTIONS, TEXT_ENCODERS, WRONG_CONCEPT_RATE,
+                                   generate_synthetic)
 
 SMALL = {"train": 40, "val": 10, "test": 10}
 
@@ -52,6 +55,22 @@ def test_store_round_trip_and_batches(tmp_path):
     assert batch.text[0, 1].abs().sum() == 0
 
 
+def test_a_vocabulary_text_feature_gives_the_embeddings_of_its_tokens(tmp_path):
+    vocabulary = np.arange(12, dtype=np.float32).reshape(4, 3)
+    tokens = np.array([3, 0, 0, 2, 1, 3])
+    path = tiny_store(tmp_path / "store")
+    write_store(path, dataset="Tiny", video_ids=["a", "b", "c"], splits={"train": np.array([0, 1])}, experts={},
+                captions=[["x y"], ["p", "q r"], ["s"]],
+                text={"v": TokenArrays(tokens, np.array([0, 2, 3, 5, 6]), vocabulary)})
+    store = load_store(path, [], "v")
+    dense = vocabulary[tokens]
+    got = text_batch(store, torch.tensor([[0, 2], [3, -1]]), 3)
+    np.testing.assert_array_equal(got[0, 0, :2], dense[0:2])
+    np.testing.assert_array_equal(got[0, 1, :2], dense[3:5])
+    np.testing.assert_array_equal(got[1, 0, :1], dense[5:6])
+    assert got[0, :, 2].abs().sum() == 0 and got[1, 0, 1:].abs().sum() == 0 and got[1, 1].abs().sum() == 0
+
+
 def test_store_errors_name_file_and_key(tmp_path):
     with pytest.raises(StoreError, match="index.h5: feature store index not found"):
         load_store(tmp_path / "none", ["rgb"], "w")
@@ -74,6 +93,31 @@ def test_sample_captions_stays_within_each_video():
     assert len(set(picks[rows == 2].tolist())) > 1
 
 
+def test_masked_sampling_draws_every_kept_caption_and_only_those():
+    store = type("S", (), {"caption_offsets": torch.tensor([0, 3, 4, 9])})()
+    kept = torch.tensor([0, 1, 1, 1, 1, 0, 0, 1, 0], dtype=torch.bool)
+    rows = torch.tensor([0, 1, 2] * 50)
+    picks = sample_captions(store, rows, torch.Generator().manual_seed(0), kept=kept)
+    assert [set(picks[rows == v].tolist()) for v in range(3)] == [{1, 2}, {3}, {4, 7}]
+
+
+def test_an_original_caption_mask_converts_and_covers_the_training_videos(tmp_path):
+    path = tiny_store(tmp_path / "store")
+    masks = tmp_path / "masks.pkl"
+    masks.write_bytes(pickle.dumps({"a": np.array([0]), "b": np.array([1, 0]), "zz": np.array([1])}))
+    convert_caption_mask(masks, path, "masks.pkl")
+    store = load_store(path, [], "w")
+    kept = load_caption_mask(path, "masks.pkl", torch.tensor([1]), store.video_ids, store.caption_offsets)
+    assert kept.tolist() == [False, True, False, True]  # video c is not covered: its caption stays kept
+    with pytest.raises(StoreError, match="masks.h5: training video a keeps none of its captions"):
+        load_caption_mask(path, "masks.pkl", torch.tensor([0, 1]), store.video_ids, store.caption_offsets)
+    with pytest.raises(StoreError, match="masks.h5: no caption mask for training video c"):
+        load_caption_mask(path, "masks.pkl", torch.tensor([2]), store.video_ids, store.caption_offsets)
+    masks.write_bytes(pickle.dumps({"b": np.array([1, 0, 1])}))
+    with pytest.raises(StoreError, match="masks.pkl: video b: expected 2 0/1 values"):
+        convert_caption_mask(masks, path, "masks.pkl")
+
+
 @pytest.mark.parametrize("first, allowed", [(1, [{0}, {3}, {4}]), (2, [{0, 1}, {3}, {4, 5}])])
 def test_restricted_sampling_draws_every_one_of_the_first_captions_only(first, allowed):
     store = type("S", (), {"caption_offsets": torch.tensor([0, 3, 4, 9])})()
@@ -85,11 +129,16 @@ def test_restricted_sampling_draws_every_one_of_the_first_captions_only(first, a
 def test_synthetic_is_deterministic_and_has_missing_experts(tmp_path):
     a = generate_synthetic(tmp_path / "a", seed=3, split_sizes=SMALL)
     b = generate_synthetic(tmp_path / "b", seed=3, split_sizes=SMALL)
-    for name in [f"experts/{e}.h5" for e in EXPERTS] + ["text/synthetic.h5"]:
+    for name in [f"experts/{e}.h5" for e in EXPERTS] + [f"text/{t}.h5" for t in TEXT_ENCODERS]:
         with h5py.File(a / name) as fa, h5py.File(b / name) as fb:
-            key = "embeddings" if name.startswith("text") else "features"
-            np.testing.assert_array_equal(fa[key][()], fb[key][()])
-    store = load_store(a, sorted(EXPERTS), "synthetic")
+            for key in ("vocabulary", "tokens") if name.startswith("text") else ("features",):
+                np.testing.assert_array_equal(fa[key][()], fb[key][()])
+    for text_feat, (dim, _) in TEXT_ENCODERS.items():
+        store = load_store(a, [], text_feat)
+        assert store.text_embeddings.shape[1] == dim and len(store.text_offsets) == 60 * CAPTIONS_PER_VIDEO + 1
+    with h5py.File(caption_mask_path(a, KEPT_CAPTIONS)) as f:
+        assert f["covered"][()].all() and 0.5 * WRONG_CONCEPT_RATE < 1 - f["kept"][()].mean() < WRONG_CONCEPT_RATE
+    store = load_store(a, sorted(EXPERTS), "w2v")
     assert {k: len(v) for k, v in store.splits.items()} == SMALL
     assert len(store.raw_captions) == 60 * CAPTIONS_PER_VIDEO
     dims = {name: store.experts[name].features.shape[-1] for name in EXPERTS}

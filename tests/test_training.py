@@ -1,7 +1,6 @@
 """End to end on the Synthetic dataset: learning, run folder contents, resume, early stopping."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
@@ -9,19 +8,9 @@ import pytest
 import torch
 from scipy.stats.mstats import gmean
 
-from conftest import REPO
+from conftest import REPO, load_script
 from data_loader.synthetic import generate_synthetic
 from utils.config import ConfigError
-
-
-
-def load_script(name: str):
-    """Import a top-level script by path (``test`` would otherwise find Python's own package)."""
-    spec = importlib.util.spec_from_file_location(f"{name}_cli", REPO / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 train_cli, test_cli = load_script("train"), load_script("test")
 CONFIG = str(REPO / "configs" / "synthetic" / "train-ce.json")

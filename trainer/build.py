@@ -14,11 +14,13 @@ import model as models  # noqa: F401  (registers models, losses, metrics)
 from utils import visualizer  # noqa: F401  (registers RankingPage)
 from data_loader.expert_loader import ExpertDataLoader
 from data_loader.prepare import prepare_store
-from model.dims import model_inputs
+from data_loader.teachers import load_teacher, teacher_name
+from model.dims import feature_width, model_inputs
 from trainer.evaluate import needs_relevance
 from trainer import optim  # noqa: F401  (registers optimisers and schedulers)
+from trainer.distill import Distillation
 from utils.config import Config
-from utils.options import TrainerOptions, options_from, used_experts
+from utils.options import DistilOptions, TrainerOptions, options_from, used_experts
 from utils.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, VISUALIZERS
 
 
@@ -32,22 +34,41 @@ def build_model(config: Config) -> torch.nn.Module:
     return MODELS.build(config["arch"], **model_inputs(config.data))
 
 
-def prepare_data(config: Config) -> None:
-    """Generate or convert what the dataset's store lacks for ``config`` (see data_loader/prepare.py)."""
+def distil_options(config: Config) -> DistilOptions | None:
+    """``distil_params`` with defaults filled in when ``distil_loss`` is on, else None."""
+    if not config.get("distil_loss"):
+        return None
+    options = options_from(DistilOptions, config.get("distil_params") or {})
+    if not options.teachers:
+        raise config.error("distil_params.teachers", "distil_loss is true but no teacher is given")
+    if isinstance(options.moee, list) and len(options.moee) != len(options.teachers):
+        raise config.error("distil_params.moee", f"expected one flag per teacher ({len(options.teachers)}), "
+                                                 f"got {len(options.moee)}")
+    return options
+
+
+def prepare_data(config: Config, training: bool = True) -> None:
+    """Generate or convert what the dataset's store lacks for ``config`` (see data_loader/prepare.py);
+    with ``training`` False, what evaluation needs only (no teachers, no caption mask)."""
     args = config["data_loader"]["args"]
+    distil = distil_options(config) if training else None
     prepare_store(args["dataset_name"], args["data_dir"], args.get("synthetic_seed", 0),
                   root_feat_folder=args.get("root_feat_folder", "structured-symlinks"),
                   split_name=args.get("split_name", "val"), experts=used_experts(config["experts"]),
                   feat_aggregation=args.get("feat_aggregation", {}), text_feat=config["experts"]["text_feat"],
-                  class_annotations=args.get("class_annotations"), relevance_files=args.get("relevance_files"))
+                  class_annotations=args.get("class_annotations"), relevance_files=args.get("relevance_files"),
+                  caption_masks=config.get("caption_masks") if training else None,
+                  teachers=[(distil.base_path, file) for file in distil.teachers] if distil else [])
 
 
-def build_data(config: Config) -> ExpertDataLoader:
+def build_data(config: Config, training: bool = True) -> ExpertDataLoader:
     """The data loader of ``config["data_loader"]`` over a store :func:`prepare_data` made ready;
-    ConfigError when a feature width the model expects differs from the store's, a StoreError
-    when the config's metrics need relevance the store cannot give."""
+    ``caption_masks`` and ``training_file`` shape its training batches unless ``training`` is
+    False. ConfigError when a feature width the model expects differs from the store's, a
+    StoreError when the config's metrics need relevance the store cannot give."""
+    training_keys = {key: config.get(key) if training else None for key in ("caption_masks", "training_file")}
     data = DATASETS.build(config["data_loader"], experts=used_experts(config["experts"]),
-                          text_feat=config["experts"]["text_feat"])
+                          text_feat=config["experts"]["text_feat"], **training_keys)
     _check_widths(config, data)
     data.require_relevance(train=False, evaluate=any(needs_relevance(n) for n in config.get("metrics") or []))
     return data
@@ -65,6 +86,28 @@ def _check_widths(config: Config, data: ExpertDataLoader) -> None:
     if stored != inputs["text_dim"]:
         raise config.error("experts.text_feat", f"{config['experts']['text_feat']} is {inputs['text_dim']}-wide "
                                                 f"but the store's text features are {stored} wide")
+
+
+def build_distillation(config: Config, data: ExpertDataLoader) -> Distillation | None:
+    """The TeachText term of ``config`` (None without ``distil_loss``): its teachers loaded from the
+    store of ``data`` and checked against the config and the training videos.
+
+    A teacher may use any expert the config knows (``data_loader.args.feat_aggregation``); its
+    embeddings have width ``experts.ce_shared_dim``, or each expert's feature width for teachers
+    flagged ``distil_params.moee``.
+    """
+    options = distil_options(config)
+    if options is None:
+        return None
+    known = list(config["data_loader"]["args"]["feat_aggregation"])
+    shared = model_inputs(config.data)["ce_shared_dim"]
+    native = options.moee if isinstance(options.moee, list) else [options.moee] * len(options.teachers)
+    teachers = []
+    for file, own_widths in zip(options.teachers, native):
+        dims = {e: feature_width(config.data, e) if own_widths else shared for e in known}
+        teachers.append(load_teacher(data.store.path, teacher_name(options.base_path, file), dims, data.train_rows,
+                                     data.store.video_ids))
+    return Distillation(teachers, options.distil_weight)
 
 
 def build_loss(config: Config) -> torch.nn.Module:

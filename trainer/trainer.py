@@ -18,11 +18,13 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from data_loader.batches import Batch
 from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
 from model.loss import RelevanceAwareLoss
 from model.metric import GMEAN_KEY
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, save_checkpoint
+from trainer.distill import Distillation
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
 from utils.history import HISTORY_FILE, read_history, write_history
 from trainer.run_dirs import RunDirs
@@ -59,9 +61,13 @@ class Monitor:
 
 
 def epoch_line(epoch: int, epochs: int, loss: float, lr: float, logs: dict[str, float], improved: bool) -> str:
-    """One rounded console line for an epoch: loss, learning rate and, after an evaluation, the
+    """One rounded console line for an epoch: loss (with TeachText its ranking and distillation
+    parts), learning rate and, after an evaluation, the
     t2v R1/R5/R10/MedR/geometric mean and the v2t geometric mean (the full values go to info.log)."""
-    line = f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {loss:.4f}  lr {lr:.2e}"
+    line = f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {loss:.4f}"
+    if "loss_distil" in logs:
+        line += f" (ranking {loss - logs['loss_distil']:.4f} + distil {logs['loss_distil']:.4f})"
+    line += f"  lr {lr:.2e}"
     if "val_t2v_metrics_R1" in logs:
         t2v = {key: logs[f"val_t2v_metrics_{key}"] for key in ("R1", "R5", "R10", "MedR", GMEAN_KEY)}
         line += ("  val t2v " + " ".join(f"{key.replace(GMEAN_KEY, 'geom')} {value:.1f}" for key, value in t2v.items()))
@@ -77,12 +83,13 @@ class Trainer:
     def __init__(self, config: Config, model: torch.nn.Module, loss: torch.nn.Module,
                  optimizer: torch.optim.Optimizer, scheduler: Any, data: ExpertDataLoader,
                  dirs: RunDirs, device: torch.device, page_writer: Callable[..., Path],
-                 test_data: Callable[[], ExpertDataLoader]):
+                 test_data: Callable[[], ExpertDataLoader], distillation: Distillation | None = None):
         self.config = config
         self.opts: TrainerOptions = options_from(TrainerOptions, config["trainer"])
         self.model, self.loss, self.optimizer, self.scheduler = model.to(device), loss, optimizer, scheduler
         self.data, self.dirs, self.device, self.page_writer = data, dirs, device, page_writer
         self.test_data = test_data
+        self.distillation = distillation
         self.log = get_logger()
         self.monitor = Monitor(self.opts.monitor)
         self.start_epoch = 1
@@ -157,6 +164,20 @@ class Trainer:
                 old.unlink()
 
     # ------------------------------------------------------------------ loop
+    def _batch_loss(self, batch: Batch, out: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss of ``batch`` given the model's output ``out``, and its named parts
+        (scalars summing to it): the ranking loss's own parts (``t2v``, ``v2t`` where it has them,
+        else ``loss``), and with TeachText ``distil``, the weighted distillation term
+        distil_weight * SmoothL1(similarities, the teachers' mean)."""
+        sims = out["cross_view_conf_matrix"]  # [caption, video]
+        if isinstance(self.loss, RelevanceAwareLoss):
+            parts = {"loss": self.loss(sims.t(), batch.relevance)}
+        else:
+            parts = self.loss.parts(sims) if hasattr(self.loss, "parts") else {"loss": self.loss(sims)}
+        if self.distillation is not None:
+            parts["distil"] = self.distillation.weight * self.distillation(sims, batch)
+        return sum(parts.values()), parts
+
     def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
         """Train one epoch; returns the mean loss and the mean of each of its parts."""
         self.model.train()
@@ -169,12 +190,7 @@ class Trainer:
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
             out = self.model(batch.experts, batch.ind, batch.text)
-            sims = out["cross_view_conf_matrix"]  # [caption, video]
-            if relevance_aware:
-                parts = {"loss": self.loss(sims.t(), batch.relevance)}
-            else:
-                parts = self.loss.parts(sims) if hasattr(self.loss, "parts") else {"loss": self.loss(sims)}
-            loss = sum(parts.values())
+            loss, parts = self._batch_loss(batch, out)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -185,6 +201,8 @@ class Trainer:
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if self.writer and i % self.opts.log_every == 0:
                 self.writer.add_scalar("train/loss", loss.item(), samples_seen)
+                for name, value in parts.items():
+                    self.writer.add_scalar(f"train/loss_{name}", value.item(), samples_seen)
         count = max(count, 1)
         return total / count, {name: value / count for name, value in part_totals.items()}
 
@@ -207,7 +225,7 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             if self.scheduler is not None:
                 self.scheduler.step()
-            logs = {"epoch": epoch, "loss": epoch_loss}
+            logs = {"epoch": epoch, "loss": epoch_loss, **{f"loss_{k}": v for k, v in loss_parts.items()}}
             entry = {"epoch": epoch, "loss": epoch_loss, "loss_parts": loss_parts, "lr": lr}
             improved = False
             if epoch % self.opts.eval_every == 0 or epoch == self.opts.epochs:
@@ -222,6 +240,8 @@ class Trainer:
             self.log.info(epoch_line(epoch, self.opts.epochs, epoch_loss, lr, logs, improved and bool(self.monitor.key)))
             if self.writer:
                 self.writer.add_scalar("train/epoch_loss", epoch_loss, epoch)
+                for name, value in loss_parts.items():
+                    self.writer.add_scalar(f"train/epoch_loss_{name}", value, epoch)
                 self.writer.add_scalar("train/lr", lr, epoch)
             self._save(epoch, improved)
             if self.opts.early_stop and self.monitor.stale >= self.opts.early_stop:

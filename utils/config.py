@@ -29,7 +29,7 @@ import yaml
 
 from utils.atomic import write_text_atomic
 from utils.errors import ConfigError
-from utils.options import AtLeast, ExpertsOptions, TrainerOptions
+from utils.options import AtLeast, DistilOptions, ExpertsOptions, TrainerOptions
 from utils.original.config import is_original_config, translate_original
 from utils.registry import (DATASETS, LOSSES, METRICS, MODELS, OPTIMIZERS, SCHEDULERS, VISUALIZERS, Registry,
                             arguments_of)
@@ -40,16 +40,18 @@ MAX_INHERIT_DEPTH = 32
 # Sections built from a registry, and the constructor arguments the program injects.
 BUILT_SECTIONS: dict[str, tuple[Registry, set[str]]] = {
     "arch": (MODELS, {"feat_dims", "pooled_experts", "text_dim", "ce_shared_dim", "disable_nan_checks"}),
-    "data_loader": (DATASETS, {"experts", "text_feat"}),
+    "data_loader": (DATASETS, {"experts", "text_feat", "caption_masks", "training_file"}),
     "loss": (LOSSES, set()),
     "optimizer": (OPTIMIZERS, {"params"}),
     "lr_scheduler": (SCHEDULERS, {"optimizer"}),
     "visualizer": (VISUALIZERS, set()),
 }
 REQUIRED_SECTIONS = ("arch", "data_loader", "experts", "loss", "optimizer")
-OPTION_SECTIONS: dict[str, type] = {"experts": ExpertsOptions, "trainer": TrainerOptions}
+OPTION_SECTIONS: dict[str, type] = {"experts": ExpertsOptions, "trainer": TrainerOptions,
+                                    "distil_params": DistilOptions}
 SCALARS: dict[str, Any] = {"n_gpu": int, "seed": int, "disable_nan_checks": bool,
-                           "metrics": list[str], "eval_settings": dict, "name": str}
+                           "metrics": list[str], "eval_settings": dict, "name": str, "distil_loss": bool,
+                           "caption_masks": str | None, "training_file": str | None}
 
 
 @dataclass

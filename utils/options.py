@@ -52,6 +52,22 @@ class TrainerOptions:
     device: str = "auto"
 
 
+@dataclass
+class DistilOptions:
+    """``distil_params`` (TeachText; used when the top-level ``distil_loss`` is true).
+
+    ``teachers``: teacher files, each at ``base_path`` + file (see ``data_loader/teachers.py``);
+    ``moee``: the teachers' embeddings have each expert's own width instead of
+    ``experts.ce_shared_dim`` (one flag for all teachers or one per teacher); ``distil_weight``:
+    the weight of the distillation term added to the ranking loss (1 in the original).
+    """
+
+    base_path: str = "teachers/"
+    teachers: list[str] = field(default_factory=list)
+    moee: bool | list[bool] = False
+    distil_weight: float = 1.0
+
+
 def options_from(cls: type, section: dict) -> object:
     """Build an options dataclass from an already validated config section."""
     names = {f.name for f in fields(cls)}

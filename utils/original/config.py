@@ -9,7 +9,8 @@ here. (Unmerged experiment files of the original repository are not read this wa
 
 * kept: same name, same meaning (most of ``experts``, ``arch``, ``data_loader``, ``loss``,
   ``lr_scheduler``, ``trainer``);
-* mapped (:func:`_map_sections`): ``trainer.val_freq`` -> ``trainer.eval_every``; visualizer
+* mapped (:func:`_map_sections`): ``trainer.val_freq`` -> ``trainer.eval_every``;
+  ``distil_params: null`` -> no ``distil_params``; visualizer
   ``Visualizer`` -> ``RankingPage`` (``num_samples`` -> ``num_queries``, at most
   ``MAX_PAGE_QUERIES``; ``src_video_dir`` kept); optimiser ``RAdam`` -> torch's ``RAdam`` with
   ``decoupled_weight_decay`` (the original's RAdam decays weights that way; see
@@ -74,10 +75,6 @@ DROPPED: dict[str, tuple[Accept, str]] = {
     "force_cpu_val": (_any, "device of the original's validation; the metrics do not depend on it"),
     "task": (lambda value, config: value == "retrieval", "text-video retrieval is the only task here"),
     "challenge_mode": (_off, "challenge submissions (top-10 prediction files) are not written here"),
-    "distil_loss": (_off, "TeachText distillation is not implemented here"),
-    "distil_params": (_off, "TeachText distillation is not implemented here"),
-    "training_file": (_off, "only the official training lists are supported"),
-    "caption_masks": (_off, "caption masks (denoising) are not supported"),
     "manual_linear_init": (_off, "only the standard initialisation is supported"),
     "cache_targets": (_off, "classification predictions are not cached here"),
     "experts.text_dim": (_any, "the original never reads it: the text dim follows experts.text_feat"),
@@ -159,6 +156,8 @@ def _refuse_trn_segments(config: dict, path: str) -> None:
 
 def _map_sections(tree: dict, path: str) -> None:
     """Rename and convert the sections whose names or types differ from the original's."""
+    if "distil_params" in tree and tree["distil_params"] is None:  # the original's "no teachers"
+        del tree["distil_params"]
     trainer = tree.get("trainer")
     if isinstance(trainer, dict) and "val_freq" in trainer:
         trainer["eval_every"] = trainer.pop("val_freq")

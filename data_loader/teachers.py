@@ -1,0 +1,228 @@
+"""TeachText teachers: a trained model's embeddings of every video and caption, kept with the dataset.
+
+A teacher is named by a config as ``distil_params.base_path`` + a file of ``distil_params.teachers``
+(e.g. ``teachers/train-full-ce-refined-text-w2v.pkl``); it is stored under that name, suffix
+dropped, next to the other store files (N videos, C captions in index order, D an embedding width)::
+
+    <name>.h5           attrs: experts = the teacher's experts, in order; index = fingerprint of the
+                        index.h5 it was made for; source = the pickle it was converted from ("" when
+                        exported by misc/export_teacher.py)
+        /covered            (N,)   bool     videos the teacher has embeddings for
+        /video/<expert>     (N, D) float32  each video's embedding for the expert (zero rows where not covered)
+        /text/<expert>      (C, D) float32  each caption's text embedding for the expert (zero where not covered)
+
+An original teacher pickle (video id -> {"vid_embds": {expert: [D]}, "text_embds": {expert:
+[captions, D]}}) at ``<feature root>/<base_path><file>`` is read with the restricted unpickler and
+converted on first use. For training, teachers are loaded once into tensors and gathered by index.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import h5py
+import numpy as np
+import torch
+
+from data_loader.released import load_pickle, read_layout
+from data_loader.store import INDEX_NAME, atomic_h5
+from utils.errors import StoreError
+
+FORMAT = "teacher"
+
+
+@dataclass
+class TeacherArrays:
+    """A teacher in store order: ``covered`` [N], ``video`` expert -> [N, D], ``text`` expert -> [C, D]."""
+
+    covered: np.ndarray
+    video: dict[str, np.ndarray]
+    text: dict[str, np.ndarray]
+
+    @property
+    def experts(self) -> list[str]:
+        return list(self.video)
+
+
+def teacher_name(base_path: str, file: str) -> str:
+    """The store name of teacher ``file`` under ``base_path`` (its suffix dropped)."""
+    return str(PurePosixPath(f"{base_path}{file}").with_suffix(""))
+
+
+def teacher_path(store_dir: Path, name: str) -> Path:
+    return Path(store_dir) / f"{name}.h5"
+
+
+def index_fingerprint(store_dir: Path) -> str:
+    """A digest of the store's index (attributes, video ids, captions): a teacher made for another
+    index, e.g. before the dataset was generated again, does not match it."""
+    digest = hashlib.sha1()
+    with h5py.File(Path(store_dir) / INDEX_NAME, "r") as f:
+        digest.update(repr(sorted((k, str(v)) for k, v in f.attrs.items())).encode())
+        digest.update("\n".join(f["videos/ids"].asstr()[()]).encode())
+        digest.update("\n".join(f["captions/raw"].asstr()[()]).encode())
+        digest.update(np.ascontiguousarray(f["captions/offsets"][()], dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def write_teacher(store_dir: Path, name: str, teacher: TeacherArrays, source: str = "") -> Path:
+    """Write teacher ``name`` into the store atomically."""
+    path = teacher_path(store_dir, name)
+    with atomic_h5(path) as f:
+        f.attrs.update({"format": FORMAT, "experts": teacher.experts, "index": index_fingerprint(store_dir),
+                        "source": source})
+        f.create_dataset("covered", data=np.asarray(teacher.covered, dtype=bool))
+        for expert in teacher.experts:
+            f.create_dataset(f"video/{expert}", data=np.asarray(teacher.video[expert], dtype=np.float32))
+            f.create_dataset(f"text/{expert}", data=np.asarray(teacher.text[expert], dtype=np.float32))
+    return path
+
+
+def read_teacher(path: Path) -> TeacherArrays:
+    """A stored teacher as arrays."""
+    with h5py.File(path, "r") as f:
+        experts = [str(e) for e in f.attrs["experts"]]
+        return TeacherArrays(f["covered"][()], {e: f[f"video/{e}"][()] for e in experts},
+                             {e: f[f"text/{e}"][()] for e in experts})
+
+
+def _matrix(value: object, rows: int | None, label: str) -> np.ndarray:
+    """A float array of shape [D] (rows None) or [rows, D]; StoreError otherwise."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
+        raise StoreError(f"{label}: expected a numeric array, got {type(value).__name__}")
+    shape_ok = value.ndim == 1 if rows is None else (value.ndim == 2 and len(value) == rows)
+    if not shape_ok:
+        raise StoreError(f"{label}: expected shape {'[D]' if rows is None else f'[{rows}, D]'}, got {list(value.shape)}")
+    return value.astype(np.float32)
+
+
+def teacher_from_table(table: object, video_ids: list[str], caption_offsets: np.ndarray, label: str) -> TeacherArrays:
+    """Pack an original teacher table (video id -> {"vid_embds", "text_embds"}) into store order.
+
+    The expert set is the first entry's, as in the original; every entry must give the same
+    experts and widths, and one text embedding per caption of its video.
+    """
+    if not isinstance(table, dict) or not table:
+        raise StoreError(f"{label}: expected a non-empty dict of video id -> teacher embeddings")
+    first = next(iter(table.values()))
+    if not isinstance(first, dict) or not isinstance(first.get("vid_embds"), dict) or not first["vid_embds"]:
+        raise StoreError(f"{label}: expected entries {{'vid_embds': {{expert: [D]}}, 'text_embds': {{expert: [captions, D]}}}}")
+    experts = [str(e) for e in first["vid_embds"]]
+    num_captions = int(caption_offsets[-1])
+    covered = np.zeros(len(video_ids), dtype=bool)
+    video: dict[str, np.ndarray] = {}
+    text: dict[str, np.ndarray] = {}
+    for row, video_id in enumerate(video_ids):
+        entry = table.get(video_id)
+        if entry is None:
+            continue
+        where = f"{label}: video {video_id}"
+        if not isinstance(entry, dict) or set(entry) != {"vid_embds", "text_embds"}:
+            raise StoreError(f"{where}: expected the keys 'vid_embds' and 'text_embds'")
+        for key in ("vid_embds", "text_embds"):
+            if not isinstance(entry[key], dict) or sorted(map(str, entry[key])) != sorted(experts):
+                raise StoreError(f"{where}: {key} must give the experts {experts}")
+        lo, hi = int(caption_offsets[row]), int(caption_offsets[row + 1])
+        for expert in experts:
+            vid = _matrix(entry["vid_embds"][expert], None, f"{where}: vid_embds[{expert}]")
+            txt = _matrix(entry["text_embds"][expert], hi - lo, f"{where}: text_embds[{expert}] (one row per caption)")
+            if expert not in video:
+                video[expert] = np.zeros((len(video_ids), len(vid)), np.float32)
+                text[expert] = np.zeros((num_captions, len(vid)), np.float32)
+            if len(vid) != video[expert].shape[1] or txt.shape[1] != video[expert].shape[1]:
+                raise StoreError(f"{where}: {expert} embeddings of width {len(vid)}/{txt.shape[1]}, "
+                                 f"expected {video[expert].shape[1]} as for the other videos")
+            video[expert][row], text[expert][lo:hi] = vid, txt
+        covered[row] = True
+    if not covered.any():
+        raise StoreError(f"{label}: no video of the store has teacher embeddings")
+    return TeacherArrays(covered, video, text)
+
+
+def convert_teacher(pickle_path: Path, store_dir: Path, name: str) -> Path:
+    """Convert an original teacher pickle into the store's teacher ``name``."""
+    layout = read_layout(store_dir)
+    teacher = teacher_from_table(load_pickle(pickle_path), layout.video_ids, layout.caption_offsets, str(pickle_path))
+    return write_teacher(store_dir, name, teacher, source=str(pickle_path))
+
+
+def ensure_teacher(store_dir: Path, feature_root: Path, base_path: str, file: str) -> Path:
+    """The store file of a teacher; an original pickle ``<feature_root>/<base_path><file>`` is
+    converted when the store lacks it."""
+    name = teacher_name(base_path, file)
+    path = teacher_path(store_dir, name)
+    if path.is_file():
+        return path
+    source = Path(feature_root) / f"{base_path}{file}"
+    if not source.is_file():
+        raise StoreError(f"{path}: teacher '{name}' not in the store and {source} does not exist; export one with "
+                         f"python3 misc/export_teacher.py --resume <trained_model.pth> --name {name}")
+    return convert_teacher(source, store_dir, name)
+
+
+def teacher_is_current(store_dir: Path, name: str) -> bool:
+    """True when the store holds teacher ``name`` made for its current index."""
+    try:
+        with h5py.File(teacher_path(store_dir, name), "r") as f:
+            made_for = str(f.attrs.get("index", ""))
+    except OSError:
+        return False
+    return made_for == index_fingerprint(store_dir)
+
+
+@dataclass
+class Teacher:
+    """A teacher in memory: ``video`` expert -> [N, D], ``text`` expert -> [C, D]."""
+
+    path: Path
+    video: dict[str, torch.Tensor]
+    text: dict[str, torch.Tensor]
+
+
+def load_teacher(store_dir: Path, name: str, dims: dict[str, int], train_rows: torch.Tensor,
+                 video_ids: list[str]) -> Teacher:
+    """Load teacher ``name`` for training on ``train_rows`` [n].
+
+    ``dims``: every expert the config knows -> the embedding width a teacher must have for it. A
+    teacher made for another index, naming another expert, of another width, or missing a
+    training video is a StoreError naming its file.
+    """
+    path = teacher_path(store_dir, name)
+    if not path.is_file():
+        raise StoreError(f"{path}: teacher '{name}' not in the store")
+    try:
+        with h5py.File(path, "r") as f:
+            fingerprint = str(f.attrs.get("index", ""))
+            fmt = str(f.attrs.get("format", ""))
+    except OSError as exc:
+        raise StoreError(f"{path}: not a readable HDF5 file ({exc})") from None
+    if fmt != FORMAT:
+        raise StoreError(f"{path}: not a teacher file (attribute format != '{FORMAT}')")
+    if fingerprint != index_fingerprint(store_dir):
+        raise StoreError(f"{path}: made for another version of {store_dir / INDEX_NAME}; export the teacher again")
+    arrays = read_teacher(path)
+    for expert in arrays.experts:
+        if expert not in dims:
+            raise StoreError(f"{path}: names expert '{expert}', which the config does not know "
+                             "(data_loader.args.feat_aggregation has no entry for it)")
+        width = arrays.video[expert].shape[1]
+        if width != dims[expert]:
+            raise StoreError(f"{path}: expert '{expert}' has embeddings of width {width}, expected {dims[expert]}")
+    missing = train_rows[~torch.from_numpy(arrays.covered.astype(bool))[train_rows]]
+    if len(missing):
+        raise StoreError(f"{path}: no embeddings for training video {video_ids[int(missing[0])]} "
+                         f"({len(missing)} training videos missing)")
+    return Teacher(path, {e: torch.from_numpy(v) for e, v in arrays.video.items()},
+                   {e: torch.from_numpy(t) for e, t in arrays.text.items()})
+
+
+TeacherBatch = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]
+
+
+def gather_teachers(teachers: list[Teacher], video_rows: torch.Tensor, caption_rows: torch.Tensor) -> list[TeacherBatch]:
+    """For each teacher, (text expert -> [B, D], video expert -> [B, D]) of the captions
+    ``caption_rows`` [B] and videos ``video_rows`` [B] (store rows, gathered on the CPU)."""
+    video_rows, caption_rows = video_rows.cpu(), caption_rows.cpu()
+    return [({e: t[caption_rows] for e, t in teacher.text.items()},
+             {e: v[video_rows] for e, v in teacher.video.items()}) for teacher in teachers]

@@ -1,0 +1,62 @@
+"""Turn a trained checkpoint into a TeachText teacher stored with its dataset.
+
+Embeds every video and caption of the checkpoint's dataset with the trained model and writes
+the teacher ``<data_dir>/store/<name>.h5`` (layout in data_loader/teachers.py). A student
+config uses it with ``"distil_loss": true`` and ``distil_params`` naming it: base_path
+"teachers/" and file "<rest of the name>" for ``--name teachers/<rest of the name>``.
+
+Examples (from the repository root):
+
+  python3 misc/export_teacher.py --resume data/saved/models/<experiment>/<run>/trained_model.pth \\
+      --name teachers/train-ce-refined-text-w2v
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
+    sys.path[0] = str(REPO)
+
+from data_loader.teachers import write_teacher  # noqa: E402
+from trainer.build import build_data, build_model, prepare_data, select_device  # noqa: E402
+from trainer.checkpoint import load_any_checkpoint  # noqa: E402
+from trainer.teacher_export import teacher_embeddings  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
+from utils.config import apply_overrides, config_of_checkpoint, load_config, validate  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resume", type=Path, required=True, help="the trained checkpoint (e.g. trained_model.pth)")
+    parser.add_argument("--name", required=True, help="the teacher's name in the store, e.g. teachers/my-teacher")
+    parser.add_argument("--config", type=Path, help="config to use instead of the one saved in the checkpoint")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY.PATH=VALUE",
+                        help="override config keys, e.g. data_loader.args.data_dir=/data/MSRVTT")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    state = load_any_checkpoint(args.resume)
+    if args.config is not None:
+        config = load_config(args.config, args.set)
+    else:
+        config = config_of_checkpoint(state, args.resume)
+        apply_overrides(config, args.set)
+        validate(config)
+    model = build_model(config)
+    model.load_state_dict(state["state_dict"])
+    device = select_device(config)
+    model.to(device)
+    prepare_data(config, training=False)
+    data = build_data(config, training=False)
+    path = write_teacher(data.store.path, args.name, teacher_embeddings(model, data, device))
+    print(f"Wrote teacher {args.name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,28 @@
+"""TeachText in the training loop: teachers loaded once, a distillation term for every batch."""
+from __future__ import annotations
+
+import torch
+
+from data_loader.batches import Batch
+from data_loader.teachers import Teacher, gather_teachers
+from model.distillation import distillation_loss, distillation_target
+
+
+class Distillation:
+    """The distillation term of a training batch.
+
+    The teachers' mean similarity of the batch's captions (the one each video was given) and
+    videos is the target of the student's similarities; the term is their SmoothL1 distance,
+    added to the ranking loss with ``weight``.
+    """
+
+    def __init__(self, teachers: list[Teacher], weight: float = 1.0):
+        self.teachers = teachers
+        self.weight = weight
+
+    def __call__(self, student_sims: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """``student_sims`` [B, B] of ``batch`` (one caption per video) -> the unweighted term (scalar)."""
+        device = student_sims.device
+        pairs = [({m: t.to(device) for m, t in text.items()}, {m: v.to(device) for m, v in video.items()})
+                 for text, video in gather_teachers(self.teachers, batch.video_rows, batch.caption_rows[:, 0])]
+        return distillation_loss(student_sims, distillation_target(pairs))
