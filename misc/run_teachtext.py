@@ -34,7 +34,7 @@ from utils.config import Config, load_config  # noqa: E402
 CONFIGS = Path("configs/synthetic")
 TEACHERS = CONFIGS / "teachers"
 STUDENTS = {
-    "CE": CONFIGS / "train-ce.json",
+    "CE": CONFIGS / "train-ce-w2v.json",
     "CE+": CONFIGS / "train-ce-plus.json",
     "TeachText-CE": CONFIGS / "train-teachtext-ce.json",
     "TeachText-CE+": CONFIGS / "train-teachtext-ce-plus.json",
