@@ -124,7 +124,7 @@ def _captions(rng, concepts, salience) -> tuple[list[list[str]], TokenArrays, To
     concept_vecs = text_dirs + 0.3 * _unit(rng, NUM_CONCEPTS, TEXT_DIM)
     filler_vecs = _unit(rng, len(FILLER_WORDS), TEXT_DIM)
     vocab = {w: v for w, v in zip(CONCEPT_WORDS, concept_vecs)} | {w: v for w, v in zip(FILLER_WORDS, filler_vecs)}
-    word_id = {w: i for i, w in enumerate(CONCEPT_WORDS)} | {w: NUM_CONCEPTS + i for i, w in enumerate(FILLER_WORDS)}
+    filler_id = {w: NUM_CONCEPTS + i for i, w in enumerate(FILLER_WORDS)}
     captions, embeddings, ids, lengths, kept = [], [], [], [], []
     for video_concepts, video_salience in zip(concepts, salience):
         video_caps = []
@@ -134,11 +134,14 @@ def _captions(rng, concepts, salience) -> tuple[list[list[str]], TokenArrays, To
             if rng.random() < WRONG_CONCEPT_RATE:
                 named[-1] = rng.integers(NUM_CONCEPTS)
             phrase = " and ".join(CONCEPT_WORDS[c] for c in named)
-            words = TEMPLATES[rng.integers(len(TEMPLATES))].format(phrase).split()
+            template = TEMPLATES[rng.integers(len(TEMPLATES))]
+            words = template.format(phrase).split()
+            phrase_ids = [filler_id["and"]] * (2 * k - 1)  # "c1 and c2 and c3"
+            phrase_ids[::2] = [int(c) for c in named]
             vecs = np.stack([vocab[w] for w in words]) + 0.05 * rng.standard_normal((len(words), TEXT_DIM))
             video_caps.append(" ".join(words))
             embeddings.append(vecs.astype(np.float32))
-            ids.extend(word_id[w] for w in words)
+            ids.extend(i for w in template.split() for i in (phrase_ids if w == "{}" else [filler_id[w]]))
             lengths.append(len(words))
             kept.append(bool(np.isin(named, video_concepts).all()))
         captions.append(video_caps)
