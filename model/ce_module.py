@@ -190,12 +190,20 @@ class CEModule(nn.Module):
     def similarity(self, text_embds: dict[str, torch.Tensor], moe_weights: torch.Tensor,
                    vid_embds: dict[str, torch.Tensor], ind: dict[str, torch.Tensor],
                    merge: str) -> torch.Tensor:
-        """Text ``[T, K, d]`` vs video ``[N, d]`` embeddings -> ``[T*K, N]`` (indep) or ``[T, N]`` (avg)."""
-        num_caps = moe_weights.shape[1]
-        if self.is_concat:
-            first = self.modalities[0]
-            sims = concat_similarity(text_embds[first], vid_embds[first], self.concat_zero_pad_bug)
-        else:
-            sims = cross_view_similarity(text_embds, moe_weights, vid_embds, ind, self.modalities,
-                                         self.keep_missing_modalities)
-        return merge_captions(sims, num_caps, merge)
+        """Text ``[T, K, d]`` vs video ``[N, d]`` embeddings -> ``[T*K, N]`` (indep) or ``[T, N]`` (avg).
+
+        Always float32: under autocast the embeddings and weights are cast up and the products
+        run in float32, so scores, losses and metrics keep full precision.
+        """
+        with torch.autocast(moe_weights.device.type, enabled=False):
+            text_embds = {name: embd.float() for name, embd in text_embds.items()}
+            vid_embds = {name: embd.float() for name, embd in vid_embds.items()}
+            moe_weights = moe_weights.float()
+            num_caps = moe_weights.shape[1]
+            if self.is_concat:
+                first = self.modalities[0]
+                sims = concat_similarity(text_embds[first], vid_embds[first], self.concat_zero_pad_bug)
+            else:
+                sims = cross_view_similarity(text_embds, moe_weights, vid_embds, ind, self.modalities,
+                                             self.keep_missing_modalities)
+            return merge_captions(sims, num_caps, merge)
