@@ -176,6 +176,19 @@ def _read(f: h5py.File, key: str) -> np.ndarray:
     return f[key][()]
 
 
+def _mapped(f: h5py.File, key: str) -> np.ndarray:
+    """Dataset ``key`` memory-mapped from the file when it is stored contiguously and uncompressed
+    (as :func:`write_store` writes it), so loading reads nothing and processes share the pages;
+    else read into memory. Mapped copy-on-write: the file is never modified."""
+    if key not in f:
+        raise StoreError(f"{f.filename}: missing dataset '{key}'")
+    dataset = f[key]
+    offset = dataset.id.get_offset()
+    if offset is None or dataset.chunks is not None or dataset.size == 0:
+        return dataset[()]
+    return np.memmap(f.filename, dtype=dataset.dtype, mode="c", offset=offset, shape=dataset.shape)
+
+
 def _strings(values: np.ndarray) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
@@ -195,7 +208,8 @@ def read_index_attrs(store_dir: Path) -> dict:
 
 
 def load_store(store_dir: Path, experts: list[str], text_feat: str) -> FeatureStore:
-    """Load the named experts and text feature of a store into memory.
+    """Load the named experts and text feature of a store: features and word embeddings
+    memory-mapped (see :func:`_mapped`), the rest read into memory.
 
     Raises StoreError (one line naming the file) for a missing store, a foreign file, or a
     missing expert / text feature.
@@ -219,7 +233,7 @@ def load_store(store_dir: Path, experts: list[str], text_feat: str) -> FeatureSt
             kind = str(f.attrs.get("kind"))
             loaded[name] = ExpertTensors(
                 kind=kind,
-                features=torch.from_numpy(_read(f, "features")),
+                features=torch.from_numpy(_mapped(f, "features")),
                 available=torch.from_numpy(_read(f, "available").astype(bool)),
                 offsets=torch.from_numpy(_read(f, "offsets")) if kind == "tokens" else None,
             )
@@ -229,7 +243,7 @@ def load_store(store_dir: Path, experts: list[str], text_feat: str) -> FeatureSt
     if not path.is_file():
         raise StoreError(f"{path}: text feature '{text_feat}' not in the store (it has: {_names(path.parent)})")
     with _open(path, "text feature file") as f:
-        text_embeddings = torch.from_numpy(_read(f, "embeddings"))
+        text_embeddings = torch.from_numpy(_mapped(f, "embeddings"))
         text_offsets = torch.from_numpy(_read(f, "offsets"))
     return FeatureStore(store_dir, video_ids, splits, loaded, caption_offsets, raw_captions,
                         text_embeddings, text_offsets)
