@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from data_loader.batches import Batch, caption_table, make_batch, sample_captions
+from data_loader.batches import Batch, caption_table, make_batch, sample_captions, shard_bounds
 from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, split_pair
 from data_loader.release_plan import StorePlan, plan_store, test_captions_path
 from data_loader.released import check_release, read_test_captions
@@ -52,6 +52,27 @@ def _load(path: Path, experts: list[str], text_feat: str, plan: StorePlan | None
 
 
 MIN_BATCH = 2  # videos in a training batch: a ranking loss needs a negative
+# Share of a CUDA device's free memory the feature store may take when it is moved there
+DEVICE_STORE_SHARE = 0.5
+
+
+def store_nbytes(store: FeatureStore) -> int:
+    """Bytes of the store's tensors (features, availability, offsets, splits)."""
+    tensors = [store.caption_offsets, store.text_embeddings, store.text_offsets, *store.splits.values()]
+    for expert in store.experts.values():
+        tensors += [expert.features, expert.available] + ([] if expert.offsets is None else [expert.offsets])
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def store_on(store: FeatureStore, device: torch.device) -> FeatureStore:
+    """The same store with every tensor on ``device``."""
+    experts = {name: dataclasses.replace(e, features=e.features.to(device), available=e.available.to(device),
+                                         offsets=None if e.offsets is None else e.offsets.to(device))
+               for name, e in store.experts.items()}
+    return dataclasses.replace(store, splits={k: v.to(device) for k, v in store.splits.items()}, experts=experts,
+                               caption_offsets=store.caption_offsets.to(device),
+                               text_embeddings=store.text_embeddings.to(device),
+                               text_offsets=store.text_offsets.to(device))
 
 
 @DATASETS.register()
@@ -120,27 +141,45 @@ class ExpertDataLoader:
             if wants_tokens and name not in self.max_tokens:
                 raise StoreError(f"{self.store.path}: expert '{name}' has tokens; set data_loader.args.max_tokens.{name}")
 
+    def load_to_device(self, device: torch.device) -> bool:
+        """Keep the store's tensors on ``device`` when they fit (a CUDA device: within
+        ``DEVICE_STORE_SHARE`` of its free memory), so batches are gathered there; True if moved."""
+        if device.type != "cuda":
+            return False
+        free, _ = torch.cuda.mem_get_info(device)
+        if store_nbytes(self.store) > DEVICE_STORE_SHARE * free:
+            return False
+        self.store = store_on(self.store, device)
+        if self.test_captions is not None:
+            self.test_captions = self.test_captions.to(device)
+        return True
+
     @property
     def train_rows(self) -> torch.Tensor:
         return self.store.splits[self.train_split]
 
-    def num_train_batches(self) -> int:
+    def num_train_batches(self, world_size: int = 1) -> int:
         full, rest = divmod(len(self.train_rows), self.batch_size)
-        return full + (rest >= MIN_BATCH)
+        return full + (rest >= max(MIN_BATCH, world_size))
 
-    def train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
+    def train_batches(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
         """One epoch: shuffled training videos, one random caption each (among the first
         ``restrict_train_captions`` when set); ``text`` is [B, 1, T, D].
 
-        A last batch of one video is left out: it has no negatives for the ranking loss, and
-        BatchNorm cannot train on a single sample."""
-        rows = self.train_rows[torch.randperm(len(self.train_rows), generator=generator)]
+        With ``world_size`` > 1 every rank draws the same global batches (same generator state)
+        and yields its contiguous share of each (``shard_bounds``), so together the ranks see the
+        batches of a single process. A last batch of fewer than ``max(MIN_BATCH, world_size)``
+        videos is left out: one video has no negatives for the ranking loss and BatchNorm cannot
+        train on it, and every rank needs a video."""
+        order = torch.randperm(len(self.train_rows), generator=generator).to(self.train_rows.device)
+        rows = self.train_rows[order]
         for start in range(0, len(rows), self.batch_size):
             video_rows = rows[start:start + self.batch_size]
-            if len(video_rows) < MIN_BATCH:
+            if len(video_rows) < max(MIN_BATCH, world_size):
                 break
             captions = sample_captions(self.store, video_rows, generator, self.restrict_train_captions)[:, None]
-            yield make_batch(self.store, video_rows, captions, self.max_tokens)
+            lo, hi = shard_bounds(len(video_rows), rank, world_size)
+            yield make_batch(self.store, video_rows[lo:hi], captions[lo:hi], self.max_tokens)
 
     def eval_set(self) -> EvalSet:
         """The evaluation split with up to ``num_test_captions`` captions per video.
@@ -152,7 +191,8 @@ class ExpertDataLoader:
         if self.test_captions is None:
             captions = caption_table(self.store, video_rows, self.num_test_captions)
         else:
-            captions = torch.full((len(video_rows), self.num_test_captions), -1, dtype=torch.int64)
+            captions = torch.full((len(video_rows), self.num_test_captions), -1, dtype=torch.int64,
+                                  device=video_rows.device)
             captions[:, 0] = self.test_captions
         return EvalSet(self.eval_split, video_rows, captions, (captions >= 0).float())
 
