@@ -8,6 +8,7 @@ is given. Checkpoints and config.json files written by the original CE code are 
 Examples:
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth
   python3 test.py --config original/config.json --resume original/trained_model.pth
+  python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth --precision bf16
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from trainer.build import build_data, build_model, build_page_writer, prepare_da
 from trainer.checkpoint import load_any_checkpoint
 from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import run_dirs_of_checkpoint
-from utils.cli import run_cli
+from utils.cli import add_device_options, device_overrides, run_cli
 from utils.config import apply_overrides, config_of_checkpoint, load_config, validate, with_eval_settings
 
 
@@ -34,7 +35,10 @@ def parse_args() -> argparse.Namespace:
                              "run; val: the training config's own evaluation split")
     parser.add_argument("--eval_from_training_config", action="store_const", const="test", dest="split",
                         help="the original CE flag for the test run; the same as --split test")
-    return parser.parse_args()
+    add_device_options(parser)
+    args = parser.parse_args()
+    args.set += device_overrides(args)
+    return args
 
 
 def main() -> int:
@@ -48,16 +52,17 @@ def main() -> int:
         validate(config)
     if args.split == "test":
         config = with_eval_settings(config)
+    device = select_device(config)
     dirs = run_dirs_of_checkpoint(args.resume)
     options = trainer_options(config)
     log = setup_logging(dirs.log, options.verbosity)
     model = build_model(config)
     model.load_state_dict(state["state_dict"])
-    device = select_device(config)
     model.to(device)
     prepare_data(config)
-    data = build_data(config)
-    result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"))
+    data = build_data(config, device)
+    result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"),
+                      precision=options.precision)
     metrics_path = write_metrics_json(args.resume.parent / "metrics.json", result, epoch=state["epoch"],
                                       checkpoint=str(args.resume))
     page = write_page(build_page_writer(config), dirs.web / f"{args.split}.html", result, data,

@@ -6,6 +6,8 @@ Examples:
   python3 train.py --resume data/saved/models/synthetic-train-ce/<run>/checkpoint-epoch5.pth
   python3 train.py --resume original/checkpoint-epoch10.pth   (written by the original CE trainer)
   python3 train.py --config configs/synthetic/train-ce.json --dry_run
+  python3 train.py --config configs/msrvtt/train-full-ce.json --device cuda --precision bf16
+  torchrun --nproc_per_node=2 train.py --config configs/synthetic/train-ce.json   (data parallel)
 """
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ from pathlib import Path
 import torch
 
 from logger.logger import setup_logging
+from trainer import distributed
 from trainer.build import (build_data, build_loss, build_model, build_optimizer, build_page_writer,
                            prepare_data, select_device, trainer_options)
-from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint
+from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, resumable_checkpoint
 from trainer.run_dirs import RunDirs, experiment_name, new_run_dirs, run_dirs_of_checkpoint
 from trainer.trainer import Trainer
-from utils.cli import run_cli
+from utils.cli import add_device_options, device_overrides, run_cli
 from utils.config import (Config, ConfigError, apply_overrides, config_of_checkpoint, load_config, validate,
                           with_eval_settings)
 from utils.summary import module_summary
@@ -30,12 +33,16 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="config file (JSON, may use inherit_from)")
     parser.add_argument("--resume", type=Path,
-                        help="checkpoint to continue from; its saved config is used unless --config is given")
+                        help="checkpoint to continue from; its saved config is used unless --config is given "
+                             "(a best-model file continues from the epoch checkpoint of its epoch)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY.PATH=VALUE",
                         help="override config keys, e.g. trainer.epochs=3 (values parsed as JSON)")
     parser.add_argument("--dry_run", action="store_true",
                         help="build the model from the config alone, print a summary and the parameter count, exit")
-    return parser.parse_args()
+    add_device_options(parser)
+    args = parser.parse_args()
+    args.set += device_overrides(args)
+    return args
 
 
 def resolve_config(args: argparse.Namespace, state: dict | None) -> Config:
@@ -59,7 +66,9 @@ def resumed_run_dirs(checkpoint: Path, state: dict, config: Config) -> RunDirs:
 
 def main() -> int:
     args = parse_args()
-    state = load_any_checkpoint(args.resume) if args.resume is not None else None
+    state = None
+    if args.resume is not None:
+        args.resume, state = resumable_checkpoint(args.resume, load_any_checkpoint(args.resume))
     config = resolve_config(args, state)
     if args.dry_run:
         with torch.device("meta"):
@@ -67,26 +76,35 @@ def main() -> int:
         print(module_summary(model))
         return 0
     options = trainer_options(config)
-    if state is not None:
-        dirs = resumed_run_dirs(args.resume, state, config)
-    else:
-        dirs = new_run_dirs(Path(options.save_dir), experiment_name(args.config))
-    setup_logging(dirs.log, options.verbosity)
-    config.save(dirs.models / "config.json")
+    place = distributed.from_environment()
+    device = select_device(config, place.local_rank)
+    place = distributed.start(place, device)
+    dirs = None
+    if place.is_main:
+        if state is not None:
+            dirs = resumed_run_dirs(args.resume, state, config)
+        else:
+            dirs = new_run_dirs(Path(options.save_dir), experiment_name(args.config))
+        config.save(dirs.models / "config.json")
+    dirs = distributed.broadcast(dirs, place)
+    setup_logging(dirs.log if place.is_main else None, options.verbosity if place.is_main else 0)
     torch.manual_seed(int(config.get("seed", 0)))
-    model = build_model(config)
+    model = distributed.use_global_batch_norm(build_model(config), place)
     test_config = with_eval_settings(config)
-    for needed in (config, test_config):
-        prepare_data(needed)
-    data = build_data(config)
-    device = select_device(config)
+    if place.is_main:
+        for needed in (config, test_config):
+            prepare_data(needed)
+    distributed.barrier(place)
+    data = build_data(config, device)
     model.to(device)
     optimizer, scheduler = build_optimizer(config, model)
     trainer = Trainer(config, model, build_loss(config), optimizer, scheduler, data, dirs, device,
-                      build_page_writer(config), test_data=lambda: build_data(test_config))
+                      build_page_writer(config), test_data=lambda: build_data(test_config, device),
+                      place=place)
     if state is not None:
         trainer.resume(state, args.resume)
     trainer.train()
+    distributed.stop(place)
     return 0
 
 

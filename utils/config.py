@@ -213,6 +213,8 @@ def with_eval_settings(config: Config) -> Config:
 def _describe(hint: Any) -> str:
     if hint is inspect.Parameter.empty or hint is Any:
         return "any value"
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(json.dumps(value) for value in typing.get_args(hint))
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
@@ -220,6 +222,8 @@ def _matches(value: Any, hint: Any) -> bool:
     if hint is inspect.Parameter.empty or hint is Any:
         return True
     origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, arg) for arg in typing.get_args(hint))
     if hint is type(None):
