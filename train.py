@@ -11,6 +11,8 @@ Examples:
 """
 from __future__ import annotations
 
+import utils.huge_pages  # noqa: F401  (first, before torch: huge pages for large CPU tensors)
+
 import argparse
 from pathlib import Path
 
