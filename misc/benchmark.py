@@ -235,7 +235,8 @@ def train_phase(config: Config, data, device: torch.device, precision: str,
             start, samples = time.perf_counter(), 0
             for _ in range(args.block_steps):
                 samples += step(True)
-            blocks.append((samples / (time.perf_counter() - start), time.perf_counter() - start))
+            took = time.perf_counter() - start
+            blocks.append((samples / took, took))
     rate, block_s = sorted(blocks)[len(blocks) // 2]
     total = sum(sum(times) for times in parts.values())
     figures = {"samples_per_s": rate, "block_samples_per_s": [r for r, _ in blocks],
