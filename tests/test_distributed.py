@@ -84,3 +84,20 @@ def test_ranks_share_the_global_batches(tiny_synthetic):
         assert torch.equal(whole.text, torch.cat([first.text, second.text]))
         for name in whole.experts:
             assert torch.equal(whole.experts[name], torch.cat([first.experts[name], second.experts[name]]))
+
+
+def test_ranks_carry_the_relevance_of_the_global_batch(tiny_synthetic):
+    """A relevance-aware loss scores the gathered [global, global] similarities, so every rank's
+    share carries the relevance of the whole global batch, the single process's."""
+    from trainer.build import build_data, prepare_data
+    from utils.config import load_config
+
+    config = load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}", *SMALL])
+    prepare_data(config)  # the Synthetic captions' classes
+    data = build_data(config)
+    single = list(data.train_batches(torch.Generator().manual_seed(3), relevance=True))
+    for rank in (0, 1):
+        shares = list(data.train_batches(torch.Generator().manual_seed(3), rank, 2, relevance=True))
+        for whole, share in zip(single, shares):
+            assert share.relevance.shape == (len(whole), len(whole))
+            assert torch.equal(share.relevance, whole.relevance)
