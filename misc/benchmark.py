@@ -56,6 +56,7 @@ from trainer.precision import PRECISIONS, autocast  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.config import Config, load_config, with_eval_settings  # noqa: E402
+from utils.errors import StoreError  # noqa: E402
 from utils.summary import count_trainable  # noqa: E402
 
 DEFAULT_CONFIG = Path("configs/msrvtt/train-full-ce.json")
@@ -174,7 +175,7 @@ def ensure_fixture(config: Config, args: argparse.Namespace) -> None:
     marker = folder / "fixture.json"
     if not marker.is_file():
         if folder.exists() and any(folder.iterdir()):
-            raise SystemExit(f"{folder}: an unfinished fixture; delete the folder and run again")
+            raise StoreError(f"{folder}: an unfinished fixture; delete the folder and run again")
         print(f"writing a synthetic MSR-VTT release at scale {args.scale:g} into {folder} (once)")
         write_fixture(folder, plan_fixture(config, args.scale), args.scale, 0, DEFAULT_TEXT_TOKENS)
         write_text_atomic(marker, json.dumps({"scale": args.scale, "config": str(args.config)}) + "\n")
