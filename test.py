@@ -10,8 +10,11 @@ no code in a checkpoint can run).
 Examples:
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth
   python3 test.py --config original/config.json --resume original/trained_model.pth
+  python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth --precision bf16
 """
 from __future__ import annotations
+
+import utils.huge_pages  # noqa: F401  (first, before torch: huge pages for large CPU tensors)
 
 import argparse
 from pathlib import Path
@@ -21,7 +24,7 @@ from trainer.build import build_data, build_model, build_page_writer, prepare_da
 from trainer.checkpoint import load_any_checkpoint
 from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import run_dirs_of_checkpoint
-from utils.cli import run_cli
+from utils.cli import add_device_options, device_overrides, run_cli
 from utils.config import apply_overrides, config_of_checkpoint, load_config, validate, with_eval_settings
 from utils.site import publish_run
 from utils.summary import count_trainable
@@ -31,8 +34,6 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resume", type=Path, required=True, help="checkpoint to evaluate (e.g. trained_model.pth)")
     parser.add_argument("--config", type=Path, help="config file to use instead of the one saved in the checkpoint")
-    parser.add_argument("--device", help="auto (default: CUDA when present, else CPU), cpu, cuda or cuda:<n>; "
-                                         "the same as --set trainer.device=...")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY.PATH=VALUE",
                         help="override config keys, e.g. data_loader.args.data_dir=/data/MSRVTT")
     parser.add_argument("--split", choices=("test", "val"), default="test",
@@ -40,9 +41,9 @@ def parse_args() -> argparse.Namespace:
                              "run; val: the training config's own evaluation split")
     parser.add_argument("--eval_from_training_config", action="store_const", const="test", dest="split",
                         help="the original CE flag for the test run; the same as --split test")
+    add_device_options(parser)
     args = parser.parse_args()
-    if args.device:
-        args.set = [*args.set, f"trainer.device={args.device}"]
+    args.set += device_overrides(args)
     return args
 
 
@@ -66,16 +67,17 @@ def main() -> int:
         validate(config)
     if args.split == "test":
         config = with_eval_settings(config)
+    device = select_device(config)
     dirs = run_dirs_of_checkpoint(args.resume)
     options = trainer_options(config)
     log = setup_logging(dirs.log, options.verbosity)
     model = build_model(config)
     model.load_state_dict(state["state_dict"])
-    device = select_device(config)
     model.to(device)
     prepare_data(config, training=False)
-    data = build_data(config, training=False)
-    result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"))
+    data = build_data(config, device, training=False)
+    result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"),
+                      precision=options.precision)
     metrics_name, page_name = output_names(args.split, args.resume)
     metrics_path = write_metrics_json(args.resume.parent / metrics_name, result, epoch=state["epoch"],
                                       checkpoint=str(args.resume), params=count_trainable(model))

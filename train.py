@@ -7,8 +7,12 @@ Examples:
   python3 train.py --resume original/checkpoint-epoch10.pth   (written by the original CE trainer)
   python3 train.py --config configs/synthetic/train-ce.json --dry_run
   python3 train.py --config configs/synthetic/train-ce.json --seeds 0,1,2   (one run per seed)
+  python3 train.py --config configs/msrvtt/train-full-ce.json --device cuda --precision bf16
+  torchrun --nproc_per_node=2 train.py --config configs/synthetic/train-ce.json   (data parallel)
 """
 from __future__ import annotations
+
+import utils.huge_pages  # noqa: F401  (first, before torch: huge pages for large CPU tensors)
 
 import argparse
 import copy
@@ -17,12 +21,13 @@ from pathlib import Path
 import torch
 
 from logger.logger import setup_logging
+from trainer import distributed
 from trainer.build import (build_data, build_distillation, build_loss, build_model, build_optimizer,
                            build_page_writer, prepare_data, select_device, trainer_options)
-from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint
+from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, resumable_checkpoint
 from trainer.run_dirs import RunDirs, experiment_name, new_run_dirs, remove_run_dirs, run_dirs_of_checkpoint
 from trainer.trainer import Trainer
-from utils.cli import run_cli
+from utils.cli import add_device_options, device_overrides, run_cli
 from utils.config import (Config, ConfigError, apply_overrides, config_of_checkpoint, load_config, validate,
                           with_eval_settings)
 from utils.summary import module_summary
@@ -32,18 +37,17 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="config file (JSON, may use inherit_from)")
     parser.add_argument("--resume", type=Path,
-                        help="checkpoint to continue from; its saved config is used unless --config is given")
-    parser.add_argument("--device", help="auto (default: CUDA when present, else CPU), cpu, cuda or cuda:<n>; "
-                                         "the same as --set trainer.device=...")
+                        help="checkpoint to continue from; its saved config is used unless --config is given "
+                             "(a best-model file continues from the epoch checkpoint of its epoch)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY.PATH=VALUE",
                         help="override config keys, e.g. trainer.epochs=3 (values parsed as JSON)")
     parser.add_argument("--dry_run", action="store_true",
                         help="build the model from the config alone, print a summary and the parameter count, exit")
     parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...",
                         help="train one run per seed (each sets the config's seed), e.g. 0,1,2")
+    add_device_options(parser)
     args = parser.parse_args()
-    if args.device:
-        args.set = [*args.set, f"trainer.device={args.device}"]
+    args.set += device_overrides(args)
     return args
 
 
@@ -93,45 +97,58 @@ def main() -> int:
     args = parse_args()
     if args.seeds and args.resume is not None:
         raise ConfigError("train.py: --seeds starts new runs and cannot be combined with --resume")
-    state = load_any_checkpoint(args.resume) if args.resume is not None else None
+    state = None
+    if args.resume is not None:
+        args.resume, state = resumable_checkpoint(args.resume, load_any_checkpoint(args.resume))
     config = resolve_config(args, state)
     if args.dry_run:
         with torch.device("meta"):
             model = build_model(config)
         print(module_summary(model))
         return 0
+    place = distributed.from_environment()
+    device = select_device(config, place.local_rank)
+    place = distributed.start(place, device)
     for run_config in with_seeds(config, args.seeds):
-        train_run(args, run_config, state)
+        train_run(args, run_config, state, device, place)
+    distributed.stop(place)
     return 0
 
 
-def train_run(args: argparse.Namespace, config: Config, state: dict | None) -> None:
+def train_run(args: argparse.Namespace, config: Config, state: dict | None, device: torch.device,
+              place: distributed.Distributed) -> None:
     """Train one run of ``config`` in a new run folder (or continue the checkpoint ``state``).
 
     Everything that can fail on bad input (data, model, device, optimiser) is built before the
     run folder exists; a new run that stops before its first checkpoint removes its folders.
+    Under torchrun, rank 0 prepares the store and makes the run folder; every rank trains.
     """
     options = trainer_options(config)
-    setup_logging(None, options.verbosity)
+    verbosity = options.verbosity if place.is_main else 0
+    setup_logging(None, verbosity)
     torch.manual_seed(int(config.get("seed", 0)))
-    model = build_model(config)
+    model = distributed.use_global_batch_norm(build_model(config), place)
     test_config = with_eval_settings(config)
-    prepare_data(config)
-    prepare_data(test_config, training=False)
-    data = build_data(config)
+    if place.is_main:
+        prepare_data(config)
+        prepare_data(test_config, training=False)
+    distributed.barrier(place)
+    data = build_data(config, device)
     distillation = build_distillation(config, data)
-    device = select_device(config)
     model.to(device)
     optimizer, scheduler = build_optimizer(config, model)
-    if state is not None:
-        dirs = resumed_run_dirs(args.resume, state, config)
-    else:
-        dirs = new_run_dirs(Path(options.save_dir), experiment_name(args.config))
-    setup_logging(dirs.log, options.verbosity)
-    config.save(dirs.models / "config.json")
+    dirs = None
+    if place.is_main:
+        if state is not None:
+            dirs = resumed_run_dirs(args.resume, state, config)
+        else:
+            dirs = new_run_dirs(Path(options.save_dir), experiment_name(args.config))
+        config.save(dirs.models / "config.json")
+    dirs = distributed.broadcast(dirs, place)
+    setup_logging(dirs.log if place.is_main else None, verbosity)
     trainer = Trainer(config, model, build_loss(config), optimizer, scheduler, data, dirs, device,
-                      build_page_writer(config), test_data=lambda: build_data(test_config, training=False),
-                      distillation=distillation)
+                      build_page_writer(config), test_data=lambda: build_data(test_config, device, training=False),
+                      distillation=distillation, place=place)
     if state is not None:
         trainer.resume(state, args.resume)
         trainer.train()
@@ -139,7 +156,7 @@ def train_run(args: argparse.Namespace, config: Config, state: dict | None) -> N
     try:
         trainer.train()
     except BaseException:
-        if not any(dirs.models.glob("*.pth")):
+        if place.is_main and not any(dirs.models.glob("*.pth")):
             remove_run_dirs(dirs)
         raise
 

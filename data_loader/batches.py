@@ -17,7 +17,9 @@ class Batch:
     ``text``: [B, K, T, D] word embeddings (zero padded); ``video_rows``: [B] store rows of the
     videos; ``caption_rows``: [B, K] store caption rows; ``relevance``: None, or for K = 1
     the float32 [B, B] semantic relevance of video i to caption j, indexed [video, caption]
-    (for relevance-aware losses).
+    (for relevance-aware losses); when a rank holds a share of a global batch, that of the
+    whole global batch. ``global_rows``: None, or when a rank holds a share of a global batch
+    the (video rows [G], caption rows [G]) of the whole global batch (for TeachText's targets).
     """
 
     experts: dict[str, torch.Tensor]
@@ -26,12 +28,13 @@ class Batch:
     video_rows: torch.Tensor
     caption_rows: torch.Tensor
     relevance: torch.Tensor | None = None
+    global_rows: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def to(self, device: torch.device) -> "Batch":
-        """The same batch with every tensor on ``device``."""
+        """The same batch with every tensor on ``device`` (``global_rows`` stay where they are)."""
         return Batch({k: v.to(device) for k, v in self.experts.items()}, {k: v.to(device) for k, v in self.ind.items()},
                      self.text.to(device), self.video_rows.to(device), self.caption_rows.to(device),
-                     None if self.relevance is None else self.relevance.to(device))
+                     None if self.relevance is None else self.relevance.to(device), self.global_rows)
 
     def __len__(self) -> int:
         return len(self.video_rows)
@@ -49,10 +52,11 @@ def gather_tokens(values: torch.Tensor, offsets: torch.Tensor, rows: torch.Tenso
     safe = flat_rows.clamp(min=0)
     start = offsets[safe]
     length = torch.where(valid, offsets[safe + 1] - start, torch.zeros_like(start))
-    steps = torch.arange(max_len, dtype=offsets.dtype)
+    steps = torch.arange(max_len, dtype=offsets.dtype, device=offsets.device)
     index = start[:, None] + steps[None, :]
     keep = steps[None, :] < length[:, None]
-    out = values[index.clamp(max=max(values.shape[0] - 1, 0))] * keep[..., None].to(values.dtype)
+    out = values[index.clamp(max=max(values.shape[0] - 1, 0))]
+    out.masked_fill_(~keep[..., None], 0)
     return out.reshape(*rows.shape, max_len, values.shape[-1])
 
 
@@ -83,8 +87,8 @@ def caption_table(store: FeatureStore, video_rows: torch.Tensor, num_captions: i
     """Caption rows [N, num_captions] of each video's first captions, -1 where it has fewer."""
     start = store.caption_offsets[video_rows]
     count = store.caption_offsets[video_rows + 1] - start
-    slots = torch.arange(num_captions)
-    return torch.where(slots[None, :] < count[:, None], start[:, None] + slots[None, :], torch.tensor(-1))
+    slots = torch.arange(num_captions, device=start.device)
+    return torch.where(slots[None, :] < count[:, None], start[:, None] + slots[None, :], -1)
 
 
 def sample_captions(store: FeatureStore, video_rows: torch.Tensor, generator: torch.Generator,
@@ -97,11 +101,11 @@ def sample_captions(store: FeatureStore, video_rows: torch.Tensor, generator: to
     if first > 0:
         count = count.clamp(max=first)
     elif kept is not None:
-        kept_upto = kept.long().cumsum(0)  # kept captions among rows 0..c
+        kept_upto = kept.to(start.device).long().cumsum(0)  # kept captions among rows 0..c
         before = torch.where(start > 0, kept_upto[(start - 1).clamp(min=0)], torch.zeros_like(start))
         count = kept_upto[start + count - 1] - before
-    pick = (torch.rand(len(video_rows), generator=generator, dtype=torch.float64) * count).long()
-    pick = pick.clamp(max=count - 1)
+    draw = torch.rand(len(video_rows), generator=generator, dtype=torch.float64).to(count.device)
+    pick = (draw * count).long().clamp(max=count - 1)
     if first > 0 or kept is None:
         return start + pick
     return torch.searchsorted(kept_upto, before + pick + 1)
@@ -112,3 +116,11 @@ def make_batch(store: FeatureStore, video_rows: torch.Tensor, caption_rows: torc
     """The :class:`Batch` of videos ``video_rows`` [B] and captions ``caption_rows`` [B, K]."""
     experts, ind = expert_batch(store, video_rows, max_tokens)
     return Batch(experts, ind, text_batch(store, caption_rows, max_tokens["text"]), video_rows, caption_rows)
+
+
+def shard_bounds(size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``[lo, hi)`` of rank ``rank``'s contiguous share of ``size`` items split over ``world_size``
+    ranks; the first ``size % world_size`` ranks get one item more."""
+    base, extra = divmod(size, world_size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (rank < extra)

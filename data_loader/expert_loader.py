@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from data_loader.batches import Batch, caption_table, make_batch, sample_captions
+from data_loader.batches import Batch, caption_table, make_batch, sample_captions, shard_bounds
 from data_loader.caption_masks import load_caption_mask
 from data_loader.classes import captions_sha1, classes_path, read_classes, read_relevance, relevance_path
 from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root, split_pair
@@ -62,6 +62,29 @@ def _load(path: Path, experts: list[str], text_feat: str, plan: StorePlan | None
 
 
 MIN_BATCH = 2  # videos in a training batch: a ranking loss needs a negative
+# Share of a CUDA device's free memory the feature store may take when it is moved there
+DEVICE_STORE_SHARE = 0.5
+
+
+def store_nbytes(store: FeatureStore) -> int:
+    """Bytes of the store's tensors (features, availability, offsets, splits, text)."""
+    tensors = [store.caption_offsets, store.text_embeddings, store.text_offsets, *store.splits.values()]
+    tensors += [] if store.text_tokens is None else [store.text_tokens]
+    for expert in store.experts.values():
+        tensors += [expert.features, expert.available] + ([] if expert.offsets is None else [expert.offsets])
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def store_on(store: FeatureStore, device: torch.device) -> FeatureStore:
+    """The same store with every tensor on ``device``."""
+    experts = {name: dataclasses.replace(e, features=e.features.to(device), available=e.available.to(device),
+                                         offsets=None if e.offsets is None else e.offsets.to(device))
+               for name, e in store.experts.items()}
+    return dataclasses.replace(store, splits={k: v.to(device) for k, v in store.splits.items()}, experts=experts,
+                               caption_offsets=store.caption_offsets.to(device),
+                               text_embeddings=store.text_embeddings.to(device),
+                               text_offsets=store.text_offsets.to(device),
+                               text_tokens=None if store.text_tokens is None else store.text_tokens.to(device))
 
 
 @DATASETS.register()
@@ -172,6 +195,19 @@ class ExpertDataLoader:
                              f"{', '.join(sorted(self.store.splits))}); if the release now holds its videos, "
                              "delete the store folder to convert it again")
 
+    def load_to_device(self, device: torch.device) -> bool:
+        """Keep the store's tensors on ``device`` when they fit (a CUDA device: within
+        ``DEVICE_STORE_SHARE`` of its free memory), so batches are gathered there; True if moved."""
+        if device.type != "cuda":
+            return False
+        free, _ = torch.cuda.mem_get_info(device)
+        if store_nbytes(self.store) > DEVICE_STORE_SHARE * free:
+            return False
+        self.store = store_on(self.store, device)
+        if self.test_captions is not None:
+            self.test_captions = self.test_captions.to(device)
+        return True
+
     @property
     def train_rows(self) -> torch.Tensor:
         """Store rows of the training videos: the ``training_file``'s, else the training split's
@@ -181,9 +217,9 @@ class ExpertDataLoader:
         self._require_split(self.train_split)
         return self.store.splits[self.train_split]
 
-    def num_train_batches(self) -> int:
+    def num_train_batches(self, world_size: int = 1) -> int:
         full, rest = divmod(len(self.train_rows), self.batch_size)
-        return full + (rest >= MIN_BATCH)
+        return full + (rest >= max(MIN_BATCH, world_size))
 
     def require_relevance(self, train: bool, evaluate: bool) -> None:
         """Check that the store can give what a run asks for: semantic classes for the
@@ -198,25 +234,34 @@ class ExpertDataLoader:
                              "relevance metrics need the split's relevance (data_loader.args.relevance_files) "
                              "or the captions' semantic classes (see README)")
 
-    def train_batches(self, generator: torch.Generator, relevance: bool = False) -> Iterator[Batch]:
+    def train_batches(self, generator: torch.Generator, rank: int = 0, world_size: int = 1,
+                      relevance: bool = False) -> Iterator[Batch]:
         """One epoch: shuffled training videos, one random caption each (among the first
         ``restrict_train_captions`` or the kept ones when set); ``text`` is [B, 1, T, D]. With
         ``relevance`` every batch carries the [video, caption] relevance of its videos to its captions.
 
-        A last batch of one video is left out: it has no negatives for the ranking loss, and
-        BatchNorm cannot train on a single sample."""
+        With ``world_size`` > 1 every rank draws the same global batches (same generator state)
+        and yields its contiguous share of each (``shard_bounds``), so together the ranks see the
+        batches of a single process; the relevance is that of the whole global batch, which the
+        ranks' gathered similarities are scored against. A last batch of fewer than
+        ``max(MIN_BATCH, world_size)`` videos is left out: one video has no negatives for the
+        ranking loss and BatchNorm cannot train on it, and every rank needs a video."""
         if relevance:
             self.require_relevance(train=True, evaluate=False)
-        rows = self.train_rows[torch.randperm(len(self.train_rows), generator=generator)]
+        order = torch.randperm(len(self.train_rows), generator=generator).to(self.train_rows.device)
+        rows = self.train_rows[order]
         for start in range(0, len(rows), self.batch_size):
             video_rows = rows[start:start + self.batch_size]
-            if len(video_rows) < MIN_BATCH:
+            if len(video_rows) < max(MIN_BATCH, world_size):
                 break
             captions = sample_captions(self.store, video_rows, generator, self.restrict_train_captions,
                                        self.kept_captions)[:, None]
-            batch = make_batch(self.store, video_rows, captions, self.max_tokens)
+            lo, hi = shard_bounds(len(video_rows), rank, world_size)
+            batch = make_batch(self.store, video_rows[lo:hi], captions[lo:hi], self.max_tokens)
+            if world_size > 1:
+                batch.global_rows = (video_rows, captions[:, 0])
             if relevance:
-                batch.relevance = self.class_relevance(video_rows, captions[:, 0])
+                batch.relevance = self.class_relevance(video_rows.cpu(), captions[:, 0].cpu())
             yield batch
 
     def eval_set(self) -> EvalSet:
@@ -229,7 +274,8 @@ class ExpertDataLoader:
         if self.test_captions is None:
             captions = caption_table(self.store, video_rows, self.num_test_captions)
         else:
-            captions = torch.full((len(video_rows), self.num_test_captions), -1, dtype=torch.int64)
+            captions = torch.full((len(video_rows), self.num_test_captions), -1, dtype=torch.int64,
+                                  device=video_rows.device)
             captions[:, 0] = self.test_captions
         return EvalSet(self.eval_split, video_rows, captions, (captions >= 0).float())
 
@@ -242,6 +288,6 @@ class ExpertDataLoader:
             matrix = read_relevance(self.store.path, eval_set.split, shape, captions_sha1(self.store.raw_captions))
             if matrix is None:
                 self.require_relevance(train=False, evaluate=True)
-                matrix = self.class_relevance(eval_set.video_rows, eval_set.query_rows)
+                matrix = self.class_relevance(eval_set.video_rows.cpu(), eval_set.query_rows.cpu())
             self._eval_relevance[eval_set.split] = matrix
         return self._eval_relevance[eval_set.split]

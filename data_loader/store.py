@@ -243,6 +243,19 @@ def _read(f: h5py.File, key: str) -> np.ndarray:
     return f[key][()]
 
 
+def _mapped(f: h5py.File, key: str) -> np.ndarray:
+    """Dataset ``key`` memory-mapped from the file when it is stored contiguously and uncompressed
+    (as :func:`write_store` writes it), so loading reads nothing and processes share the pages;
+    else read into memory. Mapped copy-on-write: the file is never modified."""
+    if key not in f:
+        raise StoreError(f"{f.filename}: missing dataset '{key}'")
+    dataset = f[key]
+    offset = dataset.id.get_offset()
+    if offset is None or dataset.chunks is not None or dataset.size == 0:
+        return dataset[()]
+    return np.memmap(f.filename, dtype=dataset.dtype, mode="c", offset=offset, shape=dataset.shape)
+
+
 def _strings(values: np.ndarray) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
@@ -351,7 +364,7 @@ def _read_expert(store_dir: Path, name: str, index: _Index) -> ExpertTensors:
     with _open(path, "expert file") as f:
         check_build(f, index.store_id, store_dir)
         kind = str(f.attrs.get("kind"))
-        features, available = _read(f, "features"), _read(f, "available").astype(bool)
+        features, available = _mapped(f, "features"), _read(f, "available").astype(bool)
         offsets = _read(f, "offsets") if kind == "tokens" else None
     if kind not in ("fixed", "tokens"):
         raise StoreError(f"{path}: attribute kind = {kind!r}, expected 'fixed' or 'tokens'")
@@ -378,7 +391,7 @@ def _read_text(store_dir: Path, text_feat: str, index: _Index
     with _open(path, "text feature file") as f:
         check_build(f, index.store_id, store_dir)
         key = "vocabulary" if "vocabulary" in f else "embeddings"
-        embeddings, offsets = _read(f, key), _read(f, "offsets")
+        embeddings, offsets = _mapped(f, key), _read(f, "offsets")
         tokens = _read(f, "tokens") if key == "vocabulary" else None
     if embeddings.ndim != 2:
         raise StoreError(f"{path}: {key} has shape {embeddings.shape}, expected 2 dimensions")
@@ -397,7 +410,8 @@ def _read_text(store_dir: Path, text_feat: str, index: _Index
 
 
 def load_store(store_dir: Path, experts: list[str], text_feat: str) -> FeatureStore:
-    """Load the named experts and text feature of a store into memory.
+    """Load the named experts and text feature of a store: features and word embeddings
+    memory-mapped (see :func:`_mapped`), the rest read into memory.
 
     Raises StoreError (one line naming the file) for a missing store, a foreign file, a missing
     expert / text feature, a file of another build of the store, or the first violation of the

@@ -67,14 +67,15 @@ class CENet(nn.Module):
         Returns:
             ``modalities`` (list of M names), ``cross_view_conf_matrix`` (``[B, B]`` when
             training or with test_caption_mode "avg", ``[B*K, B]`` with "indep"),
-            ``text_embds`` (expert -> ``[B, K, d]``), ``vid_embds`` (expert -> ``[B, d]``).
+            ``text_embds`` (expert -> ``[B, K, d]``), ``vid_embds`` (expert -> ``[B, d]``),
+            ``moe_weights`` (``[B, K, M]``).
         """
         vid_embds = self.embed_videos(experts, ind)
         text_embds, moe_weights = self.embed_text(text)
         merge = "avg" if self.training else self.test_caption_mode
         sims = self.similarity(text_embds, moe_weights, vid_embds, ind, merge)
         return {"modalities": list(self.modalities), "cross_view_conf_matrix": sims,
-                "text_embds": text_embds, "vid_embds": vid_embds}
+                "text_embds": text_embds, "vid_embds": vid_embds, "moe_weights": moe_weights}
 
     @property
     def uses_moe_weights(self) -> bool:
@@ -106,7 +107,8 @@ class CENet(nn.Module):
         return self.ce.embed_videos(aggregated, ind)
 
     def _clean_features(self, name: str, feats: torch.Tensor, ind: torch.Tensor) -> torch.Tensor:
-        """Randomise (if requested) and zero the rows of missing videos, out of place."""
+        """Randomise (if requested) and zero the rows of missing videos, out of place (no copy
+        when every video has the expert)."""
         present = ind.reshape(-1).to(feats.device) != 0
         if present.shape[0] != feats.shape[0]:
             raise ValueError(f"expert '{name}': ind has {present.shape[0]} entries for "
@@ -114,6 +116,8 @@ class CENet(nn.Module):
         if name in self.random_feats:
             noise = torch.randn_like(feats)
             feats = noise if self.disable_nan_checks else torch.where(torch.isnan(feats), feats, noise)
+        if bool(present.all()):
+            return feats
         present = present.reshape(-1, *([1] * (feats.dim() - 1)))
         return torch.where(present, feats, feats.new_zeros(()))
 

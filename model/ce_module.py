@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from model.ce_config import CEConfig
-from model.collab_gating import (STAR_MODES, STAR_TENSOR_DIM, expert_pairs, pairwise_mask,
-                                 reasoning_mlp, star_centre, triplet_mask)
+from model.collab_gating import (STAR_MODES, STAR_TENSOR_DIM, FactorisedGate, combination_mask, combinations,
+                                 expert_pairs, reasoning_mlp, star_centre)
 from model.gating import (GatedEmbeddingUnit, GatedEmbeddingUnitReasoning, Mish,
                           MimicCEGatedEmbeddingUnit, ReduceDim)
 from model.similarity import concat_similarity, cross_view_similarity, merge_captions
@@ -41,6 +41,8 @@ class CEModule(nn.Module):
         self.keep_missing_modalities = config.keep_missing_modalities
         self.randomise_text = "text" in config.random_feats
         self.verbose = config.verbose
+        # pairwise / triplet masks through FactorisedGate; False computes them by their definition
+        self.factorised_gating = True
         same_dim, use_ce, mimic_ce_dims = config.ce_shared_dim, config.use_ce, config.mimic_ce_dims
         concat_experts, concat_mix_experts = config.concat_experts, config.concat_mix_experts
         in_dims = [int(expert_dims[name][0]) for name in self.modalities]
@@ -144,20 +146,30 @@ class CEModule(nn.Module):
 
         Experts are updated one after the other in modality order and later masks read the
         already-gated embeddings of earlier experts, exactly as the original CE code does.
+        Pairwise and triplet masks go through :class:`FactorisedGate` unless
+        ``factorised_gating`` is off (then one gate input per combination, the definition).
         """
         device = embds[self.modalities[0]].device
         # float32 even under autocast: the 1e-11 in the pair average vanishes in half precision
         avail = {name: ind[name].reshape(-1).to(device, torch.float32) for name in self.modalities}
         pairs = expert_pairs(self.modalities, self.include_self)
-        centre = star_centre(embds, avail) if self.use_ce in STAR_MODES else None
+        star = self.use_ce in STAR_MODES
+        centre = star_centre(embds, avail) if star else None
+        gate = None
+        if not star and self.factorised_gating:
+            gate = FactorisedGate(self.g_reason_1, self.g_reason_shared, 3 if self.use_ce == "triplet" else 2)
         for idx, name in enumerate(self.modalities):
-            if self.use_ce == "pairwise":
-                mask = pairwise_mask(name, embds, avail, pairs, self._shared_gate)
-            elif self.use_ce == "triplet":
-                mask = triplet_mask(name, embds, avail, pairs, self.include_self, self._shared_gate)
-            else:
+            if star:
                 mask = self._star_gate(idx, embds[name], centre) * avail[name].unsqueeze(1)
+            else:
+                combos = combinations(self.use_ce, name, pairs, self.include_self)
+                if gate is None:
+                    mask = combination_mask(name, combos, embds, avail, self._shared_gate)
+                else:
+                    mask = gate.mask(name, combos, embds, avail)
             embds[name] = self.video_GU[idx](embds[name], self.h_reason(mask))
+            if gate is not None:
+                gate.forget(name)
         return embds
 
     def _shared_gate(self, fused: torch.Tensor) -> torch.Tensor:
@@ -175,12 +187,20 @@ class CEModule(nn.Module):
     def similarity(self, text_embds: dict[str, torch.Tensor], moe_weights: torch.Tensor,
                    vid_embds: dict[str, torch.Tensor], ind: dict[str, torch.Tensor],
                    merge: str) -> torch.Tensor:
-        """Text ``[T, K, d]`` vs video ``[N, d]`` embeddings -> ``[T*K, N]`` (indep) or ``[T, N]`` (avg)."""
-        num_caps = moe_weights.shape[1]
-        if self.is_concat:
-            first = self.modalities[0]
-            sims = concat_similarity(text_embds[first], vid_embds[first], self.concat_zero_pad_bug)
-        else:
-            sims = cross_view_similarity(text_embds, moe_weights, vid_embds, ind, self.modalities,
-                                         self.keep_missing_modalities)
-        return merge_captions(sims, num_caps, merge)
+        """Text ``[T, K, d]`` vs video ``[N, d]`` embeddings -> ``[T*K, N]`` (indep) or ``[T, N]`` (avg).
+
+        Always float32: under autocast the embeddings and weights are cast up and the products
+        run in float32, so scores, losses and metrics keep full precision.
+        """
+        with torch.autocast(moe_weights.device.type, enabled=False):
+            text_embds = {name: embd.float() for name, embd in text_embds.items()}
+            vid_embds = {name: embd.float() for name, embd in vid_embds.items()}
+            moe_weights = moe_weights.float()
+            num_caps = moe_weights.shape[1]
+            if self.is_concat:
+                first = self.modalities[0]
+                sims = concat_similarity(text_embds[first], vid_embds[first], self.concat_zero_pad_bug)
+            else:
+                sims = cross_view_similarity(text_embds, moe_weights, vid_embds, ind, self.modalities,
+                                             self.keep_missing_modalities)
+            return merge_captions(sims, num_caps, merge)

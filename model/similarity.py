@@ -48,19 +48,17 @@ def cross_view_similarity(text_embds: dict[str, torch.Tensor], moe_weights: torc
         caption (it carries no evidence; the original CE code produced NaN there).
     """
     num_items, num_caps, num_experts = moe_weights.shape
-    weights = moe_weights.reshape(num_items * num_caps, num_experts)
-    sims = torch.zeros(weights.shape[0], vid_embds[modalities[0]].shape[0],
-                       dtype=weights.dtype, device=weights.device)
+    rows = num_items * num_caps
+    weights = moe_weights.reshape(rows, num_experts)
+    texts = [text_embds[name].reshape(rows, -1) for name in modalities]
+    vids = [vid_embds[name] for name in modalities]
     if keep_missing_modalities:
-        for name in modalities:
-            text = text_embds[name].reshape(weights.shape[0], -1)
-            sims = sims + text @ vid_embds[name].t()
-        return sims
+        return torch.cat(texts, dim=1) @ torch.cat(vids, dim=1).t()
     avail = availability(ind, modalities, weights.dtype).to(weights.device)
-    for idx, name in enumerate(modalities):
-        text = text_embds[name].reshape(weights.shape[0], -1)
-        term_weights = weights[:, idx:idx + 1] * avail[:, idx].unsqueeze(0)
-        sims = sims + term_weights * (text @ vid_embds[name].t())
+    # sum_m w[t, m] a[n, m] <text_m[t], vid_m[n]> as one product of the weighted concatenations
+    text = torch.cat([text * weights[:, idx:idx + 1] for idx, text in enumerate(texts)], dim=1)
+    vid = torch.cat([vid * avail[:, idx:idx + 1] for idx, vid in enumerate(vids)], dim=1)
+    sims = text @ vid.t()
     total = weights @ avail.t()
     return torch.where(total > 0, sims / total.clamp(min=torch.finfo(total.dtype).tiny), sims.new_zeros(()))
 

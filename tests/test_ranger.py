@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-from trainer.ranger import Ranger
+from trainer.ranger import FUSED_ON_CPU, RAdam, Ranger
+
+needs_fused = pytest.mark.skipif(not FUSED_ON_CPU, reason="torch has a fused Adam kernel on the CPU from 2.4")
 
 GRADS = [[0.5, -1.0, 2.0], [0.3, 0.2, -1.5], [-0.4, 0.9, 1.1], [1.2, -0.3, 0.0], [0.1, 0.1, -0.2],
          [-0.7, 0.6, 0.4], [0.2, -0.8, 0.3], [0.9, 0.05, -0.6], [-0.1, 0.3, 0.7], [0.4, -0.2, -0.9],
@@ -42,6 +44,7 @@ def reference(grads: list[list[float]], lr: float, betas: tuple[float, float], e
 
 
 def run(optimizer_cls: type, grads: list[list[float]], **kwargs) -> list[list[float]]:
+    """Parameter values after each step of ``optimizer_cls`` fed ``grads`` (float64)."""
     param = torch.tensor(START, dtype=torch.float64, requires_grad=True)
     optimizer = optimizer_cls([param], **kwargs)
     history = []
@@ -59,9 +62,10 @@ def test_first_step_by_hand():
     assert after == pytest.approx([x - wd * lr * x - lr * g for x, g in zip(START, GRADS[0])], abs=1e-15)
 
 
-def test_ranger_follows_radam_and_lookahead_formulas():
+@pytest.mark.parametrize("fused", [pytest.param(True, marks=needs_fused), False])
+def test_ranger_follows_radam_and_lookahead_formulas(fused):
     # 13 steps: un-rectified up to t = 5, rectified from t = 6, Lookahead syncs at t = 6 and 12.
-    got = run(Ranger, GRADS, lr=0.1, weight_decay=0.001)
+    got = run(Ranger, GRADS, lr=0.1, weight_decay=0.001, fused=fused)
     want = reference(GRADS, lr=0.1, betas=(0.95, 0.999), eps=1e-5, weight_decay=0.001, k=6)
     for step, (a, b) in enumerate(zip(got, want), start=1):
         assert a == pytest.approx(b, rel=1e-12, abs=1e-12), f"step {step}"
@@ -69,11 +73,62 @@ def test_ranger_follows_radam_and_lookahead_formulas():
 
 @pytest.mark.skipif("decoupled_weight_decay" not in inspect.signature(torch.optim.RAdam).parameters,
                     reason="torch.optim.RAdam decouples weight decay from torch 2.2")
-def test_torch_radam_with_decoupled_decay_is_the_original_radam():
-    got = run(torch.optim.RAdam, GRADS, lr=0.01, weight_decay=0.01, decoupled_weight_decay=True)
+@pytest.mark.parametrize("radam", [torch.optim.RAdam, RAdam])
+def test_torch_radam_with_decoupled_decay_is_the_original_radam(radam):
+    got = run(radam, GRADS, lr=0.01, weight_decay=0.01, decoupled_weight_decay=True)
     want = reference(GRADS, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     for step, (a, b) in enumerate(zip(got, want), start=1):
         assert a == pytest.approx(b, rel=1e-12, abs=1e-12), f"step {step}"
+
+
+def random_problem(seed: int = 0) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    """Float32 parameters of several shapes and 14 steps of gradients for them."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(96, 40), (40,), (7, 3, 5), (1,)]
+    params = [torch.randn(shape, generator=gen) for shape in shapes]
+    grads = [[torch.randn(shape, generator=gen) * 10 ** (i % 3 - 1) for i, shape in enumerate(shapes)]
+             for _ in range(14)]
+    return params, grads
+
+
+def steps_of(optimizer_cls: type, params: list[torch.Tensor], grads: list[list[torch.Tensor]],
+             **kwargs) -> list[list[torch.Tensor]]:
+    params = [p.clone().requires_grad_() for p in params]
+    optimizer = optimizer_cls(params, **kwargs)
+    history = []
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = g.clone()
+        optimizer.step()
+        history.append([p.detach().clone() for p in params])
+    return history
+
+
+def assert_same_steps(got: list[list[torch.Tensor]], want: list[list[torch.Tensor]]) -> None:
+    for step, (a, b) in enumerate(zip(got, want), start=1):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-6, msg=lambda m: f"step {step}: {m}")
+
+
+@needs_fused
+def test_fused_ranger_takes_the_steps_of_plain_tensor_operations(monkeypatch):
+    calls = []
+    kernel = torch._fused_adamw_
+    monkeypatch.setattr(torch, "_fused_adamw_", lambda *args, **kwargs: calls.append(1) or kernel(*args, **kwargs))
+    params, grads = random_problem()
+    kwargs = {"lr": 0.05, "weight_decay": 1e-3, "k": 5}
+    fused = steps_of(Ranger, params, grads, fused=True, **kwargs)
+    assert len(calls) == 9  # the rectified steps 6..14
+    assert_same_steps(fused, steps_of(Ranger, params, grads, fused=False, **kwargs))
+    assert len(calls) == 9
+
+
+@needs_fused
+@pytest.mark.parametrize("decoupled", [True, False])
+def test_fused_radam_takes_the_steps_of_torch_radam(decoupled):
+    params, grads = random_problem(1)
+    kwargs = {"lr": 0.01, "weight_decay": 0.01, "decoupled_weight_decay": decoupled}
+    assert_same_steps(steps_of(RAdam, params, grads, **kwargs), steps_of(torch.optim.RAdam, params, grads, **kwargs))
 
 
 def test_converges_on_a_quadratic():

@@ -5,6 +5,7 @@ of ``utils.registry`` that configs name their components from.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 import torch
@@ -61,8 +62,9 @@ def prepare_data(config: Config, training: bool = True) -> None:
                   teachers=[(distil.base_path, file) for file in distil.teachers] if distil else [])
 
 
-def build_data(config: Config, training: bool = True) -> ExpertDataLoader:
+def build_data(config: Config, device: torch.device | None = None, training: bool = True) -> ExpertDataLoader:
     """The data loader of ``config["data_loader"]`` over a store :func:`prepare_data` made ready;
+    its features are kept on ``device`` when they fit there (``ExpertDataLoader.load_to_device``);
     ``caption_masks`` and ``training_file`` shape its training batches unless ``training`` is
     False. ConfigError when a feature width the model expects differs from the store's, a
     StoreError when the config's metrics need relevance the store cannot give."""
@@ -71,6 +73,8 @@ def build_data(config: Config, training: bool = True) -> ExpertDataLoader:
                           text_feat=config["experts"]["text_feat"], **training_keys)
     _check_widths(config, data)
     data.require_relevance(train=False, evaluate=any(needs_relevance(n) for n in config.get("metrics") or []))
+    if device is not None:
+        data.load_to_device(device)
     return data
 
 
@@ -126,17 +130,29 @@ def build_page_writer(config: Config) -> Callable[..., Any]:
     return VISUALIZERS.build(config.get("visualizer") or {"type": "RankingPage"})
 
 
-def select_device(config: Config) -> torch.device:
-    """``trainer.device``: "auto" picks CUDA when present (and ``n_gpu`` is not 0), else CPU."""
+def select_device(config: Config, local_rank: int = 0) -> torch.device:
+    """``trainer.device``: "auto" picks CUDA when present (and ``n_gpu`` is not 0), else CPU; "cpu",
+    "cuda" (GPU ``local_rank``, one per torchrun process) or "cuda:<n>".
+
+    ConfigError for another value, or for CUDA on a machine without it.
+    """
     wanted = trainer_options(config).device
     if wanted == "auto":
-        use_cuda = torch.cuda.is_available() and config.get("n_gpu", 1) != 0
-        return torch.device("cuda" if use_cuda else "cpu")
+        wanted = "cuda" if torch.cuda.is_available() and config.get("n_gpu", 1) != 0 else "cpu"
     try:
         device = torch.device(wanted)
     except RuntimeError:
-        raise config.error("trainer.device", f"unknown device {wanted!r}; expected auto, cpu, cuda or cuda:<n>") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise config.error("trainer.device", f"{wanted} asked for, but this machine has no CUDA device (torch "
-                                             f"{torch.__version__}); use --device cpu or auto")
-    return device
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise config.error("trainer.device", 'expected "auto", "cpu", "cuda" or "cuda:<n>", '
+                                             f"got {json.dumps(wanted)}")
+    if device.type == "cpu":
+        return device
+    if not torch.cuda.is_available():
+        raise config.error("trainer.device", f"{json.dumps(wanted)} asked for, but torch {torch.__version__} "
+                                             'sees no CUDA device on this machine (use "cpu" or "auto")')
+    index = local_rank if device.index is None else device.index
+    if index >= torch.cuda.device_count():
+        raise config.error("trainer.device", f"CUDA device {index} asked for, but this machine has "
+                                             f"{torch.cuda.device_count()}")
+    return torch.device("cuda", index)

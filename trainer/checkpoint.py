@@ -46,3 +46,19 @@ def load_any_checkpoint(path: Path) -> dict:
     if is_own_checkpoint(state):
         return state
     return from_original(Path(path), state)
+
+
+def resumable_checkpoint(path: Path, state: dict) -> tuple[Path, dict]:
+    """The checkpoint to continue a run from, given ``--resume path`` (read as ``state``).
+
+    A best-model file of this project (``trained_model.pth``) holds weights only; a run continues
+    from the epoch checkpoint of the same epoch beside it, which holds the same weights and the
+    optimiser, scheduler and RNG states. Any other checkpoint is returned as it is.
+    """
+    if not is_own_checkpoint(state) or "optimizer" in state:
+        return Path(path), state
+    twin = Path(path).parent / f"checkpoint-epoch{state['epoch']}.pth"
+    if not twin.is_file():
+        raise CheckpointError(f"{path}: holds the best model's weights only (no optimiser state) and "
+                              f"{twin.name} is not beside it; resume from a checkpoint-epoch<N>.pth of the run")
+    return twin, load_checkpoint(twin)

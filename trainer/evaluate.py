@@ -16,6 +16,7 @@ from base.retrieval_model import RetrievalModel
 from data_loader.batches import expert_batch, text_batch
 from data_loader.expert_loader import EvalSet, ExpertDataLoader
 from model.metric import GMEAN_KEY, t2v_ranks
+from trainer.precision import autocast
 from utils.atomic import write_text_atomic
 from utils.eval_summary import summary_path, write_eval_summary
 from utils.registry import METRICS
@@ -66,36 +67,54 @@ def _to(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, tor
 
 
 @torch.no_grad()
-def compute_similarities(model: RetrievalModel, data: ExpertDataLoader, eval_set: EvalSet,
-                         device: torch.device, chunk_videos: int = 64,
-                         progress: bool = True) -> tuple[torch.Tensor, ExpertWeights | None]:
-    """Caption-to-video similarities [N*Q, N] for an evaluation split, on the CPU, and the
-    expert weights behind them (None when ``model.uses_moe_weights`` is false).
-
-    Video embeddings are computed once (in chunks); captions are embedded and scored against
-    all videos ``chunk_videos`` videos at a time, so memory stays bounded on large splits.
-    """
+def embed_split_videos(model: RetrievalModel, data: ExpertDataLoader, eval_set: EvalSet, device: torch.device,
+                       chunk_videos: int = 64, precision: str = "fp32"
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Embeddings {m: [N, d_m]} and availability {m: [N]} of the split's N videos, on ``device``,
+    computed ``chunk_videos`` at a time."""
     model.eval()
     rows = eval_set.video_rows
-    chunks = list(torch.split(torch.arange(len(rows)), chunk_videos))
     vid_parts, ind_parts = [], []
-    for idx in chunks:
-        experts, ind = expert_batch(data.store, rows[idx], data.max_tokens)
-        vid_parts.append(model.embed_videos(_to(experts, device), _to(ind, device)))
-        ind_parts.append(ind)
+    with autocast(device, precision):  # one context: weights are cast to bfloat16 once, not per chunk
+        for start in range(0, len(rows), chunk_videos):
+            experts, ind = expert_batch(data.store, rows[start:start + chunk_videos], data.max_tokens)
+            ind = _to(ind, device)
+            vid_parts.append(model.embed_videos(_to(experts, device), ind))
+            ind_parts.append(ind)
     vid_embds = {m: torch.cat([p[m] for p in vid_parts]) for m in vid_parts[0]}
-    ind = {m: torch.cat([p[m] for p in ind_parts]).to(device) for m in ind_parts[0]}
-    sims, moe = [], []
-    for idx in tqdm(chunks, desc=f"eval {eval_set.split}", leave=False, disable=not progress):
-        text = text_batch(data.store, eval_set.caption_rows[idx], data.max_tokens["text"]).to(device)
-        text_embds, moe_weights = model.embed_text(text)
-        sims.append(model.similarity(text_embds, moe_weights, vid_embds, ind, merge="indep").float().cpu())
-        if model.uses_moe_weights:
-            moe.append(moe_weights.reshape(-1, moe_weights.shape[-1]).float().cpu())
+    return vid_embds, {m: torch.cat([p[m] for p in ind_parts]) for m in ind_parts[0]}
+
+
+@torch.no_grad()
+def compute_similarities(model: RetrievalModel, data: ExpertDataLoader, eval_set: EvalSet,
+                         device: torch.device, chunk_videos: int = 64, progress: bool = True,
+                         precision: str = "fp32") -> tuple[torch.Tensor, ExpertWeights | None]:
+    """Caption-to-video similarities [N*Q, N] (float32, on the CPU) for an evaluation split, and
+    the expert weights behind them (None when ``model.uses_moe_weights`` is false).
+
+    Video embeddings are computed once; captions are streamed ``chunk_videos`` videos' worth
+    (``chunk_videos * Q`` captions) at a time, embedded and scored against every video, and
+    each block is written into the one preallocated result, so memory beyond it stays bounded.
+    ``precision`` is the forward passes' (trainer/precision.py); similarities are float32.
+    """
+    vid_embds, ind = embed_split_videos(model, data, eval_set, device, chunk_videos, precision)
+    num_videos, num_captions = eval_set.caption_rows.shape
+    sims = torch.empty(num_videos * num_captions, num_videos, dtype=torch.float32)
+    moe = []
+    starts = range(0, num_videos, chunk_videos)
+    with autocast(device, precision):
+        for start in tqdm(starts, desc=f"eval {eval_set.split}", leave=False, disable=not progress):
+            captions = eval_set.caption_rows[start:start + chunk_videos]
+            text = text_batch(data.store, captions, data.max_tokens["text"]).to(device)
+            text_embds, moe_weights = model.embed_text(text)
+            block = model.similarity(text_embds, moe_weights, vid_embds, ind, merge="indep")  # float32
+            sims[start * num_captions:start * num_captions + block.shape[0]] = block
+            if model.uses_moe_weights:
+                moe.append(moe_weights.reshape(-1, moe_weights.shape[-1]).float().cpu())
     if not moe:
-        return torch.cat(sims), None
+        return sims, None
     available = torch.stack([ind[name].reshape(-1) != 0 for name in model.modalities], dim=1)
-    return torch.cat(sims), ExpertWeights(list(model.modalities), torch.cat(moe).numpy(), available.cpu().numpy())
+    return sims, ExpertWeights(list(model.modalities), torch.cat(moe).numpy(), available.cpu().numpy())
 
 
 def needs_relevance(metric_name: str) -> bool:
@@ -104,17 +123,20 @@ def needs_relevance(metric_name: str) -> bool:
 
 
 def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device,
-             chunk_videos: int = 64, metric_names: list[str] | None = None, progress: bool = True) -> EvalResult:
+             chunk_videos: int = 64, metric_names: list[str] | None = None, progress: bool = True,
+             precision: str = "fp32") -> EvalResult:
     """Similarities and metrics of ``model`` on the loader's evaluation split.
 
     Every metric named is called as ``metric(sims, query_masks=masks)`` with ``sims``
     [N*Q, N] and ``masks`` [N, Q]; one that takes ``relevance`` (``relevance_metrics``) also
     gets the split's [N, K] relevance from the loader (``ExpertDataLoader.eval_relevance``).
+    ``precision`` is the forward passes' (see trainer/precision.py); similarities and metrics
+    are float32.
     """
     eval_set = data.eval_set()
-    sims, experts = compute_similarities(model, data, eval_set, device, chunk_videos, progress)
+    sims, experts = compute_similarities(model, data, eval_set, device, chunk_videos, progress, precision)
     sims = sims.numpy()
-    masks = eval_set.query_masks.numpy().astype(np.float64)
+    masks = eval_set.query_masks.cpu().numpy().astype(np.float64)
     metrics = {}
     for name in metric_names or DEFAULT_METRICS:
         extra = {"relevance": data.eval_relevance(eval_set)} if needs_relevance(name) else {}

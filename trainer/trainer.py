@@ -1,11 +1,14 @@
 """The training loop: epochs, validation schedule, monitor, early stopping, checkpoints, logs.
 
 Checkpoints (``<run>/models``): ``checkpoint-epoch<N>.pth`` every ``save_period`` epochs (the
-newest ``num_keep_ckpts`` kept) and ``trained_model.pth`` for the best monitored epoch. Each
-holds the weights, optimiser, scheduler, RNG states and monitor state, so ``--resume`` from
-any of them continues exactly where the run was. Training ends with a test-split evaluation
-of the best checkpoint, written to ``<run>/models/metrics.json``. Every epoch appends its
-loss, learning rate and validation metrics to ``<run>/models/history.json`` (``utils.history``).
+newest ``num_keep_ckpts`` kept), each holding the weights, optimiser, scheduler, RNG and monitor
+states, so ``--resume`` from one continues exactly where the run was; and ``trained_model.pth``
+for the best monitored epoch, holding its weights and config only (no optimiser state, a
+quarter of the size with Ranger; ``--resume`` from it continues from the epoch checkpoint of
+its epoch). Training ends with a test-split evaluation of the best model, written to
+``<run>/models/metrics.json``. Every epoch appends its loss, learning rate and validation
+metrics to ``<run>/models/history.json`` (``utils.history``). Under torchrun
+(trainer/distributed.py) every rank trains; evaluation, checkpoints, history and logs are rank 0's.
 """
 from __future__ import annotations
 
@@ -25,9 +28,11 @@ from model.loss import RelevanceAwareLoss
 from model.metric import GMEAN_KEY
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, save_checkpoint
 from trainer.distill import Distillation
+from trainer.distributed import Distributed, broadcast, data_parallel, global_similarities
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
-from utils.history import HISTORY_FILE, read_history, write_history
+from trainer.precision import autocast
 from trainer.run_dirs import RunDirs
+from utils.history import HISTORY_FILE, read_history, write_history
 from utils.config import Config
 from utils.errors import ConfigError
 from utils.options import TrainerOptions, options_from
@@ -83,7 +88,8 @@ class Trainer:
     def __init__(self, config: Config, model: torch.nn.Module, loss: torch.nn.Module,
                  optimizer: torch.optim.Optimizer, scheduler: Any, data: ExpertDataLoader,
                  dirs: RunDirs, device: torch.device, page_writer: Callable[..., Path],
-                 test_data: Callable[[], ExpertDataLoader], distillation: Distillation | None = None):
+                 test_data: Callable[[], ExpertDataLoader], distillation: Distillation | None = None,
+                 place: Distributed = Distributed()):
         self.config = config
         self.opts: TrainerOptions = options_from(TrainerOptions, config["trainer"])
         self.model, self.loss, self.optimizer, self.scheduler = model.to(device), loss, optimizer, scheduler
@@ -96,22 +102,33 @@ class Trainer:
         self.best_epoch: int | None = None
         self.best_path = self.dirs.models / "trained_model.pth"
         self.generator = torch.Generator().manual_seed(int(config.get("seed", 0)))
-        self.writer = SummaryWriter(str(dirs.log)) if self.opts.tensorboard else None
+        self.place = place
+        self.writer = SummaryWriter(str(dirs.log)) if self.opts.tensorboard and place.is_main else None
         self.history: list[dict] = []
+        self.train_model = data_parallel(self.model, place, device)
+        if self.opts.compile:
+            self.train_model = torch.compile(self.train_model)
 
     # ------------------------------------------------------------------ checkpoints
-    def _state(self, epoch: int) -> dict:
+    def _weights(self, epoch: int) -> dict:
+        """What the best model file holds: weights, config, epoch and monitored value."""
         return {
             "arch": type(self.model).__name__,
             "model_config": dataclasses.asdict(self.model.config),
             "epoch": epoch,
             "state_dict": self.model.state_dict(),
+            "monitor_best": float(self.monitor.best),
+            "config": self.config.data,
+        }
+
+    def _state(self, epoch: int) -> dict:
+        """What an epoch checkpoint holds: the weights and everything needed to continue."""
+        return {
+            **self._weights(epoch),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "monitor_best": float(self.monitor.best),
             "monitor_stale": self.monitor.stale,
             "best_epoch": self.best_epoch,
-            "config": self.config.data,
             "rng": {"torch": torch.get_rng_state(), "data": self.generator.get_state()},
         }
 
@@ -137,39 +154,40 @@ class Trainer:
         else:
             self.log.info(f"{path} holds no RNG state (original trainer): batches follow this run's seed")
         self.best_epoch = state.get("best_epoch")
-        if is_own_checkpoint(state) and self.best_epoch == state["epoch"]:
+        if is_own_checkpoint(state) and self.best_epoch == state["epoch"] and self.place.is_main:
             # this checkpoint is the best model: make sure trained_model.pth is this epoch's
-            self.best_path = save_checkpoint(self.dirs.models / "trained_model.pth", state)
+            self.best_path = save_checkpoint(self.dirs.models / "trained_model.pth", self._weights(state["epoch"]))
         if not is_own_checkpoint(state):  # the original's run folder keeps its best model until this run beats it
             prior_best = Path(path).parent / "trained_model.pth"
             self.best_path = prior_best if prior_best.is_file() else Path(path)
         self.start_epoch = state["epoch"] + 1
-        self.history = read_history(self.dirs.models / HISTORY_FILE, before_epoch=self.start_epoch)
+        if self.place.is_main:
+            self.history = read_history(self.dirs.models / HISTORY_FILE, before_epoch=self.start_epoch)
         self.log.info(f"Resumed from {path} (epoch {state['epoch']}); continuing at epoch {self.start_epoch}")
 
     def _save(self, epoch: int, improved: bool) -> None:
         """The best model first, then the epoch checkpoint: a run killed between the two resumes
-        from the previous epoch and saves this one again, so the pair never disagrees."""
+        from the previous epoch and saves this one again, so the pair never disagrees. Rank 0 only."""
         if improved:
             self.best_epoch = epoch
-        state = self._state(epoch)
+        if not self.place.is_main:
+            return
         if improved:
-            self.best_path = save_checkpoint(self.dirs.models / "trained_model.pth", state)
+            self.best_path = save_checkpoint(self.dirs.models / "trained_model.pth", self._weights(epoch))
             self.log.debug(f"Saved best model (epoch {epoch}, {self.monitor.key or 'last'} = {self.monitor.best})")
         if epoch % self.opts.save_period == 0 or epoch == self.opts.epochs:
-            save_checkpoint(self.dirs.models / f"checkpoint-epoch{epoch}.pth", state)
+            save_checkpoint(self.dirs.models / f"checkpoint-epoch{epoch}.pth", self._state(epoch))
             kept = sorted(self.dirs.models.glob("checkpoint-epoch*.pth"),
                           key=lambda p: int(p.stem.removeprefix("checkpoint-epoch")))
             for old in kept[:-self.opts.num_keep_ckpts]:
                 old.unlink()
 
     # ------------------------------------------------------------------ loop
-    def _batch_loss(self, batch: Batch, out: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The training loss of ``batch`` given the model's output ``out``, and its named parts
-        (scalars summing to it): the ranking loss's own parts (``t2v``, ``v2t`` where it has them,
-        else ``loss``), and with TeachText ``distil``, the weighted distillation term
-        distil_weight * SmoothL1(similarities, the teachers' mean)."""
-        sims = out["cross_view_conf_matrix"]  # [caption, video]
+    def _batch_loss(self, batch: Batch, sims: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss of ``batch`` given its [caption, video] similarities ``sims`` (of the
+        global batch), and its named parts (scalars summing to it): the ranking loss's own parts
+        (``t2v``, ``v2t`` where it has them, else ``loss``), and with TeachText ``distil``, the
+        weighted distillation term distil_weight * SmoothL1(similarities, the teachers' mean)."""
         if isinstance(self.loss, RelevanceAwareLoss):
             parts = {"loss": self.loss(sims.t(), batch.relevance)}
         else:
@@ -184,20 +202,24 @@ class Trainer:
         total, count = 0.0, 0
         part_totals: dict[str, float] = {}
         samples_seen = (epoch - 1) * len(self.data.train_rows)
+        place = self.place
         relevance_aware = isinstance(self.loss, RelevanceAwareLoss)
-        bar = tqdm(self.data.train_batches(self.generator, relevance=relevance_aware),
-                   total=self.data.num_train_batches(), desc=f"epoch {epoch}/{self.opts.epochs}", leave=False)
+        bar = tqdm(self.data.train_batches(self.generator, place.rank, place.world_size, relevance=relevance_aware),
+                   total=self.data.num_train_batches(place.world_size), desc=f"epoch {epoch}/{self.opts.epochs}",
+                   leave=False, disable=not place.is_main)
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
-            out = self.model(batch.experts, batch.ind, batch.text)
-            loss, parts = self._batch_loss(batch, out)
+            with autocast(self.device, self.opts.precision):
+                out = self.train_model(batch.experts, batch.ind, batch.text)
+            sims = global_similarities(self.model, out, batch.ind, place)  # [caption, video] of the global batch
+            loss, parts = self._batch_loss(batch, sims)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total, count = total + loss.item(), count + 1
             for name, value in parts.items():
                 part_totals[name] = part_totals.get(name, 0.0) + value.item()
-            samples_seen += len(batch)
+            samples_seen += len(batch) * place.world_size
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if self.writer and i % self.opts.log_every == 0:
                 self.writer.add_scalar("train/loss", loss.item(), samples_seen)
@@ -207,7 +229,8 @@ class Trainer:
         return total / count, {name: value / count for name, value in part_totals.items()}
 
     def _evaluate(self, which: str, data: ExpertDataLoader, epoch: int) -> EvalResult:
-        result = evaluate(self.model, data, self.device, self.opts.eval_chunk_videos, self.config.get("metrics"))
+        result = evaluate(self.model, data, self.device, self.opts.eval_chunk_videos, self.config.get("metrics"),
+                          progress=self.place.is_main, precision=self.opts.precision)
         title = f"{self.dirs.models.parent.name} - {result.split} - epoch {epoch}"
         write_page(self.page_writer, self.dirs.web / f"{which}.html", result, data, title)
         if self.writer:
@@ -216,8 +239,9 @@ class Trainer:
                     self.writer.add_scalar(f"{which}/{name}/{key}", value, epoch)
         return result
 
-    def train(self) -> EvalResult:
-        """Run the remaining epochs, then evaluate the best checkpoint on the test split."""
+    def train(self) -> EvalResult | None:
+        """Run the remaining epochs, then evaluate the best model on the test split (rank 0;
+        other ranks return None)."""
         self.log.info(f"Training on {self.device}: {len(self.data.train_rows)} training videos, "
                       f"epochs {self.start_epoch}..{self.opts.epochs}, run folder {self.dirs.models}")
         for epoch in range(self.start_epoch, self.opts.epochs + 1):
@@ -229,12 +253,14 @@ class Trainer:
             entry = {"epoch": epoch, "loss": epoch_loss, "loss_parts": loss_parts, "lr": lr}
             improved = False
             if epoch % self.opts.eval_every == 0 or epoch == self.opts.epochs:
-                result = self._evaluate("val", self.data, epoch)
-                logs.update(result.flat("val"))
-                entry["val"] = result.metrics
+                result = self._evaluate("val", self.data, epoch) if self.place.is_main else None
+                flat, metrics = broadcast((result.flat("val"), result.metrics) if result else None, self.place)
+                logs.update(flat)
+                entry["val"] = metrics
                 improved = self.monitor.update(logs)
             self.history.append(entry)
-            write_history(self.dirs.models / HISTORY_FILE, self.history)
+            if self.place.is_main:
+                write_history(self.dirs.models / HISTORY_FILE, self.history)
             for key, value in logs.items():
                 self.log.debug(f"    {key:15s}: {value}")
             self.log.info(epoch_line(epoch, self.opts.epochs, epoch_loss, lr, logs, improved and bool(self.monitor.key)))
@@ -247,10 +273,10 @@ class Trainer:
             if self.opts.early_stop and self.monitor.stale >= self.opts.early_stop:
                 self.log.info(f"Early stopping: {self.monitor.key} has not improved for {self.monitor.stale} evaluations")
                 break
-        return self.test_best()
+        return self.test_best() if self.place.is_main else None
 
     def test_best(self) -> EvalResult:
-        """Load the best checkpoint (``trained_model.pth``) and evaluate it on the test split;
+        """Load the best model (``trained_model.pth``) and evaluate it on the test split;
         writes metrics.json into the run's models folder and its pages into the results site.
 
         The test data comes from the config with its ``eval_settings`` merged in.

@@ -1,6 +1,7 @@
 """Shared command-line behaviour: bad input becomes one line on stderr and exit 2."""
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable
 
@@ -24,3 +25,17 @@ def run_cli(main: Callable[[], int | None]) -> None:
               file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--precision``, shortcuts for ``--set trainer.device=... trainer.precision=...``."""
+    parser.add_argument("--device", help='where the model runs: "auto" (CUDA when present), "cpu", "cuda" or '
+                                         '"cuda:<n>" (trainer.device)')
+    parser.add_argument("--precision", choices=("fp32", "bf16"),
+                        help="forward passes in float32 or under bfloat16 autocast (trainer.precision)")
+
+
+def device_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` entries that ``--device`` and ``--precision`` stand for."""
+    chosen = {"trainer.device": args.device, "trainer.precision": args.precision}
+    return [f"{key}={value}" for key, value in chosen.items() if value is not None]

@@ -232,6 +232,8 @@ def _describe(hint: Any) -> str:
         base, *marks = typing.get_args(hint)
         bounds = [f">= {mark.minimum}" for mark in marks if isinstance(mark, AtLeast)]
         return " ".join([_describe(base), *bounds])
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(json.dumps(value) for value in typing.get_args(hint))
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
@@ -249,6 +251,8 @@ def _matches(value: Any, hint: Any) -> bool:
     if origin is typing.Annotated:
         base, *marks = typing.get_args(hint)
         return _matches(value, base) and all(value >= mark.minimum for mark in marks if isinstance(mark, AtLeast))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, arg) for arg in typing.get_args(hint))
     if hint is type(None):

@@ -6,7 +6,7 @@ against these dataclasses: an unknown key or a wrong type is an error before any
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Annotated
+from typing import Annotated, Literal
 
 from utils.metric_names import GMEAN_KEY
 
@@ -36,7 +36,12 @@ class ExpertsOptions:
 
 @dataclass
 class TrainerOptions:
-    """``trainer``: the training loop, evaluation schedule, checkpoints and logging."""
+    """``trainer``: the training loop, evaluation schedule, checkpoints and logging.
+
+    ``device``: "auto" (CUDA when present), "cpu", "cuda" or "cuda:<n>". ``precision``: "bf16"
+    autocasts the model's forward passes in training and evaluation (similarities, losses and
+    metrics stay float32). ``compile``: train through ``torch.compile(model)``.
+    """
 
     epochs: Count = 100
     save_dir: str = "data/saved"
@@ -50,6 +55,8 @@ class TrainerOptions:
     tensorboard: bool = True
     verbosity: int = 2
     device: str = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
 
 
 @dataclass

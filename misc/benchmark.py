@@ -1,0 +1,379 @@
+"""Benchmark training and evaluation on a synthetic MSR-VTT at full scale, against this machine's own floor.
+
+The first run writes a synthetic MSR-VTT release at the real expert dimensions of
+configs/msrvtt/train-full-ce.json (misc/make_release_fixture.py; 6,513 / 497 / 2,990 videos at
+--scale 1) under --cache and converts it into the feature store; later runs reuse both. Then it
+measures, in one process:
+
+* the machine: matrix-product throughput in fp32 and bf16 (best of a few shapes the model
+  uses) and memory bandwidth (a large copy);
+* loader build, train split (full-val) and full-test, from the existing store;
+* training, per precision: --warmup steps, then --blocks blocks of --block_steps steps; the
+  median block gives samples/s and the shares of batch gathering, forward, backward and
+  optimiser;
+* full-test evaluation, per precision: forward (video embeddings, caption chunks,
+  similarities) and metrics, with the weights the first training phase reached, so the
+  precisions' metrics compare the same model;
+* peak memory of each phase (resident memory sampled every 5 ms; on CUDA the allocator's peak);
+* each phase's time as a multiple of its floor: matrix-product FLOPs (counted with
+  torch.utils.flop_counter) at the measured rate of their precision, plus for training the
+  optimiser's memory traffic (read p, g, m, v; write p, m, v) at the measured bandwidth.
+
+Prints a table and writes every figure as JSON (--out), keyed by phase, precision and unit,
+e.g. ``train_fp32_samples_per_s``.
+
+Examples:
+    python3 misc/benchmark.py                                   # full scale, fp32 and bf16
+    python3 misc/benchmark.py --scale 0.05 --block_steps 3      # a quick look
+    python3 misc/benchmark.py --device cuda --precision bf16
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
+    sys.path.insert(0, str(REPO))
+
+import utils.huge_pages  # noqa: E402,F401  (before torch)
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from data_loader.batches import text_batch  # noqa: E402
+from misc.make_release_fixture import DEFAULT_TEXT_TOKENS, plan_fixture, write_fixture  # noqa: E402
+from model.metric import t2v_metrics, v2t_metrics  # noqa: E402
+from trainer.build import (build_data, build_loss, build_model, build_optimizer, prepare_data,  # noqa: E402
+                           select_device)
+from trainer.evaluate import EvalSet, compute_similarities, embed_split_videos  # noqa: E402
+from trainer.precision import PRECISIONS, autocast  # noqa: E402
+from utils.atomic import write_text_atomic  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
+from utils.config import Config, load_config, with_eval_settings  # noqa: E402
+from utils.errors import StoreError  # noqa: E402
+from utils.summary import count_trainable  # noqa: E402
+
+DEFAULT_CONFIG = Path("configs/msrvtt/train-full-ce.json")
+# The original CE code on a 2-core CPU with this config at scale 1 (issue 12): training steady state,
+# and the full-test evaluation split in 4 slices by hand (its single pass ran out of memory).
+ORIGINAL = {"train_samples_per_s": 31.0, "eval_s": 195.0}
+MATMUL_SHAPES = ((64, 21504, 768), (768, 64, 21504), (64, 768, 768), (2048, 2048, 2048))  # (m, k, n)
+GIB = 2 ** 30
+OPTIMIZER_BYTES_PER_PARAMETER = 7 * 4  # a fused Adam-style step reads p, g, m, v and writes p, m, v (float32)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config to time (default: %(default)s)")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of MSR-VTT's videos (default: 1)")
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+                        help="precisions to time (default: both)")
+    parser.add_argument("--device", default="cpu", help='"cpu" (default), "cuda" or "cuda:<n>"')
+    parser.add_argument("--warmup", type=int, default=3, help="untimed training steps first (default: 3)")
+    parser.add_argument("--blocks", type=int, default=3, help="timed blocks of training steps (default: 3)")
+    parser.add_argument("--block_steps", type=int, default=10, help="training steps per block (default: 10)")
+    parser.add_argument("--cache", type=Path, default=Path("data/benchmark"),
+                        help="folder of the cached synthetic release and store (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("data/benchmark/results.json"),
+                        help="JSON results (default: %(default)s)")
+    return parser.parse_args()
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PeakMemory:
+    """Peak memory while the block runs, in bytes: resident memory of this process sampled every
+    5 ms (CPU), or the CUDA allocator's peak on ``device``."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak, self._running = device, 0, False
+
+    @staticmethod
+    def resident() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    def _sample(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, self.resident())
+            time.sleep(0.005)
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._running, self.peak = True, self.resident()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._running = False
+            self._thread.join()
+
+
+def seconds(fn: Callable[[], object], device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def matmul_gflops(dtype: torch.dtype, device: torch.device, budget_s: float = 0.5) -> dict[str, float]:
+    """GFLOP/s of ``[m, k] @ [k, n]`` in ``dtype`` for each of MATMUL_SHAPES (best of ``budget_s`` runs)."""
+    rates = {}
+    for m, k, n in MATMUL_SHAPES:
+        a, b = torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype)
+        best, spent = float("inf"), 0.0
+        while spent < budget_s:
+            took = seconds(lambda: a @ b, device)
+            best, spent = min(best, took), spent + took
+        rates[f"{m}x{k}x{n}"] = 2 * m * k * n / best / 1e9
+    return rates
+
+
+def bandwidth_gb_per_s(device: torch.device, size: int = 1 << 27) -> float:
+    """Bytes read and written per second by a copy of ``size`` float32 values (best of 5)."""
+    src, dst = torch.ones(size, device=device), torch.empty(size, device=device)
+    best = min(seconds(lambda: dst.copy_(src), device) for _ in range(5))
+    return 2 * 4 * size / best / 1e9
+
+
+def matmul_flops(fn: Callable[[], object]) -> int:
+    """Matrix-product FLOPs of running ``fn`` (forward and, inside it, backward)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def fixture_folder(args: argparse.Namespace) -> Path:
+    return args.cache / f"MSRVTT-scale{args.scale:g}"
+
+
+def ensure_fixture(config: Config, args: argparse.Namespace) -> None:
+    """Write the synthetic release into ``fixture_folder`` and convert it, unless done before."""
+    folder = fixture_folder(args)
+    marker = folder / "fixture.json"
+    if not marker.is_file():
+        if folder.exists() and any(folder.iterdir()):
+            raise StoreError(f"{folder}: an unfinished fixture; delete the folder and run again")
+        print(f"writing a synthetic MSR-VTT release at scale {args.scale:g} into {folder} (once)")
+        write_fixture(folder, plan_fixture(config, args.scale), args.scale, 0, DEFAULT_TEXT_TOKENS)
+        write_text_atomic(marker, json.dumps({"scale": args.scale, "config": str(args.config)}) + "\n")
+    for needed in (config, with_eval_settings(config)):
+        prepare_data(needed)
+
+
+# ----------------------------------------------------------------------------- phases
+
+
+def train_phase(config: Config, data, device: torch.device, precision: str,
+                args: argparse.Namespace) -> tuple[dict, dict]:
+    """Steady-state training figures of ``precision`` and the weights it ends with."""
+    torch.manual_seed(0)
+    model = build_model(config).to(device).train()
+    optimizer, _ = build_optimizer(config, model)
+    loss_fn = build_loss(config)
+    generator = torch.Generator().manual_seed(0)
+
+    def batches() -> Iterator:
+        while True:
+            yield from data.train_batches(generator)
+
+    stream = batches()
+    parts = {"data": [], "forward": [], "backward": [], "optimizer": []}
+
+    def step(timed: bool) -> int:
+        marks = [time.perf_counter()]
+        batch = next(stream).to(device)
+        synchronize(device)
+        marks.append(time.perf_counter())
+        with autocast(device, precision):
+            out = model(batch.experts, batch.ind, batch.text)
+        loss = loss_fn(out["cross_view_conf_matrix"])
+        synchronize(device)
+        marks.append(time.perf_counter())
+        loss.backward()
+        synchronize(device)
+        marks.append(time.perf_counter())
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        synchronize(device)
+        marks.append(time.perf_counter())
+        if timed:
+            for name, lo, hi in zip(parts, marks, marks[1:]):
+                parts[name].append(hi - lo)
+        return len(batch)
+
+    batch = next(stream).to(device)
+    flops = matmul_flops(lambda: loss_fn(model(batch.experts, batch.ind, batch.text)["cross_view_conf_matrix"])
+                         .backward())
+    optimizer.zero_grad(set_to_none=True)
+    with PeakMemory(device) as memory:
+        for _ in range(args.warmup):
+            step(False)
+        blocks = []
+        for _ in range(args.blocks):
+            start, samples = time.perf_counter(), 0
+            for _ in range(args.block_steps):
+                samples += step(True)
+            took = time.perf_counter() - start
+            blocks.append((samples / took, took))
+    rate, block_s = sorted(blocks)[len(blocks) // 2]
+    total = sum(sum(times) for times in parts.values())
+    figures = {"samples_per_s": rate, "block_samples_per_s": [r for r, _ in blocks],
+               "step_s": block_s / args.block_steps, "gflop_per_step": flops / 1e9,
+               "peak_gib": memory.peak / GIB, "parameters": count_trainable(model),
+               **{f"{name}_share": sum(times) / total for name, times in parts.items()}}
+    return figures, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def eval_flops(model, data, eval_set: EvalSet, device: torch.device, precision: str, chunk: int) -> tuple[int, int]:
+    """(all FLOPs, float32 similarity FLOPs) of evaluating ``eval_set``, counted on its first
+    ``chunk`` videos and their captions and scaled to the split (linear in the videos for the
+    embeddings, in videos x captions for the similarities)."""
+    num_videos = eval_set.num_videos
+    subset = EvalSet(eval_set.split, eval_set.video_rows[:chunk], eval_set.caption_rows[:chunk],
+                     eval_set.query_masks[:chunk])
+    embedded = []
+    with torch.no_grad():
+        video_flops = matmul_flops(lambda: embedded.append(embed_split_videos(model, data, subset, device, chunk,
+                                                                              precision)))
+        (vid_embds, ind), = embedded
+        text = text_batch(data.store, subset.caption_rows, data.max_tokens["text"]).to(device)
+        with autocast(device, precision):
+            text_flops = matmul_flops(lambda: embedded.append(model.embed_text(text)))
+        text_embds, weights = embedded[-1]
+        sim_flops = matmul_flops(lambda: model.similarity(text_embds, weights, vid_embds, ind, merge="indep"))
+    scale = num_videos / subset.num_videos
+    return int((video_flops + text_flops) * scale + sim_flops * scale ** 2), int(sim_flops * scale ** 2)
+
+
+def eval_phase(config: Config, data, device: torch.device, precision: str, state: dict) -> dict:
+    """Full-test evaluation figures of ``precision`` with the weights ``state``."""
+    model = build_model(config).to(device)
+    model.load_state_dict(state)
+    model.eval()
+    chunk = config["trainer"].get("eval_chunk_videos", 64)
+    eval_set = data.eval_set()
+    with PeakMemory(device) as memory:
+        start = time.perf_counter()
+        sims, _ = compute_similarities(model, data, eval_set, device, chunk, progress=False, precision=precision)
+        synchronize(device)
+        forward_s = time.perf_counter() - start
+        start = time.perf_counter()
+        masks = eval_set.query_masks.cpu().numpy()
+        metrics = {"t2v": t2v_metrics(sims, masks), "v2t": v2t_metrics(sims, masks)}
+        metrics_s = time.perf_counter() - start
+    flops, sim_flops = eval_flops(model, data, eval_set, device, precision, chunk)
+    return {"forward_s": forward_s, "metrics_s": metrics_s, "total_s": forward_s + metrics_s,
+            "tflop": flops / 1e12, "similarity_tflop": sim_flops / 1e12, "peak_gib": memory.peak / GIB,
+            "videos": eval_set.num_videos, "queries": eval_set.num_queries,
+            **{f"{d}_{k}": v for d, res in metrics.items() for k, v in res.items() if k in ("R1", "R5", "R10", "MedR")}}
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def table(report: dict, precisions: list[str]) -> str:
+    lines = [f"{'phase':26s}{'time':>12s}{'rate':>18s}{'floor':>10s}{'x floor':>9s}{'peak':>10s}"]
+
+    def row(name: str, took: float, rate: str = "", floor: float | None = None, peak: float | None = None) -> None:
+        lines.append(f"{name:26s}{took:10.2f} s{rate:>18s}" + (f"{floor:8.2f} s{took / floor:8.2f}x" if floor else " " * 19)
+                     + (f"{peak:6.1f} GiB" if peak is not None else ""))
+
+    for split in ("train", "full_test"):
+        row(f"loader build {split}", report[f"loader_{split}_s"], peak=report[f"loader_{split}_peak_gib"])
+    for p in precisions:
+        if f"train_{p}_samples_per_s" in report:
+            row(f"train step {p}", report[f"train_{p}_step_s"], f"{report[f'train_{p}_samples_per_s']:.1f} samples/s",
+                report[f"train_{p}_floor_s"], report[f"train_{p}_peak_gib"])
+            shares = ", ".join(f"{k} {report[f'train_{p}_{k}_share']:.0%}" for k in ("data", "forward", "backward", "optimizer"))
+            lines.append(f"{'':26s}{shares}")
+    for p in precisions:
+        if f"eval_{p}_total_s" in report:
+            row(f"full-test forward {p}", report[f"eval_{p}_forward_s"], f"{report[f'eval_{p}_tflop']:.1f} TFLOP",
+                report[f"eval_{p}_floor_s"], report[f"eval_{p}_peak_gib"])
+            row(f"full-test metrics {p}", report[f"eval_{p}_metrics_s"])
+            lines.append(f"{'':26s}t2v R1 {report[f'eval_{p}_t2v_R1']:.2f}, v2t R1 {report[f'eval_{p}_v2t_R1']:.2f} "
+                         f"({report[f'eval_{p}_queries']:,} queries x {report[f'eval_{p}_videos']:,} videos)")
+    return "\n".join(lines)
+
+
+def timed_loader(report: dict, split: str, config: Config, device: torch.device):
+    """Build the loader of ``config`` and record its build time and peak memory under ``loader_<split>``."""
+    with PeakMemory(torch.device("cpu")) as memory:
+        start = time.perf_counter()
+        data = build_data(config, device)
+        report[f"loader_{split}_s"] = time.perf_counter() - start
+    report[f"loader_{split}_peak_gib"] = memory.peak / GIB
+    return data
+
+
+def main() -> int:
+    args = parse_args()
+    config = load_config(args.config, [f"data_loader.args.data_dir={fixture_folder(args)}",
+                                       f"trainer.device={args.device}"])
+    device = select_device(config)
+    ensure_fixture(config, args)
+    report: dict = {"config": str(args.config), "scale": args.scale, "device": str(device),
+                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                    "machine": platform.platform(), "processor": platform.processor() or platform.machine()}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        rates = matmul_gflops(dtype, device)
+        report[f"matmul_{precision}_gflop_per_s"] = max(rates.values())
+        report[f"matmul_{precision}_gflop_per_s_by_shape"] = rates
+    report["memory_gb_per_s"] = bandwidth_gb_per_s(device)
+
+    test_config = with_eval_settings(config)
+    data = timed_loader(report, "train", config, device)
+    state = None
+    for precision in args.precision:
+        figures, trained = train_phase(config, data, device, precision, args)
+        state = state or trained
+        figures["floor_s"] = (figures["gflop_per_step"] / report[f"matmul_{precision}_gflop_per_s"]
+                              + OPTIMIZER_BYTES_PER_PARAMETER * figures["parameters"] / 1e9 / report["memory_gb_per_s"])
+        report.update({f"train_{precision}_{key}": value for key, value in figures.items()})
+    del data
+    data = timed_loader(report, "full_test", test_config, device)
+    for precision in args.precision:
+        figures = eval_phase(test_config, data, device, precision, state)
+        figures["floor_s"] = ((figures["tflop"] - figures["similarity_tflop"]) * 1e3
+                              / report[f"matmul_{precision}_gflop_per_s"]
+                              + figures["similarity_tflop"] * 1e3 / report["matmul_fp32_gflop_per_s"])
+        report.update({f"eval_{precision}_{key}": value for key, value in figures.items()})
+    print(f"{args.config} at scale {args.scale:g} on {device} ({torch.get_num_threads()} threads, torch {torch.__version__}); "
+          f"matmul fp32 {report['matmul_fp32_gflop_per_s']:.0f}, bf16 {report['matmul_bf16_gflop_per_s']:.0f} GFLOP/s; "
+          f"memory {report['memory_gb_per_s']:.0f} GB/s")
+    print(table(report, args.precision))
+    if args.scale == 1 and args.config == DEFAULT_CONFIG and device.type == "cpu":
+        report["original"] = ORIGINAL
+        for p in args.precision:
+            print(f"{p}: training {report[f'train_{p}_samples_per_s'] / ORIGINAL['train_samples_per_s']:.2f}x and "
+                  f"full-test evaluation {ORIGINAL['eval_s'] / report[f'eval_{p}_total_s']:.2f}x the original's "
+                  f"speed on a 2-core CPU")
+    print(f"wrote {write_text_atomic(args.out, json.dumps(report, indent=2) + chr(10))}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,61 @@
+"""The best model is stored as weights and config only; runs continue from epoch checkpoints."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import REPO
+from data_loader.synthetic import generate_synthetic
+from test_training import load_script, run
+from utils.errors import CheckpointError
+
+CONFIG = str(REPO / "configs" / "synthetic" / "train-ce.json")
+SMALL = ["data_loader.args.batch_size=64", "experts.ce_shared_dim=16", "trainer.tensorboard=false"]
+
+
+@pytest.fixture(scope="module")
+def tiny_synthetic(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("Synthetic")
+    generate_synthetic(folder, seed=0, split_sizes={"train": 160, "val": 20, "test": 20})
+    return folder
+
+
+def train(monkeypatch, *args: str) -> None:
+    assert run(load_script("train"), monkeypatch, *args) == 0
+
+
+def run_folder(save_dir):
+    (folder,) = (save_dir / "models" / "synthetic-train-ce").iterdir()
+    return folder
+
+
+def test_best_model_holds_weights_and_config_only(tiny_synthetic, tmp_path, monkeypatch):
+    save = tmp_path / "saved"
+    train(monkeypatch, "--config", CONFIG, "--set", f"data_loader.args.data_dir={tiny_synthetic}",
+          f"trainer.save_dir={save}", "trainer.epochs=1", *SMALL)
+    folder = run_folder(save)
+    best = torch.load(folder / "trained_model.pth", weights_only=True)
+    epoch = torch.load(folder / "checkpoint-epoch1.pth", weights_only=True)
+    assert {"optimizer", "lr_scheduler", "rng"}.isdisjoint(best) and {"optimizer", "rng"} <= set(epoch)
+    assert best["config"] == epoch["config"] and best["epoch"] == 1
+    for key, value in epoch["state_dict"].items():
+        assert torch.equal(best["state_dict"][key], value), key
+    assert (folder / "trained_model.pth").stat().st_size < 0.5 * (folder / "checkpoint-epoch1.pth").stat().st_size
+
+
+def test_resume_from_the_best_model_continues_from_its_epoch_checkpoint(tiny_synthetic, tmp_path, monkeypatch):
+    data = f"data_loader.args.data_dir={tiny_synthetic}"
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    train(monkeypatch, "--config", CONFIG, "--set", data, f"trainer.save_dir={straight}", "trainer.epochs=2", *SMALL)
+    train(monkeypatch, "--config", CONFIG, "--set", data, f"trainer.save_dir={interrupted}", "trainer.epochs=1", *SMALL)
+    folder = run_folder(interrupted)
+    train(monkeypatch, "--resume", str(folder / "trained_model.pth"), "--set", "trainer.epochs=2")
+    want = torch.load(run_folder(straight) / "checkpoint-epoch2.pth", weights_only=True)["state_dict"]
+    got = torch.load(folder / "checkpoint-epoch2.pth", weights_only=True)["state_dict"]
+    for key, value in want.items():
+        assert torch.equal(got[key], value), key
+
+    (folder / "checkpoint-epoch1.pth").unlink()
+    (folder / "checkpoint-epoch2.pth").unlink()
+    with pytest.raises(CheckpointError, match="holds the best model's weights only"):
+        train(monkeypatch, "--resume", str(folder / "trained_model.pth"), "--set", "trainer.epochs=3")

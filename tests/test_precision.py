@@ -1,0 +1,64 @@
+"""bf16 autocast in training and evaluation; similarities, losses and metrics stay float32."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from conftest import REPO
+from data_loader.synthetic import generate_synthetic
+from test_training import load_script, run
+from trainer.build import build_data, build_model
+from trainer.evaluate import evaluate
+from trainer.precision import autocast
+from utils.config import load_config, with_eval_settings
+from utils.errors import ConfigError
+
+CONFIG = REPO / "configs" / "synthetic" / "train-ce.json"
+
+
+@pytest.fixture(scope="module")
+def tiny_synthetic(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("Synthetic")
+    generate_synthetic(folder, seed=0, split_sizes={"train": 300, "val": 40, "test": 40})
+    return folder
+
+
+def test_bf16_evaluation_is_float32_and_close_to_fp32(tiny_synthetic):
+    config = with_eval_settings(load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}",
+                                                     "experts.ce_shared_dim=32"]))
+    torch.manual_seed(0)
+    model = build_model(config)
+    data = build_data(config)
+    fp32 = evaluate(model, data, torch.device("cpu"), 16, progress=False)
+    bf16 = evaluate(model, data, torch.device("cpu"), 16, progress=False, precision="bf16")
+    assert fp32.sims.dtype == bf16.sims.dtype == "float32"
+    assert 0 < abs(fp32.sims - bf16.sims).max() < 0.05  # bfloat16 embeddings: 8 significant bits
+
+
+def epoch_losses(save_dir) -> list[float]:
+    (log_dir,) = (save_dir / "log" / "synthetic-train-ce").iterdir()
+    return [float(x) for x in re.findall(r" {4}loss +: (\S+)$", (log_dir / "info.log").read_text(), re.M)]
+
+
+def test_training_in_bf16_follows_fp32(tiny_synthetic, tmp_path, monkeypatch):
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        save = tmp_path / precision
+        assert run(load_script("train"), monkeypatch, "--config", str(CONFIG), "--precision", precision, "--set",
+                   f"data_loader.args.data_dir={tiny_synthetic}", f"trainer.save_dir={save}", "trainer.epochs=3",
+                   "trainer.tensorboard=false", "experts.ce_shared_dim=32") == 0
+        (models,) = (save / "models" / "synthetic-train-ce").iterdir()
+        assert json.loads((models / "config.json").read_text())["trainer"]["precision"] == precision
+        losses[precision] = epoch_losses(save)
+    assert len(losses["bf16"]) == 3 and losses["bf16"][2] < 0.8 * losses["bf16"][0]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
+
+
+def test_unknown_precision_is_a_config_error():
+    with pytest.raises(ConfigError, match='trainer.precision: expected one of "fp32", "bf16", got "fp16"'):
+        load_config(CONFIG, ["trainer.precision=fp16"])
+    with pytest.raises(ConfigError, match="trainer.precision"):
+        autocast(torch.device("cpu"), "fp16")
