@@ -14,7 +14,8 @@ measures, in one process:
 * full-test evaluation, per precision: forward (video embeddings, caption chunks,
   similarities) and metrics, with the weights the first training phase reached, so the
   precisions' metrics compare the same model;
-* peak memory of each phase (resident memory sampled every 5 ms; on CUDA the allocator's peak);
+* peak memory of each phase (resident memory sampled every 5 ms, and its part not backed by
+  files: the memory-mapped store is file-backed; on CUDA the allocator's peak);
 * each phase's time as a multiple of its floor: matrix-product FLOPs (counted with
   torch.utils.flop_counter) at the measured rate of their precision, plus for training the
   optimiser's memory traffic (read p, g, m, v; write p, m, v) at the measured bandwidth.
@@ -94,34 +95,40 @@ def synchronize(device: torch.device) -> None:
 
 
 class PeakMemory:
-    """Peak memory while the block runs, in bytes: resident memory of this process sampled every
-    5 ms (CPU), or the CUDA allocator's peak on ``device``."""
+    """Peak memory while the block runs, in bytes, on the CPU sampled every 5 ms: ``peak``, the
+    resident memory of this process, and ``peak_private``, the part not backed by files (the
+    memory-mapped store's pages are file-backed: the kernel can drop and reread them). On CUDA
+    both are the allocator's peak on ``device``."""
 
     def __init__(self, device: torch.device):
-        self.device, self.peak, self._running = device, 0, False
+        self.device, self.peak, self.peak_private, self._running = device, 0, 0, False
 
     @staticmethod
-    def resident() -> int:
+    def resident() -> tuple[int, int]:
+        """(resident, resident and not file-backed) bytes of this process."""
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
+            _, resident, shared = (int(v) for v in f.read().split()[:3])
+        return resident * 4096, (resident - shared) * 4096
 
     def _sample(self) -> None:
         while self._running:
-            self.peak = max(self.peak, self.resident())
+            resident, private = self.resident()
+            self.peak, self.peak_private = max(self.peak, resident), max(self.peak_private, private)
             time.sleep(0.005)
 
     def __enter__(self) -> "PeakMemory":
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
-            self._running, self.peak = True, self.resident()
+            self._running = True
+            self.peak, self.peak_private = self.resident()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.device.type == "cuda":
-            self.peak = torch.cuda.max_memory_allocated(self.device)
+            self.peak = self.peak_private = torch.cuda.max_memory_allocated(self.device)
         else:
             self._running = False
             self._thread.join()
@@ -242,7 +249,8 @@ def train_phase(config: Config, data, device: torch.device, precision: str,
     total = sum(sum(times) for times in parts.values())
     figures = {"samples_per_s": rate, "block_samples_per_s": [r for r, _ in blocks],
                "step_s": block_s / args.block_steps, "gflop_per_step": flops / 1e9,
-               "peak_gib": memory.peak / GIB, "parameters": count_trainable(model),
+               "peak_gib": memory.peak / GIB, "peak_private_gib": memory.peak_private / GIB,
+               "parameters": count_trainable(model),
                **{f"{name}_share": sum(times) / total for name, times in parts.items()}}
     return figures, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -287,6 +295,7 @@ def eval_phase(config: Config, data, device: torch.device, precision: str, state
     flops, sim_flops = eval_flops(model, data, eval_set, device, precision, chunk)
     return {"forward_s": forward_s, "metrics_s": metrics_s, "total_s": forward_s + metrics_s,
             "tflop": flops / 1e12, "similarity_tflop": sim_flops / 1e12, "peak_gib": memory.peak / GIB,
+            "peak_private_gib": memory.peak_private / GIB,
             "videos": eval_set.num_videos, "queries": eval_set.num_queries,
             **{f"{d}_{k}": v for d, res in metrics.items() for k, v in res.items() if k in ("R1", "R5", "R10", "MedR")}}
 
@@ -295,24 +304,24 @@ def eval_phase(config: Config, data, device: torch.device, precision: str, state
 
 
 def table(report: dict, precisions: list[str]) -> str:
-    lines = [f"{'phase':26s}{'time':>12s}{'rate':>18s}{'floor':>10s}{'x floor':>9s}{'peak':>10s}"]
+    lines = [f"{'phase':26s}{'time':>12s}{'rate':>18s}{'floor':>10s}{'x floor':>9s}{'peak (private)':>20s}"]
 
-    def row(name: str, took: float, rate: str = "", floor: float | None = None, peak: float | None = None) -> None:
+    def row(name: str, took: float, rate: str = "", floor: float | None = None, key: str | None = None) -> None:
         lines.append(f"{name:26s}{took:10.2f} s{rate:>18s}" + (f"{floor:8.2f} s{took / floor:8.2f}x" if floor else " " * 19)
-                     + (f"{peak:6.1f} GiB" if peak is not None else ""))
+                     + (f"{report[key + '_peak_gib']:6.1f} GiB ({report[key + '_peak_private_gib']:.1f})" if key else ""))
 
     for split in ("train", "full_test"):
-        row(f"loader build {split}", report[f"loader_{split}_s"], peak=report[f"loader_{split}_peak_gib"])
+        row(f"loader build {split}", report[f"loader_{split}_s"], key=f"loader_{split}")
     for p in precisions:
         if f"train_{p}_samples_per_s" in report:
             row(f"train step {p}", report[f"train_{p}_step_s"], f"{report[f'train_{p}_samples_per_s']:.1f} samples/s",
-                report[f"train_{p}_floor_s"], report[f"train_{p}_peak_gib"])
+                report[f"train_{p}_floor_s"], f"train_{p}")
             shares = ", ".join(f"{k} {report[f'train_{p}_{k}_share']:.0%}" for k in ("data", "forward", "backward", "optimizer"))
             lines.append(f"{'':26s}{shares}")
     for p in precisions:
         if f"eval_{p}_total_s" in report:
             row(f"full-test forward {p}", report[f"eval_{p}_forward_s"], f"{report[f'eval_{p}_tflop']:.1f} TFLOP",
-                report[f"eval_{p}_floor_s"], report[f"eval_{p}_peak_gib"])
+                report[f"eval_{p}_floor_s"], f"eval_{p}")
             row(f"full-test metrics {p}", report[f"eval_{p}_metrics_s"])
             lines.append(f"{'':26s}t2v R1 {report[f'eval_{p}_t2v_R1']:.2f}, v2t R1 {report[f'eval_{p}_v2t_R1']:.2f} "
                          f"({report[f'eval_{p}_queries']:,} queries x {report[f'eval_{p}_videos']:,} videos)")
@@ -326,6 +335,7 @@ def timed_loader(report: dict, split: str, config: Config, device: torch.device)
         data = build_data(config, device)
         report[f"loader_{split}_s"] = time.perf_counter() - start
     report[f"loader_{split}_peak_gib"] = memory.peak / GIB
+    report[f"loader_{split}_peak_private_gib"] = memory.peak_private / GIB
     return data
 
 
