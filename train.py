@@ -24,12 +24,11 @@ from logger.logger import setup_logging
 from trainer import distributed
 from trainer.build import (build_data, build_distillation, build_loss, build_model, build_optimizer,
                            build_page_writer, prepare_data, select_device, trainer_options)
-from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, resumable_checkpoint
+from trainer.checkpoint import config_for_checkpoint, is_own_checkpoint, load_any_checkpoint, resumable_checkpoint
 from trainer.run_dirs import RunDirs, experiment_name, new_run_dirs, remove_run_dirs, run_dirs_of_checkpoint
 from trainer.trainer import Trainer
 from utils.cli import add_device_options, device_overrides, run_cli
-from utils.config import (Config, ConfigError, apply_overrides, config_of_checkpoint, load_config, validate,
-                          with_eval_settings)
+from utils.config import Config, ConfigError, apply_overrides, with_eval_settings
 from utils.summary import module_summary
 
 
@@ -75,14 +74,9 @@ def with_seeds(config: Config, seeds: list[int] | None) -> list[Config]:
 
 
 def resolve_config(args: argparse.Namespace, state: dict | None) -> Config:
-    if args.config is not None:
-        return load_config(args.config, args.set)
-    if state is None:
+    if args.config is None and state is None:
         raise ConfigError("train.py: give --config (or --resume with a checkpoint that holds its config)")
-    config = config_of_checkpoint(state, args.resume)
-    apply_overrides(config, args.set)
-    validate(config)
-    return config
+    return config_for_checkpoint(state, args.resume, args.config, args.set)
 
 
 def resumed_run_dirs(checkpoint: Path, state: dict, config: Config) -> RunDirs:
@@ -151,12 +145,10 @@ def train_run(args: argparse.Namespace, config: Config, state: dict | None, devi
                       distillation=distillation, place=place)
     if state is not None:
         trainer.resume(state, args.resume)
-        trainer.train()
-        return
     try:
         trainer.train()
     except BaseException:
-        if place.is_main and not any(dirs.models.glob("*.pth")):
+        if state is None and place.is_main and not any(dirs.models.glob("*.pth")):
             remove_run_dirs(dirs)
         raise
 

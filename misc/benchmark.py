@@ -265,8 +265,8 @@ def eval_flops(model, data, eval_set: EvalSet, device: torch.device, precision: 
                      eval_set.query_masks[:chunk])
     embedded = []
     with torch.no_grad():
-        video_flops = matmul_flops(lambda: embedded.append(embed_split_videos(model, data, subset, device, chunk,
-                                                                              precision)))
+        video_flops = matmul_flops(lambda: embedded.append(
+            embed_split_videos(model, data, subset.video_rows, device, chunk, precision)))
         (vid_embds, ind), = embedded
         text = text_batch(data.store, subset.caption_rows, data.max_tokens["text"]).to(device)
         with autocast(device, precision):

@@ -65,15 +65,22 @@ def resumable_checkpoint(path: Path, state: dict) -> tuple[Path, dict]:
     return twin, load_checkpoint(twin)
 
 
-def checkpoint_with_config(path: Path, config_path: Path | None = None,
-                           overrides: list[str] | None = None) -> tuple[dict, Config]:
-    """A checkpoint to evaluate or export (either kind, see :func:`load_any_checkpoint`) and its
-    config: the file ``config_path`` when given, else the one the checkpoint holds, with
-    ``overrides`` (``--set``) applied and validated."""
-    state = load_any_checkpoint(path)
+def config_for_checkpoint(state: dict, path: Path, config_path: Path | None = None,
+                          overrides: list[str] | None = None) -> Config:
+    """The config to use with the checkpoint ``state`` loaded from ``path``: the file
+    ``config_path`` when given, else the one the checkpoint holds, with ``overrides``
+    (``--set``) applied and validated."""
     if config_path is not None:
-        return state, load_config(config_path, overrides or [])
+        return load_config(config_path, overrides or [])
     config = config_of_checkpoint(state, path)
     apply_overrides(config, overrides or [])
     validate(config)
-    return state, config
+    return config
+
+
+def checkpoint_with_config(path: Path, config_path: Path | None = None,
+                           overrides: list[str] | None = None) -> tuple[dict, Config]:
+    """A checkpoint to evaluate or export (either kind, see :func:`load_any_checkpoint`) and its
+    config (:func:`config_for_checkpoint`)."""
+    state = load_any_checkpoint(path)
+    return state, config_for_checkpoint(state, path, config_path, overrides)

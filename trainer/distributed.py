@@ -151,16 +151,21 @@ def data_parallel(model: nn.Module, place: Distributed, device: torch.device) ->
                                    gradient_as_bucket_view=True)
 
 
-def gather_rows(tensor: torch.Tensor, place: Distributed) -> torch.Tensor:
-    """Every rank's ``tensor`` ``[n_r, ...]`` concatenated in rank order: ``[sum n_r, ...]``.
+def row_counts(rows: int, place: Distributed, device: torch.device) -> list[int]:
+    """Every rank's number of rows ``rows``, in rank order."""
+    count = torch.tensor([rows], device=device)
+    counts = [torch.zeros_like(count) for _ in range(place.world_size)]
+    dist.all_gather(counts, count, group=place.group)
+    return [int(c) for c in counts]
+
+
+def gather_rows(tensor: torch.Tensor, place: Distributed, sizes: list[int]) -> torch.Tensor:
+    """Every rank's ``tensor`` ``[n_r, ...]`` concatenated in rank order: ``[sum n_r, ...]``,
+    ``sizes`` the ranks' ``n_r`` (:func:`row_counts`).
 
     Ranks may hold different numbers of rows. Differentiable: the gradient of each rank's rows
     is summed over the ranks and returned to it.
     """
-    count = torch.tensor([tensor.shape[0]], device=tensor.device)
-    counts = [torch.zeros_like(count) for _ in range(place.world_size)]
-    dist.all_gather(counts, count, group=place.group)
-    sizes = [int(c) for c in counts]
     padding = tensor.new_zeros(max(sizes) - tensor.shape[0], *tensor.shape[1:])
     parts = dist_fn.all_gather(torch.cat([tensor, padding]), group=place.group)
     return torch.cat([part[:size] for part, size in zip(parts, sizes)])
@@ -176,8 +181,9 @@ def global_similarities(model: nn.Module, out: dict, ind: dict[str, torch.Tensor
     """
     if not place.active:
         return out["cross_view_conf_matrix"]
-    text = {name: gather_rows(embd.float(), place) for name, embd in out["text_embds"].items()}
-    vid = {name: gather_rows(embd.float(), place) for name, embd in out["vid_embds"].items()}
-    weights = gather_rows(out["moe_weights"].float(), place)
-    avail = {name: gather_rows(value.float(), place) for name, value in ind.items()}
+    sizes = row_counts(out["moe_weights"].shape[0], place, out["moe_weights"].device)  # once per batch
+    text = {name: gather_rows(embd.float(), place, sizes) for name, embd in out["text_embds"].items()}
+    vid = {name: gather_rows(embd.float(), place, sizes) for name, embd in out["vid_embds"].items()}
+    weights = gather_rows(out["moe_weights"].float(), place, sizes)
+    avail = {name: gather_rows(value.float(), place, sizes) for name, value in ind.items()}
     return model.similarity(text, weights, vid, avail, merge="avg")

@@ -67,13 +67,12 @@ def _to(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, tor
 
 
 @torch.no_grad()
-def embed_split_videos(model: RetrievalModel, data: ExpertDataLoader, eval_set: EvalSet, device: torch.device,
+def embed_split_videos(model: RetrievalModel, data: ExpertDataLoader, rows: torch.Tensor, device: torch.device,
                        chunk_videos: int = 64, precision: str = "fp32"
                        ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Embeddings {m: [N, d_m]} and availability {m: [N]} of the split's N videos, on ``device``,
-    computed ``chunk_videos`` at a time."""
+    """Embeddings {m: [N, d_m]} and availability {m: [N]} of the videos of store rows ``rows``
+    [N] (e.g. a split's), on ``device``, computed ``chunk_videos`` at a time."""
     model.eval()
-    rows = eval_set.video_rows
     vid_parts, ind_parts = [], []
     with autocast(device, precision):  # one context: weights are cast to bfloat16 once, not per chunk
         for start in range(0, len(rows), chunk_videos):
@@ -97,7 +96,7 @@ def compute_similarities(model: RetrievalModel, data: ExpertDataLoader, eval_set
     each block is written into the one preallocated result, so memory beyond it stays bounded.
     ``precision`` is the forward passes' (trainer/precision.py); similarities are float32.
     """
-    vid_embds, ind = embed_split_videos(model, data, eval_set, device, chunk_videos, precision)
+    vid_embds, ind = embed_split_videos(model, data, eval_set.video_rows, device, chunk_videos, precision)
     num_videos, num_captions = eval_set.caption_rows.shape
     sims = torch.empty(num_videos * num_captions, num_videos, dtype=torch.float32)
     moe = []

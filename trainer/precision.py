@@ -12,8 +12,7 @@ import contextlib
 import torch
 
 from utils.errors import ConfigError
-
-PRECISIONS = ("fp32", "bf16")
+from utils.options import PRECISIONS
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -5,9 +5,10 @@ import numpy as np
 import torch
 
 from base.retrieval_model import RetrievalModel
-from data_loader.batches import expert_batch, text_batch
+from data_loader.batches import text_batch
 from data_loader.expert_loader import ExpertDataLoader
 from data_loader.teachers import TeacherArrays
+from trainer.evaluate import embed_split_videos
 
 
 @torch.no_grad()
@@ -21,15 +22,9 @@ def teacher_embeddings(model: RetrievalModel, data: ExpertDataLoader, device: to
     that weight: the sum over experts of the inner products is then the model's own score of the
     pair before its weights are renormalised over the video's experts.
     """
-    model.eval()
     store = data.store
-    video: dict[str, list[torch.Tensor]] = {}
-    for rows in torch.split(torch.arange(store.num_videos), chunk):
-        experts, ind = expert_batch(store, rows, data.max_tokens)
-        embds = model.embed_videos({k: v.to(device) for k, v in experts.items()}, {k: v.to(device) for k, v in ind.items()})
-        for name, embd in embds.items():
-            present = ind[name] if name in ind else torch.ones(len(rows))
-            video.setdefault(name, []).append(embd.float().cpu() * present[:, None])
+    vid_embds, ind = embed_split_videos(model, data, torch.arange(store.num_videos), device, chunk)
+    video = {name: (embd.float() * ind[name][:, None]).cpu().numpy() for name, embd in vid_embds.items()}
     text: dict[str, list[torch.Tensor]] = {}
     for rows in torch.split(torch.arange(len(store.raw_captions)), chunk):
         embds, weights = model.embed_text(text_batch(store, rows[:, None], data.max_tokens["text"]).to(device))
@@ -38,5 +33,5 @@ def teacher_embeddings(model: RetrievalModel, data: ExpertDataLoader, device: to
             embd = embd[:, 0] * weights[:, 0, idx:idx + 1] if weighted else embd[:, 0]
             text.setdefault(name, []).append(embd.float().cpu())
     return TeacherArrays(np.ones(store.num_videos, dtype=bool),
-                         {name: torch.cat(parts).numpy() for name, parts in video.items()},
+                         video,
                          {name: torch.cat(parts).numpy() for name, parts in text.items()})

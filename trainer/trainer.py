@@ -216,15 +216,16 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total, count = total + loss.item(), count + 1
-            for name, value in parts.items():
-                part_totals[name] = part_totals.get(name, 0.0) + value.item()
+            loss_value, *part_values = torch.stack([loss, *parts.values()]).detach().tolist()  # one device sync
+            total, count = total + loss_value, count + 1
+            for name, value in zip(parts, part_values):
+                part_totals[name] = part_totals.get(name, 0.0) + value
             samples_seen += len(batch) * place.world_size
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss_value:.4f}")
             if self.writer and i % self.opts.log_every == 0:
-                self.writer.add_scalar("train/loss", loss.item(), samples_seen)
-                for name, value in parts.items():
-                    self.writer.add_scalar(f"train/loss_{name}", value.item(), samples_seen)
+                self.writer.add_scalar("train/loss", loss_value, samples_seen)
+                for name, value in zip(parts, part_values):
+                    self.writer.add_scalar(f"train/loss_{name}", value, samples_seen)
         count = max(count, 1)
         return total / count, {name: value / count for name, value in part_totals.items()}
 

@@ -6,6 +6,7 @@ import sys
 from typing import Callable
 
 from utils.errors import UserError
+from utils.options import PRECISIONS
 
 EXIT_BAD_INPUT = 2
 
@@ -31,7 +32,7 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
     """``--device`` and ``--precision``, shortcuts for ``--set trainer.device=... trainer.precision=...``."""
     parser.add_argument("--device", help='where the model runs: "auto" (CUDA when present), "cpu", "cuda" or '
                                          '"cuda:<n>" (trainer.device)')
-    parser.add_argument("--precision", choices=("fp32", "bf16"),
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="forward passes in float32 or under bfloat16 autocast (trainer.precision)")
 
 

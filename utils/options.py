@@ -6,7 +6,7 @@ against these dataclasses: an unknown key or a wrong type is an error before any
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from utils.metric_names import GMEAN_KEY
 
@@ -34,6 +34,10 @@ class ExpertsOptions:
     use_zeros_for_missing: bool = False
 
 
+Precision = Literal["fp32", "bf16"]  # of the forward passes (trainer/precision.py)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+
 @dataclass
 class TrainerOptions:
     """``trainer``: the training loop, evaluation schedule, checkpoints and logging.
@@ -55,7 +59,7 @@ class TrainerOptions:
     tensorboard: bool = True
     verbosity: int = 2
     device: str = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Precision = "fp32"
     compile: bool = False
 
 
