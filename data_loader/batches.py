@@ -40,12 +40,12 @@ class Batch:
         return len(self.video_rows)
 
 
-def gather_tokens(values: torch.Tensor, offsets: torch.Tensor, rows: torch.Tensor,
-                  max_len: int) -> torch.Tensor:
-    """Pad the packed rows ``rows`` to ``max_len`` tokens.
+def token_slots(offsets: torch.Tensor, rows: torch.Tensor, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the first ``max_len`` tokens of the packed rows ``rows`` lie.
 
-    values: [T_total, d]; offsets: [R+1]; rows: any shape S of row indices (-1 = empty row).
-    Returns [*S, max_len, d]: the first ``max_len`` tokens of each row, zeros after its end.
+    offsets: [R+1]; rows: any shape S of row indices (-1 = empty row). Returns (index, keep),
+    both [prod(S), max_len]: the position of each slot's token among the packed values, and
+    whether the row has a token there.
     """
     flat_rows = rows.reshape(-1)
     valid = flat_rows >= 0
@@ -53,8 +53,17 @@ def gather_tokens(values: torch.Tensor, offsets: torch.Tensor, rows: torch.Tenso
     start = offsets[safe]
     length = torch.where(valid, offsets[safe + 1] - start, torch.zeros_like(start))
     steps = torch.arange(max_len, dtype=offsets.dtype, device=offsets.device)
-    index = start[:, None] + steps[None, :]
-    keep = steps[None, :] < length[:, None]
+    return start[:, None] + steps[None, :], steps[None, :] < length[:, None]
+
+
+def gather_tokens(values: torch.Tensor, offsets: torch.Tensor, rows: torch.Tensor,
+                  max_len: int) -> torch.Tensor:
+    """Pad the packed rows ``rows`` to ``max_len`` tokens.
+
+    values: [T_total, d]; offsets: [R+1]; rows: any shape S of row indices (-1 = empty row).
+    Returns [*S, max_len, d]: the first ``max_len`` tokens of each row, zeros after its end.
+    """
+    index, keep = token_slots(offsets, rows, max_len)
     out = values[index.clamp(max=max(values.shape[0] - 1, 0))]
     out.masked_fill_(~keep[..., None], 0)
     return out.reshape(*rows.shape, max_len, values.shape[-1])
@@ -77,10 +86,10 @@ def text_batch(store: FeatureStore, caption_rows: torch.Tensor, max_tokens: int)
     """Word embeddings [*S, max_tokens, D] of the captions ``caption_rows`` [*S] (-1 = none)."""
     if store.text_tokens is None:
         return gather_tokens(store.text_embeddings, store.text_offsets, caption_rows, max_tokens).float()
-    # vocabulary rows shifted by one, so that the zero padding of gather_tokens means "no word"
-    ids = gather_tokens(store.text_tokens[:, None] + 1, store.text_offsets, caption_rows, max_tokens)[..., 0]
-    words = store.text_embeddings[(ids - 1).clamp(min=0)].float()
-    return words * (ids > 0)[..., None].float()
+    index, keep = token_slots(store.text_offsets, caption_rows, max_tokens)
+    words = store.text_embeddings[store.text_tokens[index.clamp(max=max(len(store.text_tokens) - 1, 0))]].float()
+    words.masked_fill_(~keep[..., None], 0)
+    return words.reshape(*caption_rows.shape, max_tokens, words.shape[-1])
 
 
 def caption_table(store: FeatureStore, video_rows: torch.Tensor, num_captions: int) -> torch.Tensor:
@@ -92,21 +101,20 @@ def caption_table(store: FeatureStore, video_rows: torch.Tensor, num_captions: i
 
 
 def sample_captions(store: FeatureStore, video_rows: torch.Tensor, generator: torch.Generator,
-                    first: int = 0, kept: torch.Tensor | None = None) -> torch.Tensor:
+                    first: int = 0, kept_upto: torch.Tensor | None = None) -> torch.Tensor:
     """One caption row per video, drawn uniformly among its captions: its first ``first`` ones
-    when ``first`` > 0, else its kept ones when the mask ``kept`` [C] bool is given (every video
-    must keep one): [B] -> [B]."""
+    when ``first`` > 0, else its kept ones when ``kept_upto`` [C] is given, the running count of
+    the captions a mask keeps (``kept.long().cumsum(0)``; every video must keep one): [B] -> [B]."""
     start = store.caption_offsets[video_rows]
     count = store.caption_offsets[video_rows + 1] - start
     if first > 0:
         count = count.clamp(max=first)
-    elif kept is not None:
-        kept_upto = kept.to(start.device).long().cumsum(0)  # kept captions among rows 0..c
+    elif kept_upto is not None:
         before = torch.where(start > 0, kept_upto[(start - 1).clamp(min=0)], torch.zeros_like(start))
         count = kept_upto[start + count - 1] - before
     draw = torch.rand(len(video_rows), generator=generator, dtype=torch.float64).to(count.device)
     pick = (draw * count).long().clamp(max=count - 1)
-    if first > 0 or kept is None:
+    if first > 0 or kept_upto is None:
         return start + pick
     return torch.searchsorted(kept_upto, before + pick + 1)
 

@@ -188,6 +188,14 @@ def list_path(dataset_name: str, split: str, root_feat: Path, official: bool = T
     return shipped or Path(root_feat) / f"{split}.txt"
 
 
+def read_video_list(path: Path, dataset_name: str) -> list[str]:
+    """The video ids of a list file, one per line (blank lines skipped), with the file suffix
+    dropped for datasets whose lists carry one (``strip_list_suffix``)."""
+    ids = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    release = RELEASES.get(dataset_name)
+    return [v.split(".")[0] for v in ids] if release is not None and release.strip_list_suffix else ids
+
+
 def split_pair(dataset_name: str, split_name: str, available: list[str]) -> tuple[str, str]:
     """(train split, eval split) for ``split_name``.
 

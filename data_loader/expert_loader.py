@@ -17,7 +17,7 @@ import torch
 from data_loader.batches import Batch, caption_table, make_batch, sample_captions, shard_bounds
 from data_loader.caption_masks import load_caption_mask
 from data_loader.classes import captions_sha1, classes_path, read_classes, read_relevance, relevance_path
-from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root, split_pair
+from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root, read_video_list, split_pair
 from data_loader.release_plan import StorePlan, plan_store, test_captions_path
 from data_loader.released import check_release, read_test_captions
 from data_loader.relevance import VideoCaptionRelevance
@@ -156,21 +156,19 @@ class ExpertDataLoader:
         self._eval_relevance: dict[str, torch.Tensor] = {}
         root = feature_root(dataset_name, data_dir, root_feat_folder)
         self.training_rows = None if training_file is None else self._read_training_file(root / training_file)
-        self.kept_captions = None
+        self.kept_captions = self.kept_upto = None  # the mask [C] and its running count [C]
         if caption_masks is not None:
             if restrict_train_captions:
                 raise ConfigError("caption_masks and data_loader.args.restrict_train_captions cannot be combined")
             self.kept_captions = load_caption_mask(path, caption_masks, self.train_rows, self.store.video_ids,
                                                    self.store.caption_offsets)
+            self.kept_upto = self.kept_captions.long().cumsum(0)
 
     def _read_training_file(self, path: Path) -> torch.Tensor:
         """Store rows [n] of the videos listed in ``path`` (one id per line)."""
         if not path.is_file():
             raise StoreError(f"{path}: training_file not found")
-        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        release = RELEASES.get(self.dataset_name)
-        if release is not None and release.strip_list_suffix:
-            ids = [v.split(".")[0] for v in ids]
+        ids = read_video_list(path, self.dataset_name)
         row = {v: i for i, v in enumerate(self.store.video_ids)}
         unknown = [v for v in ids if v not in row]
         if unknown or not ids:
@@ -206,6 +204,8 @@ class ExpertDataLoader:
         self.store = store_on(self.store, device)
         if self.test_captions is not None:
             self.test_captions = self.test_captions.to(device)
+        if self.kept_upto is not None:
+            self.kept_upto = self.kept_upto.to(device)
         return True
 
     @property
@@ -255,7 +255,7 @@ class ExpertDataLoader:
             if len(video_rows) < max(MIN_BATCH, world_size):
                 break
             captions = sample_captions(self.store, video_rows, generator, self.restrict_train_captions,
-                                       self.kept_captions)[:, None]
+                                       self.kept_upto)[:, None]
             lo, hi = shard_bounds(len(video_rows), rank, world_size)
             batch = make_batch(self.store, video_rows[lo:hi], captions[lo:hi], self.max_tokens)
             if world_size > 1:

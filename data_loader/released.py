@@ -50,7 +50,7 @@ import torch
 from tqdm import tqdm
 
 from data_loader import packing
-from data_loader.datasets import RELEASES, list_path, split_lists
+from data_loader.datasets import RELEASES, list_path, read_video_list, split_lists
 from data_loader.hickle_reader import load_hickle
 from data_loader.release_plan import ExpertSource, StorePlan, plan_store, test_captions_path
 from data_loader.store import (INDEX_NAME, STORE_DIR, STORE_ID, atomic_h5, check_build, current_store_id,
@@ -110,8 +110,7 @@ def read_split_lists(dataset_name: str, root: Path, official: bool = True) -> di
             continue
         if not path.is_file():
             raise missing_release(path, dataset_name)
-        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        lists[split] = [v.split(".")[0] for v in ids] if release.strip_list_suffix else ids
+        lists[split] = read_video_list(path, dataset_name)
     return lists
 
 

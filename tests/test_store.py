@@ -97,7 +97,7 @@ def test_masked_sampling_draws_every_kept_caption_and_only_those():
     store = type("S", (), {"caption_offsets": torch.tensor([0, 3, 4, 9])})()
     kept = torch.tensor([0, 1, 1, 1, 1, 0, 0, 1, 0], dtype=torch.bool)
     rows = torch.tensor([0, 1, 2] * 50)
-    picks = sample_captions(store, rows, torch.Generator().manual_seed(0), kept=kept)
+    picks = sample_captions(store, rows, torch.Generator().manual_seed(0), kept_upto=kept.long().cumsum(0))
     assert [set(picks[rows == v].tolist()) for v in range(3)] == [{1, 2}, {3}, {4, 7}]
 
 
