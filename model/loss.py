@@ -125,6 +125,10 @@ class RANLoss(RelevanceAwareLoss):
     def forward(self, sims: torch.Tensor, relevance: torch.Tensor | None = None) -> torch.Tensor:
         """sims, relevance: ``[B, B]`` ``[video, caption]`` -> scalar loss."""
         _, skip = self.masks(sims, relevance)
+        return self._negative_term(sims, skip)
+
+    def _negative_term(self, sims: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """The hinge over the negatives (pairs outside ``skip``) -> scalar."""
         diag = sims.diagonal()
         i2t = torch.relu(self.margin + sims - diag[:, None]).masked_fill(skip, 0)
         t2i = torch.relu(self.margin + sims - diag[None, :]).masked_fill(skip, 0)
@@ -156,7 +160,9 @@ class RANPLoss(RANLoss):
 
     def positive_term(self, sims: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
         """sims, relevance: ``[B, B]`` ``[video, caption]`` -> scalar hardest-positive term."""
-        relevant, skip = self.masks(sims, relevance)
+        return self._positive_term(sims, *self.masks(sims, relevance))
+
+    def _positive_term(self, sims: torch.Tensor, relevant: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         fill = 1.0 if self.original_missing_positive else torch.inf
         candidates = sims.masked_fill(~relevant, fill)
         i2t = torch.relu(self.margin_pos + sims - candidates.amin(dim=1)[:, None])
@@ -168,12 +174,18 @@ class RANPLoss(RANLoss):
 
     def terms(self, sims: torch.Tensor, relevance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(RAN term, hardest-positive term)``, two scalars."""
-        return super().forward(sims, relevance), self.positive_term(sims, relevance)
+        relevant, skip = self.masks(sims, relevance)
+        return self._negative_term(sims, skip), self._positive_term(sims, relevant, skip)
 
     def forward(self, sims: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
         """sims, relevance: ``[B, B]`` ``[video, caption]`` -> scalar loss (sum of ``terms``)."""
         negative, positive = self.terms(sims, relevance)
         return negative + positive
+
+
+def _log_softmax_both(sims: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, B]`` -> (``log_softmax(S / T)`` over each row, the same over each column, transposed)."""
+    return F.log_softmax(sims / temperature, dim=1), F.log_softmax(sims.t() / temperature, dim=1)
 
 
 @LOSSES.register()
@@ -190,8 +202,7 @@ class NormSoftmaxLoss(nn.Module):
 
     def forward(self, sims: torch.Tensor) -> torch.Tensor:
         """sims: ``[B, B]``, ground truth on the diagonal -> scalar loss."""
-        rows = F.log_softmax(sims / self.temperature, dim=1)
-        cols = F.log_softmax(sims.t() / self.temperature, dim=1)
+        rows, cols = _log_softmax_both(sims, self.temperature)
         return -rows.diagonal().mean() - cols.diagonal().mean()
 
 
@@ -230,8 +241,7 @@ class NormSoftmaxRANPLoss(RelevanceAwareLoss):
         candidates = sims.masked_fill(~relevant, fill)
         hardest_video = candidates.topk(1, dim=0, largest=False).indices[0]
         hardest_caption = candidates.topk(1, dim=1, largest=False).indices[:, 0]
-        rows = F.log_softmax(sims / self.temperature, dim=1)
-        cols = F.log_softmax(sims.t() / self.temperature, dim=1)
+        rows, cols = _log_softmax_both(sims, self.temperature)
         query = torch.arange(sims.shape[0], device=sims.device)
         if self.original_transpose_bug:
             rows_extra = rows[query, hardest_video]

@@ -16,12 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from utils.errors import UserError
+
 PARTIAL = ".partial-"
 STALE_AFTER_S = 60.0  # a writer touches its file far more often; spares a live writer on another machine
 
 
-class SymlinkError(ValueError):
-    """A destination or temporary path that is a symbolic link, described in one line naming it."""
+class SymlinkError(UserError, ValueError):
+    """A destination or temporary path that is a symbolic link, described in one line naming it
+    (a UserError: the command lines print that line and exit 2)."""
 
 
 def refuse_symlink(path: Path) -> None:

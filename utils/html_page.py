@@ -102,12 +102,13 @@ def _other_metrics_tables(metrics: dict[str, dict[str, float]]) -> list[str]:
     """HTML lines of one table per metrics dict not in ``METRIC_ROWS`` (e.g. the nDCG and mAP
     of ``relevance_metrics``): its keys as columns, values with four decimals."""
     lines = []
+    retrieval = {name for name, _ in METRIC_ROWS}
     for name, values in metrics.items():
-        if name in dict(METRIC_ROWS) or not values:
+        if name in retrieval or not values:
             continue
         lines.append(f"<table class=\"metrics\"><caption>{esc(name)}</caption>")
         lines.append("<thead><tr>" + "".join(f"<th>{esc(k)}</th>" for k in values) + "</tr></thead>")
-        lines.append("<tbody><tr>" + "".join(f"<td class=\"num\">{float(v):.4f}</td>" for v in values.values())
+        lines.append("<tbody><tr>" + "".join(f"<td class=\"num\">{fmt(v, 4)}</td>" for v in values.values())
                      + "</tr></tbody>")
         lines.append("</table>")
     return lines

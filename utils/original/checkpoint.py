@@ -42,12 +42,9 @@ import numpy
 import torch
 
 from utils.errors import CheckpointError
-from utils.original.unpickle import pickle_module
+from utils.original.unpickle import NUMPY_GLOBALS, pickle_module
 
-try:
-    from numpy._core.multiarray import scalar as _numpy_scalar
-except ImportError:  # numpy < 2
-    from numpy.core.multiarray import scalar as _numpy_scalar
+_numpy_scalar = NUMPY_GLOBALS[("numpy.core.multiarray", "scalar")]
 
 # torch.save's format before torch 1.6 opens with its magic number, pickled with protocol 2.
 LEGACY_HEADER = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)[:-1]
@@ -141,7 +138,7 @@ ALLOW_LIST_PICKLE = pickle_module(_globals_by_name())
 
 
 def _load_with_allow_list(path: Path) -> Any:
-    """``torch.load`` through :class:`_AllowListUnpickler`: for torch < 2.5, which lacks
+    """``torch.load`` through the restricted unpickler (:data:`ALLOW_LIST_PICKLE`): for torch < 2.5, which lacks
     ``torch.serialization.safe_globals``; the same globals are allowed."""
     try:
         return torch.load(path, map_location="cpu", pickle_module=ALLOW_LIST_PICKLE, weights_only=False)
