@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -48,13 +47,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
     sys.path.insert(0, str(REPO))
 
-from data_loader.datasets import RELEASES as DATASET_RELEASES  # noqa: E402
-from data_loader.expert_loader import ExpertDataLoader  # noqa: E402
-from data_loader.release_plan import plan_store, released_files  # noqa: E402
+from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES as DATASET_RELEASES  # noqa: E402
+from data_loader.release_plan import config_plans, released_files  # noqa: E402
 from data_loader.store import StoreError  # noqa: E402
-from model.dims import used_experts  # noqa: E402
+from trainer import build  # noqa: E402,F401  (fills the registries that configs are validated against)
 from utils.atomic import SymlinkError, refuse_symlink, remove_path, write_text_atomic  # noqa: E402
-from utils.config import Config, ConfigError, load_config, with_eval_settings  # noqa: E402
+from utils.config import ConfigError, load_config  # noqa: E402
 
 MANIFEST_DIR = REPO / "misc" / "manifests"
 DATASETS = ("MSRVTT", "MSVD", "DiDeMo", "activity-net", "LSMDC", "YouCook2", "QuerYD", "QuerYDSegments")
@@ -433,35 +431,22 @@ def sync_dataset(dataset: str, release: str, url_root: str, data_dir: Path, mani
     report(f"{dataset}: done, {count} archive members unpacked ({'sha1 verified' if expected else 'UNVERIFIED'})")
 
 
-def _loader_args(config: Config) -> dict:
-    """The config's data loader arguments, the loader's defaults filled in."""
-    parameters = inspect.signature(ExpertDataLoader).parameters.values()
-    return {**{p.name: p.default for p in parameters if p.default is not p.empty}, **config["data_loader"]["args"]}
-
-
-def _run_files(run: Config) -> list[str]:
-    """Released files (relative to the feature root) that converting the store for ``run`` reads."""
-    args = _loader_args(run)
-    plan = plan_store(args["dataset_name"], used_experts(run["experts"]), args["feat_aggregation"] or {},
-                      run["experts"]["text_feat"], args["split_name"])
-    return released_files(plan)
-
-
 def needed_files(config_path: Path, data_dir: Path) -> tuple[str, str, list[Path]]:
     """(data folder, root_feat_folder, local paths) of the released files a config reads, for
     training and for its test run (``eval_settings``), as the conversion into the store reads them."""
     try:
         config = load_config(config_path)
-        args = _loader_args(config)
-        if args["dataset_name"] not in DATASET_RELEASES:
-            raise SyncError(f"{config_path}: data_loader.args.dataset_name: {args['dataset_name']!r} has no released "
+        args = config["data_loader"]["args"]
+        dataset = args["dataset_name"]
+        if dataset not in DATASET_RELEASES:
+            raise SyncError(f"{config_path}: data_loader.args.dataset_name: {dataset!r} has no released "
                             f"features; expected one of: {', '.join(DATASET_RELEASES)}")
-        files = dict.fromkeys(path for run in (config, with_eval_settings(config)) for path in _run_files(run))
+        files = dict.fromkeys(path for plan in config_plans(config, dataset) for path in released_files(plan))
     except (ConfigError, StoreError) as exc:
         raise SyncError(str(exc)) from None
-    folder = DATASET_RELEASES[args["dataset_name"]].folder
-    root = data_dir / folder / args["root_feat_folder"]
-    return folder, args["root_feat_folder"], [root / relative for relative in files]
+    root_feat_folder = args.get("root_feat_folder", DEFAULT_ROOT_FEAT_FOLDER)
+    root = data_dir / DATASET_RELEASES[dataset].folder / root_feat_folder
+    return DATASET_RELEASES[dataset].folder, root_feat_folder, [root / relative for relative in files]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
