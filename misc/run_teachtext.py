@@ -22,9 +22,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if not __package__:  # run as ``python3 misc/<script>.py``: the repository root replaces misc/ on the path
-    sys.path[0] = str(REPO)
+if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
+    sys.path.insert(0, str(REPO))
 
+from data_loader.store import STORE_DIR  # noqa: E402
 from data_loader.teachers import teacher_is_current  # noqa: E402
 from trainer.build import prepare_data, trainer_options  # noqa: E402
 from trainer.run_dirs import experiment_name  # noqa: E402
@@ -88,7 +89,7 @@ def ensure_teacher(path: Path, overrides: list[str]) -> None:
     store already holds one made for the current dataset."""
     config = load_config(path, [*overrides, "seed=0"])
     prepare_data(config)
-    store_dir = Path(config["data_loader"]["args"]["data_dir"]) / "store"
+    store_dir = Path(config["data_loader"]["args"]["data_dir"]) / STORE_DIR
     name = f"teachers/{path.stem}"
     if teacher_is_current(store_dir, name):
         print(f"teacher {name}: already in {store_dir}", file=sys.stderr)

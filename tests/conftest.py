@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from scipy.stats.mstats import gmean
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -30,3 +31,33 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+SYNTHETIC_SPLITS = {"train": 1000, "val": 100, "test": 100}
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory):
+    """A small Synthetic store (1000 / 100 / 100 videos) shared by the end-to-end tests."""
+    from data_loader.synthetic import generate_synthetic
+
+    folder = tmp_path_factory.mktemp("Synthetic")
+    generate_synthetic(folder, seed=0, split_sizes=SYNTHETIC_SPLITS)
+    return folder
+
+
+def run(module, monkeypatch, *args: str) -> int:
+    """Run a command-line script's ``main`` with ``args`` as its command line."""
+    monkeypatch.setattr(sys, "argv", [module.__name__, *args])
+    return module.main()
+
+
+def settings(synthetic_dir, save_dir, *extra: str) -> list[str]:
+    """``--set`` arguments training on ``synthetic_dir`` into ``save_dir``, without TensorBoard."""
+    return ["--set", f"data_loader.args.data_dir={synthetic_dir}", f"trainer.save_dir={save_dir}",
+            "trainer.tensorboard=false", *extra]
+
+
+def chance_geometric_mean(num_videos: int) -> float:
+    """The t2v geometric mean of R@1, R@5, R@10 (percent) of random ranking over ``num_videos``."""
+    return float(gmean([100 / num_videos, 500 / num_videos, 1000 / num_videos]))

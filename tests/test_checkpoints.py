@@ -6,7 +6,7 @@ import torch
 
 from conftest import REPO
 from data_loader.synthetic import generate_synthetic
-from test_training import load_script, run
+from conftest import load_script, run
 from utils.errors import CheckpointError
 
 CONFIG = str(REPO / "configs" / "synthetic" / "train-ce.json")

@@ -11,7 +11,7 @@ import torch
 from conftest import REPO
 from data_loader.synthetic import generate_synthetic
 from trainer.distributed import GlobalBatchNorm1d
-from test_training import load_script, run
+from conftest import load_script, run
 
 CONFIG = str(REPO / "configs" / "synthetic" / "train-ce.json")
 # 100 training videos in global batches of 32: three batches of 32 and one of 4 per epoch, each

@@ -9,7 +9,7 @@ import torch
 
 from conftest import REPO
 from data_loader.synthetic import generate_synthetic
-from test_training import load_script, run
+from conftest import load_script, run
 from trainer.build import build_data, build_model
 from trainer.evaluate import evaluate
 from trainer.precision import autocast

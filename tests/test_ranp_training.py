@@ -3,18 +3,14 @@ loader's batch relevance, and relevance metrics reach metrics.json, info.log and
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
-from scipy.stats.mstats import gmean
 
-from conftest import REPO
-from data_loader.synthetic import generate_synthetic
+from conftest import REPO, chance_geometric_mean, load_script, run, settings
 from model.loss import RANPLoss
 from model.metric import relevance_metrics
-from test_training import load_script
 from trainer.build import build_data, prepare_data
 from trainer.evaluate import EvalResult, format_table
 from utils.config import load_config
@@ -22,29 +18,15 @@ from utils.errors import StoreError
 
 train_cli = load_script("train")
 CONFIGS = REPO / "configs" / "synthetic"
-SPLITS = {"train": 1000, "val": 100, "test": 100}
-
-
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("Synthetic")
-    generate_synthetic(folder, seed=0, split_sizes=SPLITS)
-    return folder
-
-
-def overrides(synthetic_dir, save_dir, *extra: str) -> list[str]:
-    return ["--set", f"data_loader.args.data_dir={synthetic_dir}", f"trainer.save_dir={save_dir}",
-            "trainer.tensorboard=false", *extra]
 
 
 def test_ranp_training_learns_and_reports_relevance_metrics(synthetic_dir, tmp_path, monkeypatch):
     save = tmp_path / "saved"
-    monkeypatch.setattr(sys, "argv", ["train", "--config", str(CONFIGS / "train-ce-ranp.json"),
-                                      *overrides(synthetic_dir, save, "trainer.epochs=4")])
-    assert train_cli.main() == 0
+    assert run(train_cli, monkeypatch, "--config", str(CONFIGS / "train-ce-ranp.json"),
+               *settings(synthetic_dir, save, "trainer.epochs=4")) == 0
     (models,) = (save / "models" / "synthetic-train-ce-ranp").iterdir()
     metrics = json.loads((models / "metrics.json").read_text())
-    chance = float(gmean([1.0, 5.0, 10.0]))  # percent, 100 test videos
+    chance = chance_geometric_mean(100)  # percent, 100 test videos
     assert metrics["t2v_metrics"]["geometric_mean_R1-R5-R10"] > 3 * chance
     assert metrics["v2t_metrics"]["geometric_mean_R1-R5-R10"] > 3 * chance
     assert set(metrics["relevance_metrics"]) == {"nDCG_vt", "nDCG_tv", "nDCG_avg", "mAP_vt", "mAP_tv", "mAP_avg"}

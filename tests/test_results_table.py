@@ -1,7 +1,6 @@
 """Seed tables (utils/results_table.py) and misc/aggregate_runs.py."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import REPO, load_script
 from utils.results_table import PUBLISHED_COLUMNS, read_run, seed_table, to_markdown
 
 KEYS = [key for key, _ in PUBLISHED_COLUMNS]
@@ -77,9 +76,7 @@ def test_aggregate_runs_command(tmp_path):
 
 
 def test_aggregate_runs_without_runs_is_a_one_line_error(tmp_path, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("aggregate_runs", REPO / "misc" / "aggregate_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("misc/aggregate_runs")
     monkeypatch.setattr(sys, "argv", ["aggregate_runs.py", str(tmp_path / "nothing*")])
     with pytest.raises(SystemExit) as exited:
         module.run_cli(module.main)

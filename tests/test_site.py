@@ -132,8 +132,8 @@ def test_charts_draw_one_mark_per_value():
 
 def test_summary_histogram_and_moe_split():
     data = run_inputs(seed=4)
-    summary = summarise(t2v_ranks(data["sims"], data["masks"]) + 1, data["masks"], EXPERTS, data["moe"], data["available"])
     ranks = t2v_ranks(data["sims"], data["masks"]) + 1
+    summary = summarise(ranks, data["masks"], EXPERTS, data["moe"], data["available"])
     edges = summary["rank_histogram"]["edges"]
     assert edges == [1, 2, 4, 8, 16] and edges == rank_bin_edges(10)
     counts = summary["rank_histogram"]["counts"]

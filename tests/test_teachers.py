@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, load_script
+from conftest import REPO, load_script, run
 from data_loader.batches import make_batch
 from data_loader.prepare import prepare_store
 from data_loader.released import read_layout
@@ -164,22 +164,18 @@ def test_an_exported_teacher_reproduces_the_model_scores(synthetic):
                                rtol=1e-4, atol=1e-5)
 
 
-def run_train(monkeypatch, *args: str) -> None:
-    monkeypatch.setattr(sys, "argv", ["train", *args])
-    assert load_script("train").main() == 0
-
-
 def test_distillation_logs_its_parts_resumes_exactly_and_evaluates_without_teachers(synthetic, tmp_path, monkeypatch):
     for name in ("train-ce-refined-text-w2v", "train-ce-refined-text-gpt2", "train-ce-refined-text-gpt2-xl-finetune"):
         write_random_teacher(synthetic, f"teachers/{name}", {e: DIM for e in ("appearance", "audio", "motion")})
     common = small(synthetic, "data_loader.args.batch_size=32", "trainer.tensorboard=true")
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    run_train(monkeypatch, "--config", str(TEACHTEXT), "--set", *common, "trainer.epochs=3",
-              f"trainer.save_dir={straight}")
-    run_train(monkeypatch, "--config", str(TEACHTEXT), "--set", *common, "trainer.epochs=1",
-              f"trainer.save_dir={interrupted}")
+    train = load_script("train")
+    assert run(train, monkeypatch, "--config", str(TEACHTEXT), "--set", *common, "trainer.epochs=3",
+               f"trainer.save_dir={straight}") == 0
+    assert run(train, monkeypatch, "--config", str(TEACHTEXT), "--set", *common, "trainer.epochs=1",
+               f"trainer.save_dir={interrupted}") == 0
     (first,) = (interrupted / "models" / "synthetic-train-teachtext-ce").iterdir()
-    run_train(monkeypatch, "--resume", str(first / "checkpoint-epoch1.pth"), "--set", "trainer.epochs=3")
+    assert run(train, monkeypatch, "--resume", str(first / "checkpoint-epoch1.pth"), "--set", "trainer.epochs=3") == 0
     (done,) = (straight / "models" / "synthetic-train-teachtext-ce").iterdir()
     a = torch.load(done / "checkpoint-epoch3.pth", weights_only=True)
     b = torch.load(first / "checkpoint-epoch3.pth", weights_only=True)
@@ -195,8 +191,7 @@ def test_distillation_logs_its_parts_resumes_exactly_and_evaluates_without_teach
     # evaluating a distilled model needs no teachers
     for path in (synthetic / "store" / "teachers").glob("train-ce-refined-text-*.h5"):
         path.unlink()
-    monkeypatch.setattr(sys, "argv", ["test", "--resume", str(done / "trained_model.pth")])
-    assert load_script("test").main() == 0
+    assert run(load_script("test"), monkeypatch, "--resume", str(done / "trained_model.pth")) == 0
 
 
 def test_training_file_and_caption_masks_shape_the_training_batches(synthetic):

@@ -2,45 +2,20 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
-from scipy.stats.mstats import gmean
 
-from conftest import REPO, load_script
-from data_loader.synthetic import generate_synthetic
+from conftest import REPO, chance_geometric_mean, load_script, run, settings
 from utils.config import ConfigError
 
 train_cli, test_cli = load_script("train"), load_script("test")
 CONFIG = str(REPO / "configs" / "synthetic" / "train-ce.json")
-SPLITS = {"train": 1000, "val": 100, "test": 100}
-
-
-@pytest.fixture(scope="session")
-def synthetic_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("Synthetic")
-    generate_synthetic(folder, seed=0, split_sizes=SPLITS)
-    return folder
-
-
-def run(module, monkeypatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", [module.__name__, *args])
-    return module.main()
-
-
-def settings(synthetic_dir, save_dir, *extra: str) -> list[str]:
-    return ["--set", f"data_loader.args.data_dir={synthetic_dir}", f"trainer.save_dir={save_dir}",
-            "trainer.tensorboard=false", *extra]
 
 
 def only_run(save_dir):
     (models,) = (save_dir / "models" / "synthetic-train-ce").iterdir()
     return models
-
-
-def chance_geometric_mean(num_videos: int) -> float:
-    return float(gmean([100 / num_videos, 500 / num_videos, 1000 / num_videos]))
 
 
 def test_training_learns_and_writes_the_run_folder(synthetic_dir, tmp_path, monkeypatch):
