@@ -4,9 +4,9 @@ A teacher is named by a config as ``distil_params.base_path`` + a file of ``dist
 (e.g. ``teachers/train-full-ce-refined-text-w2v.pkl``); it is stored under that name, suffix
 dropped, next to the other store files (N videos, C captions in index order, D an embedding width)::
 
-    <name>.h5           attrs: experts = the teacher's experts, in order; index = fingerprint of the
-                        index.h5 it was made for; source = the pickle it was converted from ("" when
-                        exported by misc/export_teacher.py)
+    <name>.h5           attrs: format = "teacher"; experts = the teacher's experts, in order;
+                        store_id = the index build it was made for (as every store file); source =
+                        the pickle it was converted from ("" when exported by misc/export_teacher.py)
         /covered            (N,)   bool     videos the teacher has embeddings for
         /video/<expert>     (N, D) float32  each video's embedding for the expert (zero rows where not covered)
         /text/<expert>      (C, D) float32  each caption's text embedding for the expert (zero where not covered)
@@ -17,7 +17,6 @@ converted on first use. For training, teachers are loaded once into tensors and 
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from data_loader.released import load_pickle, read_layout
-from data_loader.store import INDEX_NAME, atomic_h5
+from data_loader.store import INDEX_NAME, STORE_ID, atomic_h5, current_store_id, file_store_id
 from utils.errors import StoreError
 
 FORMAT = "teacher"
@@ -54,23 +53,11 @@ def teacher_path(store_dir: Path, name: str) -> Path:
     return Path(store_dir) / f"{name}.h5"
 
 
-def index_fingerprint(store_dir: Path) -> str:
-    """A digest of the store's index (attributes, video ids, captions): a teacher made for another
-    index, e.g. before the dataset was generated again, does not match it."""
-    digest = hashlib.sha1()
-    with h5py.File(Path(store_dir) / INDEX_NAME, "r") as f:
-        digest.update(repr(sorted((k, str(v)) for k, v in f.attrs.items())).encode())
-        digest.update("\n".join(f["videos/ids"].asstr()[()]).encode())
-        digest.update("\n".join(f["captions/raw"].asstr()[()]).encode())
-        digest.update(np.ascontiguousarray(f["captions/offsets"][()], dtype=np.int64).tobytes())
-    return digest.hexdigest()
-
-
 def write_teacher(store_dir: Path, name: str, teacher: TeacherArrays, source: str = "") -> Path:
     """Write teacher ``name`` into the store atomically."""
     path = teacher_path(store_dir, name)
     with atomic_h5(path) as f:
-        f.attrs.update({"format": FORMAT, "experts": teacher.experts, "index": index_fingerprint(store_dir),
+        f.attrs.update({"format": FORMAT, "experts": teacher.experts, STORE_ID: current_store_id(store_dir),
                         "source": source})
         f.create_dataset("covered", data=np.asarray(teacher.covered, dtype=bool))
         for expert in teacher.experts:
@@ -149,12 +136,12 @@ def convert_teacher(pickle_path: Path, store_dir: Path, name: str) -> Path:
 
 def ensure_teacher(store_dir: Path, feature_root: Path, base_path: str, file: str) -> Path:
     """The store file of a teacher; an original pickle ``<feature_root>/<base_path><file>`` is
-    converted when the store lacks it."""
+    converted when the store lacks it, or holds it for another build of the index."""
     name = teacher_name(base_path, file)
     path = teacher_path(store_dir, name)
-    if path.is_file():
-        return path
     source = Path(feature_root) / f"{base_path}{file}"
+    if teacher_is_current(store_dir, name) or (path.is_file() and not source.is_file()):
+        return path  # a stale exported teacher is reported by load_teacher
     if not source.is_file():
         raise StoreError(f"{path}: teacher '{name}' not in the store and {source} does not exist; export one with "
                          f"python3 misc/export_teacher.py --resume <trained_model.pth> --name {name}")
@@ -162,13 +149,9 @@ def ensure_teacher(store_dir: Path, feature_root: Path, base_path: str, file: st
 
 
 def teacher_is_current(store_dir: Path, name: str) -> bool:
-    """True when the store holds teacher ``name`` made for its current index."""
-    try:
-        with h5py.File(teacher_path(store_dir, name), "r") as f:
-            made_for = str(f.attrs.get("index", ""))
-    except OSError:
-        return False
-    return made_for == index_fingerprint(store_dir)
+    """True when the store holds teacher ``name`` made for its current index build."""
+    made_for = file_store_id(teacher_path(store_dir, name))
+    return made_for is not None and made_for == current_store_id(store_dir)
 
 
 @dataclass
@@ -193,13 +176,12 @@ def load_teacher(store_dir: Path, name: str, dims: dict[str, int], train_rows: t
         raise StoreError(f"{path}: teacher '{name}' not in the store")
     try:
         with h5py.File(path, "r") as f:
-            fingerprint = str(f.attrs.get("index", ""))
             fmt = str(f.attrs.get("format", ""))
     except OSError as exc:
         raise StoreError(f"{path}: not a readable HDF5 file ({exc})") from None
     if fmt != FORMAT:
         raise StoreError(f"{path}: not a teacher file (attribute format != '{FORMAT}')")
-    if fingerprint != index_fingerprint(store_dir):
+    if not teacher_is_current(store_dir, name):
         raise StoreError(f"{path}: made for another version of {store_dir / INDEX_NAME}; export the teacher again")
     arrays = read_teacher(path)
     for expert in arrays.experts:
