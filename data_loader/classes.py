@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from data_loader.relevance import ClassLists
-from data_loader.store import INDEX_NAME, _open, _read, _strings, atomic_h5
+from data_loader.store import INDEX_NAME, _check_offsets, _open, _read, _strings, atomic_h5
 from utils.errors import StoreError
 
 CLASSES_NAME = "classes.h5"
@@ -101,11 +101,10 @@ def _lists(f: h5py.File, kind: str, num_captions: int) -> ClassLists | None:
     if num_classes == 0:
         return None
     values = torch.from_numpy(_read(f, f"{kind}/values").astype(np.int64))
-    offsets = torch.from_numpy(_read(f, f"{kind}/offsets").astype(np.int64))
-    if offsets.shape != (num_captions + 1,) or int(offsets[0]) != 0 or int(offsets[-1]) != values.numel() \
-            or bool((offsets.diff() < 0).any()):
-        raise StoreError(f"{f.filename}: {kind}/offsets must rise from 0 to {values.numel()} over "
-                         f"{num_captions + 1} entries (one list per caption), got shape {tuple(offsets.shape)}")
+    offsets = _read(f, f"{kind}/offsets")
+    _check_offsets(f.filename, f"{kind}/offsets", offsets, rows=num_captions, total=values.numel(), per="caption",
+                   of=f"{kind} class ids")
+    offsets = torch.from_numpy(offsets.astype(np.int64))
     if values.numel() and (int(values.min()) < 0 or int(values.max()) >= num_classes):
         raise StoreError(f"{f.filename}: {kind}/values must lie in [0, {num_classes}) (attribute num_{kind})")
     return ClassLists(values, offsets, num_classes)
