@@ -39,7 +39,7 @@ def _running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # it runs, as another user
         return True
     return True
 
@@ -72,6 +72,20 @@ def remove_stale_partials(folder: Path) -> list[Path]:
     return removed
 
 
+def _temporaries(path: Path, *infixes: str) -> list[Path]:
+    """This process's temporary paths ``<name><infix>.partial-<pid>`` beside ``path``, ready for
+    writing: the folder created and cleared of stale temporaries, leftovers of an earlier process
+    that had this pid removed; SymlinkError when ``path`` or one of them is a symbolic link."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(path.parent)
+    temporaries = [path.with_name(f"{path.name}{infix}{PARTIAL}{os.getpid()}") for infix in infixes]
+    for each in (path, *temporaries):
+        refuse_symlink(each)
+    for leftover in temporaries:
+        remove_path(leftover)
+    return temporaries
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on a clean exit it replaces ``path`` (rename).
@@ -82,12 +96,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     removed and ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(path.parent)
-    tmp = path.with_name(f"{path.name}{PARTIAL}{os.getpid()}")
-    refuse_symlink(path)
-    refuse_symlink(tmp)
-    tmp.unlink(missing_ok=True)  # left by an earlier process that had this pid
+    (tmp,) = _temporaries(path, "")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -118,14 +127,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     exception or interruption the temporary folder is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(path.parent)
-    tmp = path.with_name(f"{path.name}{PARTIAL}{os.getpid()}")
-    aside = path.with_name(f"{path.name}.old{PARTIAL}{os.getpid()}")
-    for each in (path, tmp, aside):
-        refuse_symlink(each)
-    for leftover in (tmp, aside):  # left by an earlier process that had this pid
-        remove_path(leftover)
+    tmp, aside = _temporaries(path, "", ".old")
     tmp.mkdir()
     try:
         yield tmp
