@@ -158,7 +158,6 @@ def teacher_is_current(store_dir: Path, name: str) -> bool:
 class Teacher:
     """A teacher in memory: ``video`` expert -> [N, D], ``text`` expert -> [C, D]."""
 
-    path: Path
     video: dict[str, torch.Tensor]
     text: dict[str, torch.Tensor]
 
@@ -195,7 +194,7 @@ def load_teacher(store_dir: Path, name: str, dims: dict[str, int], train_rows: t
     if len(missing):
         raise StoreError(f"{path}: no embeddings for training video {video_ids[int(missing[0])]} "
                          f"({len(missing)} training videos missing)")
-    return Teacher(path, {e: torch.from_numpy(v) for e, v in arrays.video.items()},
+    return Teacher({e: torch.from_numpy(v) for e, v in arrays.video.items()},
                    {e: torch.from_numpy(t) for e, t in arrays.text.items()})
 
 

@@ -59,7 +59,7 @@ def test_one_teacher_is_its_summed_inner_products_and_the_target_gets_no_gradien
 
 
 def test_gathering_picks_the_rows_of_the_batch():
-    teacher = Teacher(path=None, video={"rgb": torch.arange(12.0).reshape(6, 2)},
+    teacher = Teacher(video={"rgb": torch.arange(12.0).reshape(6, 2)},
                       text={"rgb": torch.arange(20.0).reshape(10, 2)})
     ((text, video),) = gather_teachers([teacher], torch.tensor([4, 1]), torch.tensor([9, 0]))
     assert video["rgb"].tolist() == [[8, 9], [2, 3]]

@@ -113,7 +113,7 @@ def test_a_ranks_distillation_target_is_that_of_the_global_batch(tiny_synthetic)
 
     data = build_data(load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}", *SMALL]))
     generator = torch.Generator().manual_seed(0)
-    teacher = Teacher(tiny_synthetic, {"appearance": torch.randn(140, 8, generator=generator)},
+    teacher = Teacher({"appearance": torch.randn(140, 8, generator=generator)},
                       {"appearance": torch.randn(int(data.store.caption_offsets[-1]), 8, generator=generator)})
     distillation = Distillation([teacher])
     single = list(data.train_batches(torch.Generator().manual_seed(3)))
