@@ -54,6 +54,7 @@ import h5py
 import numpy as np
 import torch
 
+from data_loader.file_rows import FileRows
 from utils.atomic import atomic_dir, atomic_path
 from utils.errors import StoreError
 
@@ -193,20 +194,22 @@ def write_store(store_dir: Path, *, dataset: str, video_ids: list[str], splits: 
 
 @dataclass
 class ExpertTensors:
-    """An expert held in memory: ``features`` [N, d] (fixed) or [T, d] with ``offsets`` [N+1]."""
+    """A loaded expert: ``features`` [N, d] (fixed) or [T, d] with ``offsets`` [N+1], read from
+    the file on demand (:class:`FileRows`, indexed like a tensor) or held in memory."""
 
     kind: str
-    features: torch.Tensor
+    features: FileRows | torch.Tensor
     available: torch.Tensor
     offsets: torch.Tensor | None
 
 
 @dataclass
 class FeatureStore:
-    """A store loaded into contiguous tensors, ready for index-gathered batches.
+    """A loaded store, ready for index-gathered batches.
 
-    ``text_embeddings`` is [W, D] (one row per word of all captions), or the vocabulary [V, D]
-    when ``text_tokens`` [W] gives each word's vocabulary row.
+    ``text_embeddings`` is [W, D] (one row per word of all captions, usually read from the file
+    on demand), or the vocabulary [V, D] (in memory) when ``text_tokens`` [W] gives each word's
+    vocabulary row.
     """
 
     path: Path
@@ -215,7 +218,7 @@ class FeatureStore:
     experts: dict[str, ExpertTensors]
     caption_offsets: torch.Tensor
     raw_captions: list[str]
-    text_embeddings: torch.Tensor
+    text_embeddings: FileRows | torch.Tensor
     text_offsets: torch.Tensor
     text_tokens: torch.Tensor | None = None
 
@@ -243,17 +246,17 @@ def _read(f: h5py.File, key: str) -> np.ndarray:
     return f[key][()]
 
 
-def _mapped(f: h5py.File, key: str) -> np.ndarray:
-    """Dataset ``key`` memory-mapped from the file when it is stored contiguously and uncompressed
-    (as :func:`write_store` writes it), so loading reads nothing and processes share the pages;
-    else read into memory. Mapped copy-on-write: the file is never modified."""
+def _rows(f: h5py.File, key: str) -> FileRows | torch.Tensor:
+    """Dataset ``key`` served from the file on demand (:class:`FileRows`) when it is stored
+    contiguously and uncompressed (as :func:`write_store` writes it), so loading reads nothing
+    and the process holds only the rows a batch asks for; else read into memory."""
     if key not in f:
         raise StoreError(f"{f.filename}: missing dataset '{key}'")
     dataset = f[key]
     offset = dataset.id.get_offset()
-    if offset is None or dataset.chunks is not None or dataset.size == 0:
-        return dataset[()]
-    return np.memmap(f.filename, dtype=dataset.dtype, mode="c", offset=offset, shape=dataset.shape)
+    if offset is None or dataset.chunks is not None or dataset.size == 0 or dataset.ndim != 2:
+        return torch.from_numpy(dataset[()])
+    return FileRows(Path(f.filename), offset, dataset.dtype, dataset.shape)
 
 
 def _strings(values: np.ndarray) -> list[str]:
@@ -320,12 +323,15 @@ def _check_split(path: Path, name: str, rows: np.ndarray, num_videos: int) -> No
                          f"(0 <= row < {num_videos})")
 
 
-def _first_non_finite_row(values: np.ndarray) -> int | None:
-    """First row of ``values`` holding a NaN or an infinity; None when all are finite (one pass then)."""
-    if math.isfinite(values.sum(dtype=np.float64)):
-        return None
-    rows = np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1))
-    return int(rows[0]) if rows.size else None
+def _first_non_finite_row(values: FileRows | torch.Tensor) -> int | None:
+    """First row of ``values`` holding a NaN or an infinity; None when all are finite (one
+    pass then, block by block for rows read from a file)."""
+    blocks = values.chunks() if isinstance(values, FileRows) else [(0, values.numpy())]
+    for start, block in blocks:
+        if not math.isfinite(block.sum(dtype=np.float64)):
+            rows = np.flatnonzero(~np.isfinite(block).reshape(len(block), -1).all(axis=1))
+            return start + int(rows[0])
+    return None
 
 
 def check_build(f: h5py.File, store_id: str, store_dir: Path) -> None:
@@ -364,7 +370,7 @@ def _read_expert(store_dir: Path, name: str, index: _Index) -> ExpertTensors:
     with _open(path, "expert file") as f:
         check_build(f, index.store_id, store_dir)
         kind = str(f.attrs.get("kind"))
-        features, available = _mapped(f, "features"), _read(f, "available").astype(bool)
+        features, available = _rows(f, "features"), _read(f, "available").astype(bool)
         offsets = _read(f, "offsets") if kind == "tokens" else None
     if kind not in ("fixed", "tokens"):
         raise StoreError(f"{path}: attribute kind = {kind!r}, expected 'fixed' or 'tokens'")
@@ -376,7 +382,7 @@ def _read_expert(store_dir: Path, name: str, index: _Index) -> ExpertTensors:
     if offsets is not None:
         _check_offsets(path, "offsets", offsets, rows=num_videos, total=len(features), per="video",
                        of="feature rows")
-    return ExpertTensors(kind, torch.from_numpy(features), torch.from_numpy(available),
+    return ExpertTensors(kind, features, torch.from_numpy(available),
                          None if offsets is None else torch.from_numpy(offsets))
 
 
@@ -391,7 +397,9 @@ def _read_text(store_dir: Path, text_feat: str, index: _Index
     with _open(path, "text feature file") as f:
         check_build(f, index.store_id, store_dir)
         key = "vocabulary" if "vocabulary" in f else "embeddings"
-        embeddings, offsets = _mapped(f, key), _read(f, "offsets")
+        # a vocabulary is small and every batch reads all over it: in memory
+        embeddings = torch.from_numpy(_read(f, key)) if key == "vocabulary" else _rows(f, key)
+        offsets = _read(f, "offsets")
         tokens = _read(f, "tokens") if key == "vocabulary" else None
     if embeddings.ndim != 2:
         raise StoreError(f"{path}: {key} has shape {embeddings.shape}, expected 2 dimensions")
@@ -405,13 +413,13 @@ def _read_text(store_dir: Path, text_feat: str, index: _Index
         caption = int(np.searchsorted(offsets, row, side="right")) - 1
         where = "" if tokens is not None else f" (caption {caption}, {index.raw_captions[caption]!r})"
         raise StoreError(f"{path}: {key} row {row}{where} holds NaN or infinity, expected finite values")
-    return (torch.from_numpy(embeddings), None if tokens is None else torch.from_numpy(tokens),
+    return (embeddings, None if tokens is None else torch.from_numpy(tokens),
             torch.from_numpy(offsets))
 
 
 def load_store(store_dir: Path, experts: list[str], text_feat: str) -> FeatureStore:
-    """Load the named experts and text feature of a store: features and word embeddings
-    memory-mapped (see :func:`_mapped`), the rest read into memory.
+    """Load the named experts and text feature of a store: features and word embeddings read
+    from their files on demand (see :func:`_rows`), the rest read into memory.
 
     Raises StoreError (one line naming the file) for a missing store, a foreign file, a missing
     expert / text feature, a file of another build of the store, or the first violation of the

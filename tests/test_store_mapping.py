@@ -1,49 +1,81 @@
-"""Store features and word embeddings are memory-mapped: nothing read at load, the files never written."""
+"""Store features and word embeddings are read from their files on demand: loading reads
+nothing into memory, a gather returns the stored rows, the files are never written."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from data_loader.batches import gather_tokens
+from data_loader.file_rows import FileRows
 from data_loader.store import ExpertArrays, TokenArrays, load_store, write_store
 
 
-def write(path):
-    return write_store(path, dataset="Tiny", video_ids=["a", "b"], splits={"train": np.array([0, 1])},
-                       experts={"rgb": ExpertArrays(np.arange(6, dtype=np.float16).reshape(2, 3), np.ones(2, bool))},
-                       captions=[["x"], ["y"]],
-                       text={"w": TokenArrays(np.arange(8, dtype=np.float32).reshape(4, 2), np.array([0, 1, 4]))})
+def write(path, rows=2):
+    return write_store(path, dataset="Tiny", video_ids=[f"v{i}" for i in range(rows)],
+                       splits={"train": np.arange(rows)},
+                       experts={"rgb": ExpertArrays(np.arange(3 * rows, dtype=np.float16).reshape(rows, 3),
+                                                    np.ones(rows, bool))},
+                       captions=[["x"]] * rows,
+                       text={"w": TokenArrays(np.arange(4 * rows, dtype=np.float32).reshape(2 * rows, 2),
+                                              np.arange(0, 2 * rows + 1, 2))})
 
 
-def test_mapped_arrays_keep_the_stored_values_and_dtype(tmp_path):
+def test_rows_read_on_demand_keep_the_stored_values_and_dtype(tmp_path):
     store = load_store(write(tmp_path / "store"), ["rgb"], "w")
     features = store.experts["rgb"].features
-    assert features.dtype == torch.float16 and features.tolist() == [[0, 1, 2], [3, 4, 5]]
-    assert store.text_embeddings.tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
-    assert mapped_file(features).endswith("experts/rgb.h5")
-    assert mapped_file(store.text_embeddings).endswith("text/w.h5")
+    assert isinstance(features, FileRows) and isinstance(store.text_embeddings, FileRows)
+    assert features.dtype == torch.float16 and features.shape == (2, 3)
+    assert features.read().tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert store.text_embeddings.read().tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert features[torch.tensor(1)].tolist() == [3, 4, 5]
 
 
-def mapped_file(tensor: torch.Tensor) -> str:
-    """The file whose memory mapping holds ``tensor``'s data ("" when none: read into memory)."""
-    maps = Path("/proc/self/maps")
-    if not maps.is_file():
-        pytest.skip("needs /proc/self/maps")
-    for line in maps.read_text().splitlines():
-        fields = line.split(maxsplit=5)
-        lo, hi = (int(x, 16) for x in fields[0].split("-"))
-        if lo <= tensor.data_ptr() < hi:
-            return fields[5] if len(fields) == 6 else ""
-    return ""
+@pytest.mark.parametrize("index", [[[5, 3, 3], [0, 6, 7]], [[], []], [[2, 3, 4, 5]], [[9, 1, 0, 0]]])
+def test_gather_equals_indexing_the_whole_array(tmp_path, index):
+    rows = load_store(write(tmp_path / "store", rows=5), ["rgb"], "w").text_embeddings
+    index = torch.tensor(index, dtype=torch.long)
+    assert torch.equal(rows[index], rows.read()[index])
 
 
-def test_writing_to_a_loaded_tensor_leaves_the_file_alone(tmp_path):
+def test_padded_token_gather_reads_the_same_as_from_memory(tmp_path):
+    store = load_store(write(tmp_path / "store", rows=6), ["rgb"], "w")
+    captions = torch.tensor([[4, -1], [0, 5]])
+    assert torch.equal(gather_tokens(store.text_embeddings, store.text_offsets, captions, 3),
+                       gather_tokens(store.text_embeddings.read(), store.text_offsets, captions, 3))
+
+
+def test_out_of_range_rows_are_refused(tmp_path):
+    rows = load_store(write(tmp_path / "store"), ["rgb"], "w").experts["rgb"].features
+    with pytest.raises(IndexError, match="rgb.h5: row index out of range"):
+        rows[torch.tensor([2])]
+
+
+def test_blocks_cover_the_array_in_order(tmp_path, monkeypatch):
+    monkeypatch.setattr("data_loader.file_rows.CHUNK_BYTES", 16)
+    rows = load_store(write(tmp_path / "store", rows=5), ["rgb"], "w").text_embeddings
+    seen = np.concatenate([block.copy() for _, block in rows.chunks()])
+    assert [start for start, _ in rows.chunks()] == [0, 2, 4, 6, 8]
+    assert np.array_equal(seen, rows.read().numpy())
+
+
+def test_a_non_finite_embedding_is_found_in_a_later_block(tmp_path, monkeypatch):
+    monkeypatch.setattr("data_loader.file_rows.CHUNK_BYTES", 16)
+    path = tmp_path / "store"
+    write_store(path, dataset="Tiny", video_ids=["a", "b"], splits={"train": np.array([0, 1])},
+                experts={"rgb": ExpertArrays(np.zeros((2, 3), np.float16), np.ones(2, bool))},
+                captions=[["x"], ["y"]],
+                text={"w": TokenArrays(np.r_[np.zeros((6, 2)), [[0, np.nan]], np.zeros((1, 2))].astype(np.float32),
+                                       np.array([0, 4, 8]))})
+    with pytest.raises(Exception, match=r"text/w.h5: embeddings row 6 \(caption 1, 'y'\) holds NaN"):
+        load_store(path, ["rgb"], "w")
+
+
+def test_loading_and_gathering_leave_the_file_alone(tmp_path):
     path = write(tmp_path / "store")
+    before = (path / "experts" / "rgb.h5").read_bytes()
     store = load_store(path, ["rgb"], "w")
-    store.experts["rgb"].features.zero_()
-    store.text_embeddings.fill_(7)
-    again = load_store(path, ["rgb"], "w")
-    assert again.experts["rgb"].features.tolist() == [[0, 1, 2], [3, 4, 5]]
-    assert again.text_embeddings[0].tolist() == [0, 1]
+    batch = store.experts["rgb"].features[torch.tensor([0, 1])]
+    batch.zero_()
+    assert (path / "experts" / "rgb.h5").read_bytes() == before
+    assert load_store(path, ["rgb"], "w").experts["rgb"].features.read().tolist() == [[0, 1, 2], [3, 4, 5]]

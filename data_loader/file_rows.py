@@ -1,0 +1,94 @@
+"""Rows of a 2-D array stored contiguously in a file, read on demand.
+
+The feature store's large arrays (expert features, word embeddings) are served this way instead
+of being read into memory or memory-mapped: a gather reads only the rows it names, with one
+``pread`` per run of consecutive rows, into a fresh tensor. Nothing of the file stays in the
+process (a mapping would count every page it ever touched as resident); the operating system's
+page cache keeps hot rows fast across epochs and across processes.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+CHUNK_BYTES = 64 << 20  # rows read at a time by :meth:`FileRows.chunks`
+
+
+class FileRows:
+    """A read-only ``[N, d]`` array of ``dtype`` at byte ``offset`` of ``path``.
+
+    Indexing with an integer tensor of any shape S returns ``[*S, d]`` (like a tensor's
+    ``values[index]``); :meth:`read` returns the whole array. The file stays open for the
+    object's lifetime, so later replacing it on disk does not change what is read.
+    """
+
+    def __init__(self, path: Path, offset: int, dtype: np.dtype, shape: tuple[int, int]):
+        self.path, self.offset, self.np_dtype = Path(path), int(offset), np.dtype(dtype)
+        self.shape = torch.Size(shape)
+        self.dtype = torch.from_numpy(np.empty(0, self.np_dtype)).dtype
+        self._file = open(self.path, "rb", buffering=0)
+        self._row_bytes = self.shape[1] * self.np_dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def numel(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def element_size(self) -> int:
+        return self.np_dtype.itemsize
+
+    def _read_rows(self, start: int, out: np.ndarray) -> None:
+        """Fill ``out`` [n, d] with rows ``start:start+n``."""
+        view = memoryview(out).cast("B")
+        done = 0
+        while done < len(view):
+            got = os.preadv(self._file.fileno(), [view[done:]], self.offset + start * self._row_bytes + done)
+            if got == 0:
+                raise OSError(f"{self.path}: file ends before row {start + len(out)} of {len(self)}")
+            done += got
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+        """Rows ``index`` (integers in ``[0, N)``, any shape S): ``[*S, d]``."""
+        flat = torch.as_tensor(index).reshape(-1).cpu().numpy()
+        if flat.size and (flat.min() < 0 or flat.max() >= len(self)):
+            raise IndexError(f"{self.path}: row index out of range [0, {len(self)})")
+        rows, inverse = np.unique(flat, return_inverse=True)
+        buffer = np.empty((len(rows), self.shape[1]), self.np_dtype)
+        if len(rows):
+            breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+            for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+                self._read_rows(int(rows[lo]), buffer[lo:hi])
+        out = torch.from_numpy(buffer)
+        if len(rows) != len(flat) or (len(rows) and not np.array_equal(rows, flat)):
+            out = out[torch.from_numpy(inverse.reshape(-1))]
+        return out.reshape(*torch.as_tensor(index).shape, self.shape[1])
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, rows) of consecutive blocks of about CHUNK_BYTES covering the array;
+        each block's buffer is reused by the next."""
+        step = max(1, CHUNK_BYTES // max(self._row_bytes, 1))
+        buffer = np.empty((min(step, len(self)), self.shape[1]), self.np_dtype)
+        for start in range(0, len(self), step):
+            block = buffer[:min(step, len(self) - start)]
+            self._read_rows(start, block)
+            yield start, block
+
+    def read(self) -> torch.Tensor:
+        """The whole array, ``[N, d]``."""
+        out = np.empty(tuple(self.shape), self.np_dtype)
+        if out.size:
+            self._read_rows(0, out)
+        return torch.from_numpy(out)
+
+    def to(self, device: torch.device | str) -> torch.Tensor:
+        """The whole array as a tensor on ``device``."""
+        return self.read().to(device)
