@@ -66,7 +66,7 @@ def main() -> int:
     options = trainer_options(config)
     log = setup_logging(dirs.log, options.verbosity)
     model = build_model(config)
-    model.load_state_dict(state["state_dict"])
+    model.load_state_dict(state.pop("state_dict"))  # popped: the weights are not held twice
     model.to(device)
     prepare_data(config, training=False)
     data = build_data(config, device, training=False)

@@ -43,6 +43,25 @@ def test_best_model_holds_weights_and_config_only(tiny_synthetic, tmp_path, monk
     assert (folder / "trained_model.pth").stat().st_size < 0.5 * (folder / "checkpoint-epoch1.pth").stat().st_size
 
 
+def test_the_final_test_evaluation_runs_without_optimiser_state_or_gradients(tiny_synthetic, tmp_path, monkeypatch):
+    from trainer.trainer import Trainer
+    seen = {}
+    evaluate = Trainer._evaluate
+
+    def spy(self, which, data, epoch):
+        if which == "test":
+            seen["optimizer_state"] = len(self.optimizer.state)
+            seen["grads"] = sum(p.grad is not None for p in self.model.parameters())
+        return evaluate(self, which, data, epoch)
+
+    monkeypatch.setattr(Trainer, "_evaluate", spy)
+    save = tmp_path / "saved"
+    train(monkeypatch, "--config", CONFIG, "--set", f"data_loader.args.data_dir={tiny_synthetic}",
+          f"trainer.save_dir={save}", "trainer.epochs=1", *SMALL)
+    assert seen == {"optimizer_state": 0, "grads": 0}
+    assert torch.load(run_folder(save) / "checkpoint-epoch1.pth", weights_only=True)["optimizer"]["state"]
+
+
 def test_resume_from_the_best_model_continues_from_its_epoch_checkpoint(tiny_synthetic, tmp_path, monkeypatch):
     data = f"data_loader.args.data_dir={tiny_synthetic}"
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"

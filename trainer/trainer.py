@@ -274,7 +274,15 @@ class Trainer:
             if self.opts.early_stop and self.monitor.stale >= self.opts.early_stop:
                 self.log.info(f"Early stopping: {self.monitor.key} has not improved for {self.monitor.stale} evaluations")
                 break
+        self._drop_training_state()
         return self.test_best() if self.place.is_main else None
+
+    def _drop_training_state(self) -> None:
+        """Free the optimiser's state (twice the weights) and the gradients before the test
+        evaluation, so it runs in about the memory test.py takes; both are in the last epoch
+        checkpoint by now."""
+        self.optimizer.state.clear()
+        self.model.zero_grad(set_to_none=True)
 
     def test_best(self) -> EvalResult:
         """Load the best model (``trained_model.pth``) and evaluate it on the test split;
@@ -284,7 +292,7 @@ class Trainer:
         """
         best_path = self.best_path
         state = load_any_checkpoint(best_path)
-        self.model.load_state_dict(state["state_dict"])
+        self.model.load_state_dict(state.pop("state_dict"))  # popped: the weights are not held twice
         result = self._evaluate("test", self.test_data(), state["epoch"])
         metrics_path = write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"],
                                           checkpoint=str(best_path), params=count_trainable(self.model))
