@@ -14,7 +14,7 @@ Examples:
 """
 from __future__ import annotations
 
-import utils.huge_pages  # noqa: F401  (first, before torch: huge pages for large CPU tensors)
+import utils.cpu_memory  # noqa: F401  (first, before torch: how large CPU tensors get memory)
 
 import argparse
 from pathlib import Path

@@ -14,8 +14,9 @@ measures, in one process:
 * full-test evaluation, per precision: forward (video embeddings, caption chunks,
   similarities) and metrics, with the weights the first training phase reached, so the
   precisions' metrics compare the same model;
-* peak memory of each phase (resident memory sampled every 5 ms, and its part not backed by
-  files: the memory-mapped store is file-backed; on CUDA the allocator's peak);
+* peak memory of each phase (resident memory sampled every 5 ms from what the phase starts
+  with, after handing back what earlier phases freed, and its part not backed by files, i.e.
+  without the loaded libraries; on CUDA the allocator's peak);
 * each phase's time as a multiple of its floor: matrix-product FLOPs (counted with
   torch.utils.flop_counter) at the measured rate of their precision, plus for training the
   optimiser's memory traffic (read p, g, m, v; write p, m, v) at the measured bandwidth.
@@ -43,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
     sys.path.insert(0, str(REPO))
 
-import utils.huge_pages  # noqa: E402,F401  (before torch)
+from utils.cpu_memory import release_freed_memory  # noqa: E402  (before torch)
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
@@ -98,7 +99,8 @@ def synchronize(device: torch.device) -> None:
 class PeakMemory:
     """Peak memory while the block runs, in bytes, on the CPU sampled every 5 ms: ``peak``, the
     resident memory of this process, and ``peak_private``, the part not backed by files (the
-    memory-mapped store's pages are file-backed: the kernel can drop and reread them). On CUDA
+    loaded libraries are). The heap's free memory is handed back first (see utils/cpu_memory.py:
+    the command lines keep it for reuse), so an earlier phase's leftovers do not count. On CUDA
     both are the allocator's peak on ``device``."""
 
     def __init__(self, device: torch.device):
@@ -121,6 +123,7 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
+            release_freed_memory()  # what earlier phases freed but the heap kept is not this phase's
             self._running = True
             self.peak, self.peak_private = self.resident()
             self._thread = threading.Thread(target=self._sample, daemon=True)
