@@ -20,7 +20,7 @@ import argparse
 from pathlib import Path
 
 from logger.logger import setup_logging
-from trainer.build import build_data, build_model, build_page_writer, prepare_data, select_device, trainer_options
+from trainer.build import build_data, build_page_writer, load_model, prepare_data, select_device, trainer_options
 from trainer.checkpoint import checkpoint_with_config
 from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
 from trainer.run_dirs import run_dirs_of_checkpoint
@@ -65,9 +65,7 @@ def main() -> int:
     dirs = run_dirs_of_checkpoint(args.resume)
     options = trainer_options(config)
     log = setup_logging(dirs.log, options.verbosity)
-    model = build_model(config)
-    model.load_state_dict(state.pop("state_dict"))  # popped: the weights are not held twice
-    model.to(device)
+    model = load_model(config, state.pop("state_dict")).to(device)
     prepare_data(config, training=False)
     data = build_data(config, device, training=False)
     result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"),

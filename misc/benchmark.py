@@ -51,8 +51,8 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from data_loader.batches import text_batch  # noqa: E402
 from misc.make_release_fixture import DEFAULT_TEXT_TOKENS, plan_fixture, write_fixture  # noqa: E402
 from model.metric import t2v_metrics, v2t_metrics  # noqa: E402
-from trainer.build import (build_data, build_loss, build_model, build_optimizer, prepare_data,  # noqa: E402
-                           select_device, trainer_options)
+from trainer.build import (build_data, build_loss, build_model, build_optimizer, load_model,  # noqa: E402
+                           prepare_data, select_device, trainer_options)
 from trainer.evaluate import EvalSet, compute_similarities, embed_split_videos  # noqa: E402
 from trainer.precision import PRECISIONS, autocast  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
@@ -282,9 +282,7 @@ def eval_flops(model, data, eval_set: EvalSet, device: torch.device, precision: 
 
 def eval_phase(config: Config, data, device: torch.device, precision: str, state: dict) -> dict:
     """Full-test evaluation figures of ``precision`` with the weights ``state``."""
-    model = build_model(config).to(device)
-    model.load_state_dict(state)
-    model.eval()
+    model = load_model(config, state).to(device).eval()
     chunk = trainer_options(config).eval_chunk_videos
     eval_set = data.eval_set()
     with PeakMemory(device) as memory:

@@ -21,7 +21,7 @@ if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/
     sys.path.insert(0, str(REPO))
 
 from data_loader.teachers import write_teacher  # noqa: E402
-from trainer.build import build_data, build_model, prepare_data, select_device  # noqa: E402
+from trainer.build import build_data, load_model, prepare_data, select_device  # noqa: E402
 from trainer.checkpoint import checkpoint_with_config  # noqa: E402
 from trainer.teacher_export import teacher_embeddings  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
@@ -40,10 +40,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     state, config = checkpoint_with_config(args.resume, args.config, args.set)
-    model = build_model(config)
-    model.load_state_dict(state["state_dict"])
     device = select_device(config)
-    model.to(device)
+    model = load_model(config, state["state_dict"]).to(device)
     prepare_data(config, training=False)
     data = build_data(config, training=False)
     path = write_teacher(data.store.path, args.name, teacher_embeddings(model, data, device))

@@ -78,3 +78,25 @@ def test_resume_from_the_best_model_continues_from_its_epoch_checkpoint(tiny_syn
     (folder / "checkpoint-epoch2.pth").unlink()
     with pytest.raises(CheckpointError, match="holds the best model's weights only"):
         train(monkeypatch, "--resume", str(folder / "trained_model.pth"), "--set", "trainer.epochs=3")
+
+
+def test_load_model_holds_exactly_the_given_weights_and_computes_the_same(tiny_synthetic):
+    from trainer.build import build_data, build_model, load_model
+    from utils.config import load_config
+    from utils.summary import count_trainable
+    config = load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}", *SMALL])
+    torch.manual_seed(3)
+    reference = build_model(config).eval()
+    weights = {k: v.clone() for k, v in reference.state_dict().items()}
+    loaded = load_model(config, weights).eval()
+    assert all(p.device.type == "cpu" for p in loaded.state_dict().values())
+    assert count_trainable(loaded) == count_trainable(reference)
+    for key, value in loaded.state_dict().items():
+        assert value.data_ptr() == weights[key].data_ptr(), key  # taken as given, not copied
+    batch = next(iter(build_data(config).train_batches(torch.Generator().manual_seed(0))))
+    with torch.no_grad():
+        want = reference(batch.experts, batch.ind, batch.text)["cross_view_conf_matrix"]
+        got = loaded(batch.experts, batch.ind, batch.text)["cross_view_conf_matrix"]
+    assert torch.equal(got, want)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        load_model(config, {k: v for k, v in weights.items() if not k.endswith("moe_fc.bias")})
