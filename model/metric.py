@@ -30,7 +30,6 @@ import math
 from typing import Union
 
 import numpy as np
-import scipy.stats
 import torch
 
 from utils.metric_names import GMEAN_KEY
@@ -191,8 +190,9 @@ def cols2metrics(ranks: ArrayLike, num_queries: int | float) -> dict[str, float]
         "MedR": float(np.median(cols)) + 1,
         "MeanR": float(np.mean(cols)) + 1,
     }
-    recalls = [metrics["R1"], metrics["R5"], metrics["R10"]]
-    metrics[GMEAN_KEY] = float(scipy.stats.mstats.gmean(recalls)) if min(recalls) > 0 else 0.0
+    recalls = np.array([metrics["R1"], metrics["R5"], metrics["R10"]], dtype=np.float64)
+    # the geometric mean, exp(mean(log)), computed as scipy.stats.mstats.gmean does
+    metrics[GMEAN_KEY] = float(np.exp(np.log(recalls).mean())) if recalls.min() > 0 else 0.0
     return metrics
 
 
