@@ -102,6 +102,10 @@ class CEModule(nn.Module):
         """
         batch, num_caps, width = text.shape
         flat = text.reshape(batch * num_caps, width)
+        kind = flat.device.type
+        if torch.is_autocast_enabled(kind) and not self.is_concat:
+            # every reader of the pooled text is a Linear, which autocast would cast it for: cast once
+            flat = flat.to(torch.get_autocast_dtype(kind))
         text_embds = {}
         for name, unit in zip(self.modalities, self.text_GU):
             embd = unit(flat).reshape(batch, num_caps, -1)
@@ -112,7 +116,7 @@ class CEModule(nn.Module):
         """Per-caption expert weights from pooled text ``[R, Dt]`` -> ``[R, M]`` (rows sum to 1)."""
         num_experts = len(self.modalities)
         if self.freeze_weights:
-            return text.new_full((text.shape[0], num_experts), 1.0 / num_experts)
+            return text.new_full((text.shape[0], num_experts), 1.0 / num_experts, dtype=torch.float32)
         weights = torch.softmax(self.moe_fc(text), dim=1)
         if self.verbose:
             for idx, name in enumerate(self.modalities):

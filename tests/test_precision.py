@@ -38,6 +38,26 @@ def test_bf16_evaluation_is_float32_and_close_to_fp32(tiny_synthetic):
     assert 0 < abs(fp32.sims - bf16.sims).max() < 0.05  # bfloat16 embeddings: 8 significant bits
 
 
+@pytest.mark.parametrize("freeze_weights", [False, True])
+def test_bf16_text_embedding_casts_the_pooled_text_once_with_the_same_result(tiny_synthetic, freeze_weights):
+    config = load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}", "experts.ce_shared_dim=32",
+                                  f"arch.args.freeze_weights={str(freeze_weights).lower()}"])
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    head = model.ce
+    batch = next(iter(build_data(config).train_batches(torch.Generator().manual_seed(0))))
+    pooled = []
+    head.embed_text = lambda text: pooled.append(text) or type(head).embed_text(head, text)
+    with torch.no_grad(), autocast(torch.device("cpu"), "bf16"):
+        embds, weights = model.embed_text(batch.text)
+        flat = pooled[0].reshape(-1, pooled[0].shape[-1])
+        assert flat.dtype == torch.float32  # as pooled: each Linear would cast it itself
+        for name, unit in zip(head.modalities, head.text_GU):
+            assert embds[name].dtype == torch.bfloat16
+            assert torch.equal(embds[name].reshape(flat.shape[0], -1), unit(flat)), name
+        assert torch.equal(weights.reshape(flat.shape[0], -1), head.moe_weights(flat))
+
+
 def epoch_losses(save_dir) -> list[float]:
     (log_dir,) = (save_dir / "log" / "synthetic-train-ce").iterdir()
     return [float(x) for x in re.findall(r" {4}loss +: (\S+)$", (log_dir / "info.log").read_text(), re.M)]
