@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
+from data_loader.file_rows import FileRows
 from data_loader.store import FeatureStore
 
 
@@ -40,6 +41,15 @@ class Batch:
         return len(self.video_rows)
 
 
+def row_spans(offsets: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(start, length) of the packed rows ``rows`` (any shape S, -1 = empty row, length 0) among
+    the values ``offsets`` [R+1] index: both [prod(S)]."""
+    flat_rows = rows.reshape(-1)
+    safe = flat_rows.clamp(min=0)
+    start = offsets[safe]
+    return start, torch.where(flat_rows >= 0, offsets[safe + 1] - start, torch.zeros_like(start))
+
+
 def token_slots(offsets: torch.Tensor, rows: torch.Tensor, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Where the first ``max_len`` tokens of the packed rows ``rows`` lie.
 
@@ -47,25 +57,25 @@ def token_slots(offsets: torch.Tensor, rows: torch.Tensor, max_len: int) -> tupl
     both [prod(S), max_len]: the position of each slot's token among the packed values, and
     whether the row has a token there.
     """
-    flat_rows = rows.reshape(-1)
-    valid = flat_rows >= 0
-    safe = flat_rows.clamp(min=0)
-    start = offsets[safe]
-    length = torch.where(valid, offsets[safe + 1] - start, torch.zeros_like(start))
+    start, length = row_spans(offsets, rows)
     steps = torch.arange(max_len, dtype=offsets.dtype, device=offsets.device)
     return start[:, None] + steps[None, :], steps[None, :] < length[:, None]
 
 
-def gather_tokens(values: torch.Tensor, offsets: torch.Tensor, rows: torch.Tensor,
+def gather_tokens(values: FileRows | torch.Tensor, offsets: torch.Tensor, rows: torch.Tensor,
                   max_len: int) -> torch.Tensor:
     """Pad the packed rows ``rows`` to ``max_len`` tokens.
 
-    values: [T_total, d]; offsets: [R+1]; rows: any shape S of row indices (-1 = empty row).
-    Returns [*S, max_len, d]: the first ``max_len`` tokens of each row, zeros after its end.
+    values: [T_total, d] (read from a file: one read per row, straight into place); offsets:
+    [R+1]; rows: any shape S of row indices (-1 = empty row). Returns [*S, max_len, d]: the
+    first ``max_len`` tokens of each row, zeros after its end.
     """
-    index, keep = token_slots(offsets, rows, max_len)
-    out = values[index.clamp(max=max(values.shape[0] - 1, 0))]
-    out.masked_fill_(~keep[..., None], 0)
+    if isinstance(values, FileRows):
+        out = values.runs(*row_spans(offsets, rows), max_len)
+    else:
+        index, keep = token_slots(offsets, rows, max_len)
+        out = values[index.clamp(max=max(values.shape[0] - 1, 0))]
+        out.masked_fill_(~keep[..., None], 0)
     return out.reshape(*rows.shape, max_len, values.shape[-1])
 
 

@@ -47,7 +47,9 @@ class FileRows:
         return self.np_dtype.itemsize
 
     def _read_rows(self, start: int, out: np.ndarray) -> None:
-        """Fill ``out`` [n, d] with rows ``start:start+n``."""
+        """Fill ``out`` [n, d] (C-contiguous) with rows ``start:start+n``."""
+        if out.size == 0:
+            return
         view = memoryview(out).cast("B")
         done = 0
         while done < len(view):
@@ -72,6 +74,17 @@ class FileRows:
             out = out[torch.from_numpy(inverse.reshape(-1))]
         return out.reshape(*torch.as_tensor(index).shape, self.shape[1])
 
+    def runs(self, starts: torch.Tensor, lengths: torch.Tensor, width: int) -> torch.Tensor:
+        """The first ``width`` rows of each run ``starts[i] : starts[i] + lengths[i]`` (both
+        [N]), zero-padded: ``[N, width, d]``, one read per non-empty run straight into place."""
+        out = np.empty((len(starts), width, self.shape[1]), self.np_dtype)
+        for i, (start, length) in enumerate(zip(starts.tolist(), lengths.clamp(max=width).tolist())):
+            if start < 0 or start + length > len(self):
+                raise IndexError(f"{self.path}: rows {start}:{start + length} out of range [0, {len(self)})")
+            self._read_rows(start, out[i, :length])
+            out[i, length:] = 0
+        return torch.from_numpy(out)
+
     def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, rows) of consecutive blocks of about CHUNK_BYTES covering the array;
         each block's buffer is reused by the next."""
@@ -85,8 +98,7 @@ class FileRows:
     def read(self) -> torch.Tensor:
         """The whole array, ``[N, d]``."""
         out = np.empty(tuple(self.shape), self.np_dtype)
-        if out.size:
-            self._read_rows(0, out)
+        self._read_rows(0, out)
         return torch.from_numpy(out)
 
     def to(self, device: torch.device | str) -> torch.Tensor:

@@ -328,9 +328,13 @@ def _first_non_finite_row(values: FileRows | torch.Tensor) -> int | None:
     pass then, block by block for rows read from a file)."""
     blocks = values.chunks() if isinstance(values, FileRows) else [(0, values.numpy())]
     for start, block in blocks:
-        if not math.isfinite(block.sum(dtype=np.float64)):
+        # a float32 sum is finite unless a value is not (or finite values overflow: looked at row by row)
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = block.sum(dtype=np.float32)
+        if not math.isfinite(total):
             rows = np.flatnonzero(~np.isfinite(block).reshape(len(block), -1).all(axis=1))
-            return start + int(rows[0])
+            if rows.size:
+                return start + int(rows[0])
     return None
 
 

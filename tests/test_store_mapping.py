@@ -38,11 +38,13 @@ def test_gather_equals_indexing_the_whole_array(tmp_path, index):
     assert torch.equal(rows[index], rows.read()[index])
 
 
-def test_padded_token_gather_reads_the_same_as_from_memory(tmp_path):
+@pytest.mark.parametrize("max_len", [1, 2, 3])
+def test_padded_token_gather_reads_the_same_as_from_memory(tmp_path, max_len):
     store = load_store(write(tmp_path / "store", rows=6), ["rgb"], "w")
     captions = torch.tensor([[4, -1], [0, 5]])
-    assert torch.equal(gather_tokens(store.text_embeddings, store.text_offsets, captions, 3),
-                       gather_tokens(store.text_embeddings.read(), store.text_offsets, captions, 3))
+    got = gather_tokens(store.text_embeddings, store.text_offsets, captions, max_len)
+    assert got.shape == (2, 2, max_len, 2)
+    assert torch.equal(got, gather_tokens(store.text_embeddings.read(), store.text_offsets, captions, max_len))
 
 
 def test_out_of_range_rows_are_refused(tmp_path):
@@ -79,3 +81,12 @@ def test_loading_and_gathering_leave_the_file_alone(tmp_path):
     batch.zero_()
     assert (path / "experts" / "rgb.h5").read_bytes() == before
     assert load_store(path, ["rgb"], "w").experts["rgb"].features.read().tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_huge_finite_embeddings_are_not_mistaken_for_infinite(tmp_path):
+    path = tmp_path / "store"
+    big = np.full((4, 2), 3e38, np.float32)  # their float32 sum overflows
+    write_store(path, dataset="Tiny", video_ids=["a", "b"], splits={"train": np.array([0, 1])},
+                experts={"rgb": ExpertArrays(np.zeros((2, 3), np.float16), np.ones(2, bool))},
+                captions=[["x"], ["y"]], text={"w": TokenArrays(big, np.array([0, 2, 4]))})
+    assert load_store(path, ["rgb"], "w").text_embeddings.read().max() == np.float32(3e38)
