@@ -100,3 +100,31 @@ def test_load_model_holds_exactly_the_given_weights_and_computes_the_same(tiny_s
     assert torch.equal(got, want)
     with pytest.raises(RuntimeError, match="Missing key"):
         load_model(config, {k: v for k, v in weights.items() if not k.endswith("moe_fc.bias")})
+
+
+def test_a_checkpoint_to_evaluate_is_mapped_from_its_file_not_read(tiny_synthetic, tmp_path, monkeypatch):
+    from pathlib import Path
+    from trainer.checkpoint import checkpoint_with_config, load_any_checkpoint
+    save = tmp_path / "saved"
+    train(monkeypatch, "--config", CONFIG, "--set", f"data_loader.args.data_dir={tiny_synthetic}",
+          f"trainer.save_dir={save}", "trainer.epochs=1", *SMALL)
+    best = run_folder(save) / "trained_model.pth"
+    maps = Path("/proc/self/maps")
+    if not maps.is_file():
+        pytest.skip("needs /proc/self/maps")
+
+    def mapped_from_best(tensor):
+        for line in maps.read_text().splitlines():
+            fields = line.split(maxsplit=5)
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            if lo <= tensor.data_ptr() < hi:
+                return len(fields) == 6 and fields[5] == str(best)
+        return False
+
+    state, config = checkpoint_with_config(best)
+    weight = state["state_dict"]["ce.moe_fc.weight"]
+    assert mapped_from_best(weight) and config["arch"]["type"] == "CENet"
+    before = best.read_bytes()
+    weight.zero_()  # copy-on-write: the file keeps its values
+    assert best.read_bytes() == before
+    assert not mapped_from_best(load_any_checkpoint(best)["state_dict"]["ce.moe_fc.weight"])

@@ -36,14 +36,15 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-def load_any_checkpoint(path: Path) -> dict:
+def load_any_checkpoint(path: Path, mmap: bool = False) -> dict:
     """Read a checkpoint of this project or of the original trainer with one safe load.
 
     This project's files are returned as :func:`load_checkpoint` returns them; an original
     one is converted by ``utils.original.checkpoint.from_original``. Both results hold
     ``state_dict``, ``epoch`` and ``config`` (a dict, or None for an original file without one).
+    ``mmap``: map the tensors instead of reading them (``safe_load``).
     """
-    state = safe_load(path)
+    state = safe_load(path, mmap)
     if is_own_checkpoint(state):
         return state
     return from_original(Path(path), state)
@@ -80,7 +81,7 @@ def config_for_checkpoint(state: dict, path: Path, config_path: Path | None = No
 
 def checkpoint_with_config(path: Path, config_path: Path | None = None,
                            overrides: list[str] | None = None) -> tuple[dict, Config]:
-    """A checkpoint to evaluate or export (either kind, see :func:`load_any_checkpoint`) and its
-    config (:func:`config_for_checkpoint`)."""
-    state = load_any_checkpoint(path)
+    """A checkpoint to evaluate or export (either kind, see :func:`load_any_checkpoint`, its
+    tensors memory-mapped: they are only read) and its config (:func:`config_for_checkpoint`)."""
+    state = load_any_checkpoint(path, mmap=True)
     return state, config_for_checkpoint(state, path, config_path, overrides)

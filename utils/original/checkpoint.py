@@ -162,11 +162,16 @@ def require_torch_file(path: Path) -> None:
                           "checkpoint-epoch<N>.pth")
 
 
-def safe_load(path: Path) -> Any:
+def safe_load(path: Path, mmap: bool = False) -> Any:
     """``torch.load`` onto the CPU with only ``ALLOWED_GLOBALS`` (and torch's tensor types);
-    CheckpointError naming the file when it is missing, unreadable or refers to another global."""
+    CheckpointError naming the file when it is missing, unreadable or refers to another global.
+
+    With ``mmap`` a zip-format file's tensors are mapped copy-on-write rather than read, so
+    loading returns at once and pages are read as they are first used (the file is never
+    written); a legacy-format file is read as usual."""
     path = Path(path)
     require_torch_file(path)
+    mmap = mmap and zipfile.is_zipfile(path)
     if not hasattr(torch.serialization, "safe_globals"):
         return _load_with_allow_list(path)
     with torch.serialization.safe_globals(ALLOWED_GLOBALS):
@@ -174,7 +179,7 @@ def safe_load(path: Path) -> Any:
         if refused:
             raise CheckpointError(f"{path}: {_refused_message(refused)}")
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except Exception as exc:  # any unreadable content becomes a one-line CheckpointError
             raise CheckpointError(f"{path}: {_refusal(exc)}") from None
 
