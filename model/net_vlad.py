@@ -7,8 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORM_EPS = 1e-12  # F.normalize's default
-
 
 class NetVLAD(nn.Module):
     """Soft-assignment VLAD pooling with optional ghost clusters.
@@ -52,13 +50,8 @@ class NetVLAD(nn.Module):
             logits = self.batch_norm(logits)
         assign = F.softmax(logits, dim=1)[:, :self.cluster_size]
         assign = assign.reshape(batch, num_tokens, self.cluster_size)
-        # residuals [B, D, K], D-major: sum_t a_tk x_t - (sum_t a_tk) c_k (no centre term materialised)
-        residual = torch.addcmul(torch.matmul(x.transpose(1, 2), assign), assign.sum(dim=1, keepdim=True),
-                                 self.clusters2, value=-1)
-        # Intra-normalise each cluster, then L2-normalise the whole: both are one scale per
-        # (sample, cluster), applied in one pass. Equal to
-        # F.normalize(F.normalize(residual, dim=1).reshape(B, -1), dim=1) up to rounding.
-        norms = torch.linalg.vector_norm(residual, dim=1, keepdim=True)  # [B, 1, K]
-        intra = norms.clamp_min(NORM_EPS)
-        total = torch.linalg.vector_norm(norms / intra, dim=2, keepdim=True).clamp_min(NORM_EPS)  # [B, 1, 1]
-        return (residual * (intra * total).reciprocal()).reshape(batch, self.out_dim)
+        centre_term = assign.sum(dim=1, keepdim=True) * self.clusters2
+        vlad = torch.matmul(assign.transpose(1, 2), x).transpose(1, 2) - centre_term
+        vlad = F.normalize(vlad, dim=1)
+        vlad = vlad.reshape(batch, self.out_dim)
+        return F.normalize(vlad, dim=1)
