@@ -2,13 +2,12 @@
 
 The feature store's large arrays (expert features, word embeddings) are served this way instead
 of being read into memory or memory-mapped: a gather reads only the rows it names, with one
-``pread`` per run of consecutive rows, into a fresh tensor. Nothing of the file stays in the
+read per run of consecutive rows, into a fresh tensor. Nothing of the file stays in the
 process (a mapping would count every page it ever touched as resident); the operating system's
 page cache keeps hot rows fast across epochs and across processes.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -23,7 +22,8 @@ class FileRows:
 
     Indexing with an integer tensor of any shape S returns ``[*S, d]`` (like a tensor's
     ``values[index]``); :meth:`read` returns the whole array. The file stays open for the
-    object's lifetime, so later replacing it on disk does not change what is read.
+    object's lifetime, so later replacing it on disk does not change what is read. One reader
+    at a time: reads seek the shared file handle.
     """
 
     def __init__(self, path: Path, offset: int, dtype: np.dtype, shape: tuple[int, int]):
@@ -51,10 +51,11 @@ class FileRows:
         if out.size == 0:
             return
         view = memoryview(out).cast("B")
+        self._file.seek(self.offset + start * self._row_bytes)
         done = 0
         while done < len(view):
-            got = os.preadv(self._file.fileno(), [view[done:]], self.offset + start * self._row_bytes + done)
-            if got == 0:
+            got = self._file.readinto(view[done:])
+            if not got:
                 raise OSError(f"{self.path}: file ends before row {start + len(out)} of {len(self)}")
             done += got
 
