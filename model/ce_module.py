@@ -103,8 +103,9 @@ class CEModule(nn.Module):
         batch, num_caps, width = text.shape
         flat = text.reshape(batch * num_caps, width)
         kind = flat.device.type
-        if torch.is_autocast_enabled(kind) and not self.is_concat:
-            # every reader of the pooled text is a Linear, which autocast would cast it for: cast once
+        if torch.is_autocast_enabled(kind) and not self.is_concat and not torch.is_grad_enabled():
+            # every reader of the pooled text is a Linear, which autocast would cast it for: cast
+            # once (inference only: in training the ten gradients would then sum in bfloat16)
             flat = flat.to(torch.get_autocast_dtype(kind))
         text_embds = {}
         for name, unit in zip(self.modalities, self.text_GU):

@@ -58,6 +58,26 @@ def test_bf16_text_embedding_casts_the_pooled_text_once_with_the_same_result(tin
         assert torch.equal(weights.reshape(flat.shape[0], -1), head.moe_weights(flat))
 
 
+def test_bf16_training_sums_the_text_gradients_in_float32(tiny_synthetic):
+    config = load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}", "experts.ce_shared_dim=32"])
+    torch.manual_seed(0)
+    head = build_model(config).train().ce
+    grads = []
+    for through_head in (True, False):
+        pooled = torch.randn(6, 2, head.moe_fc.in_features, generator=torch.Generator().manual_seed(1),
+                             requires_grad=True)
+        with autocast(torch.device("cpu"), "bf16"):
+            if through_head:
+                embds, weights = head.embed_text(pooled)
+                outs = [*embds.values(), weights]
+            else:  # each Linear casts the float32 text itself, its gradient comes back in float32
+                flat = pooled.reshape(12, -1)
+                outs = [unit(flat) for unit in head.text_GU] + [head.moe_weights(flat)]
+            sum((out.float() ** 2).sum() for out in outs).backward()
+        grads.append(pooled.grad)
+    assert torch.equal(grads[0], grads[1])
+
+
 def epoch_losses(save_dir) -> list[float]:
     (log_dir,) = (save_dir / "log" / "synthetic-train-ce").iterdir()
     return [float(x) for x in re.findall(r" {4}loss +: (\S+)$", (log_dir / "info.log").read_text(), re.M)]
