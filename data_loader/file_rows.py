@@ -1,8 +1,8 @@
 """Rows of a 2-D array stored contiguously in a file, read on demand.
 
 The feature store's large arrays (expert features, word embeddings) are served this way instead
-of being read into memory or memory-mapped: a gather reads only the rows it names, with one
-read per run of consecutive rows, into a fresh tensor. Nothing of the file stays in the
+of being read into memory or memory-mapped: a gather reads only the rows it names, one read
+per row or per caption's run of token rows, into a fresh tensor. Nothing of the file stays in the
 process (a mapping would count every page it ever touched as resident); the operating system's
 page cache keeps hot rows fast across epochs and across processes.
 """
@@ -60,20 +60,10 @@ class FileRows:
             done += got
 
     def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
-        """Rows ``index`` (integers in ``[0, N)``, any shape S): ``[*S, d]``."""
-        flat = torch.as_tensor(index).reshape(-1).cpu().numpy()
-        if flat.size and (flat.min() < 0 or flat.max() >= len(self)):
-            raise IndexError(f"{self.path}: row index out of range [0, {len(self)})")
-        rows, inverse = np.unique(flat, return_inverse=True)
-        buffer = np.empty((len(rows), self.shape[1]), self.np_dtype)
-        if len(rows):
-            breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-            for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
-                self._read_rows(int(rows[lo]), buffer[lo:hi])
-        out = torch.from_numpy(buffer)
-        if len(rows) != len(flat) or (len(rows) and not np.array_equal(rows, flat)):
-            out = out[torch.from_numpy(inverse.reshape(-1))]
-        return out.reshape(*torch.as_tensor(index).shape, self.shape[1])
+        """Rows ``index`` (integers in ``[0, N)``, any shape S): ``[*S, d]``, one read per row."""
+        index = torch.as_tensor(index)
+        flat = index.reshape(-1).cpu()
+        return self.runs(flat, torch.ones_like(flat), 1).reshape(*index.shape, self.shape[1])
 
     def runs(self, starts: torch.Tensor, lengths: torch.Tensor, width: int) -> torch.Tensor:
         """The first ``width`` rows of each run ``starts[i] : starts[i] + lengths[i]`` (both
@@ -81,7 +71,8 @@ class FileRows:
         out = np.empty((len(starts), width, self.shape[1]), self.np_dtype)
         for i, (start, length) in enumerate(zip(starts.tolist(), lengths.clamp(max=width).tolist())):
             if start < 0 or start + length > len(self):
-                raise IndexError(f"{self.path}: rows {start}:{start + length} out of range [0, {len(self)})")
+                raise IndexError(f"{self.path}: row index out of range [0, {len(self)}) "
+                                 f"(rows {start}:{start + length})")
             self._read_rows(start, out[i, :length])
             out[i, length:] = 0
         return torch.from_numpy(out)
