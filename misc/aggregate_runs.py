@@ -21,7 +21,7 @@ if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/
 
 from utils.cli import run_cli  # noqa: E402
 from utils.errors import UserError  # noqa: E402
-from utils.results_table import read_run, seed_table, to_markdown, write_tables  # noqa: E402
+from utils.results_table import print_and_write_table  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -47,9 +47,7 @@ def main() -> int:
     runs = sorted({run for pattern in args.folders for run in run_folders(pattern)})
     if not runs:
         raise UserError(f"no finished run (a folder with metrics.json) in {', '.join(args.folders)}")
-    table = seed_table([read_run(run) for run in runs])
-    print(to_markdown(table))
-    markdown, csv = write_tables(table, args.out)
+    markdown, csv = print_and_write_table(runs, args.out)
     print(f"{len(runs)} runs; wrote {markdown} and {csv}", file=sys.stderr)
     return 0
 

@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/
 
 from trainer.run_dirs import experiment_name  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.results_table import read_run, seed_table, to_markdown, write_tables  # noqa: E402
+from utils.results_table import print_and_write_table  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -60,9 +60,7 @@ def main() -> int:
     for config in args.configs:
         print(f"training {config} ...", file=sys.stderr, flush=True)
         runs += train(config.resolve(), save_dir, args.set, args.seeds)
-    table = seed_table([read_run(run) for run in runs])
-    print(to_markdown(table))
-    markdown, csv = write_tables(table, args.out)
+    markdown, csv = print_and_write_table(runs, args.out)
     print(f"runs under {save_dir}; wrote {markdown} and {csv}", file=sys.stderr)
     return 0
 

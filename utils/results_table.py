@@ -134,3 +134,11 @@ def write_tables(table: pd.DataFrame, prefix: Path) -> tuple[Path, Path]:
     markdown = write_text_atomic(prefix.with_name(prefix.name + ".md"), to_markdown(table) + "\n")
     csv = write_text_atomic(prefix.with_name(prefix.name + ".csv"), table.to_csv(index=False))
     return markdown, csv
+
+
+def print_and_write_table(runs: list[Path], prefix: Path) -> tuple[Path, Path]:
+    """Print the seed table of the finished run folders ``runs`` as markdown and write it as
+    ``<prefix>.md`` and ``<prefix>.csv``; returns both paths."""
+    table = seed_table([read_run(run) for run in runs])
+    print(to_markdown(table))
+    return write_tables(table, prefix)
