@@ -1,13 +1,18 @@
 """Ranking losses on a square text-video similarity matrix.
 
+Every loss is a :class:`RankingLoss`: the trainer calls ``loss.batch_parts(sims, relevance)``
+with a batch's ``[B, B]`` ``[caption, video]`` similarities (the model's
+``cross_view_conf_matrix``) and, when ``loss.needs_relevance``, its ``[video, caption]``
+relevance, and gets named scalars summing to the loss.
+
 ``MaxMarginRankingLoss`` is called as ``loss(sims)`` with ``sims`` ``[B, B]`` indexed
-``[caption, video]`` (the model's ``cross_view_conf_matrix``).
+``[caption, video]``.
 
 The relevance-aware losses of RANP (``RANLoss``, ``RANPLoss``, ``NormSoftmaxRANPLoss``,
 subclasses of ``RelevanceAwareLoss``) are called as ``loss(sims, relevance)``, both ``[B, B]``
 indexed ``[video, caption]``, pair ``(i, i)`` the ground truth and ``relevance[i, j]`` the
-relevance of caption ``j`` to video ``i`` (``data_loader.relevance``). A trainer passes
-``cross_view_conf_matrix.t()`` and the batch's relevance. ``NormSoftmaxLoss`` takes ``sims``
+relevance of caption ``j`` to video ``i`` (``data_loader.relevance``); their ``batch_parts``
+passes them ``cross_view_conf_matrix.t()`` and the batch's relevance. ``NormSoftmaxLoss`` takes ``sims``
 alone and is symmetric in its two axes. Directions follow the original RANP code: ``i2t``
 ranks captions for each video (rows), ``t2i`` videos for each caption (columns), ``bi`` is
 their sum.
@@ -21,8 +26,19 @@ from torch.nn import functional as F
 from utils.registry import LOSSES
 
 
+class RankingLoss(nn.Module):
+    """Base of the registered losses: what a trainer needs from one."""
+
+    needs_relevance = False  # whether batch_parts wants the batch's relevance
+
+    def batch_parts(self, sims: torch.Tensor, relevance: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """A training batch's loss from its ``[B, B]`` ``[caption, video]`` similarities (and
+        ``[video, caption]`` relevance where ``needs_relevance``), as named scalars summing to it."""
+        return {"loss": self(sims)}
+
+
 @LOSSES.register()
-class MaxMarginRankingLoss(nn.Module):
+class MaxMarginRankingLoss(RankingLoss):
     """Bidirectional hinge loss with the matching pairs on the diagonal.
 
     For S [n, n] (rows text, columns video), every ordered pair (i, j) contributes
@@ -41,6 +57,10 @@ class MaxMarginRankingLoss(nn.Module):
         parts = self.parts(sims)
         return parts["t2v"] + parts["v2t"]
 
+    def batch_parts(self, sims: torch.Tensor, relevance: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The text -> video and video -> text terms (``relevance`` is not used)."""
+        return self.parts(sims)
+
     def parts(self, sims: torch.Tensor) -> dict[str, torch.Tensor]:
         """sims: [n, n] -> the text -> video and video -> text terms (scalars summing to the loss)."""
         diag = sims.diagonal()[:, None]
@@ -58,16 +78,22 @@ class MaxMarginRankingLoss(nn.Module):
 DIRECTIONS = ("bi", "i2t", "t2i")
 
 
-class RelevanceAwareLoss(nn.Module):
+class RelevanceAwareLoss(RankingLoss):
     """Base of the losses called as ``loss(sims, relevance)``, both ``[B, B]`` ``[video, caption]``.
 
     ``threshold_pos``: a pair ``(i, j)``, ``i != j``, with ``relevance[i, j] >= threshold_pos``
     is a relevant positive, never pushed away as a negative.
     """
 
+    needs_relevance = True
+
     def __init__(self, threshold_pos: float):
         super().__init__()
         self.threshold_pos = threshold_pos
+
+    def batch_parts(self, sims: torch.Tensor, relevance: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The loss of the ``[caption, video]`` ``sims`` turned ``[video, caption]``, as ``relevance`` is."""
+        return {"loss": self(sims.t(), relevance)}
 
     def masks(self, sims: torch.Tensor, relevance: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(relevant, skip)``, bool ``[B, B]``: the off-diagonal pairs at or above
@@ -189,7 +215,7 @@ def _log_softmax_both(sims: torch.Tensor, temperature: float) -> tuple[torch.Ten
 
 
 @LOSSES.register()
-class NormSoftmaxLoss(nn.Module):
+class NormSoftmaxLoss(RankingLoss):
     """InfoNCE in both directions at a temperature: with ``A = log_softmax(S / T)`` over each
     row and ``A' = log_softmax(S.t() / T)`` over each column, ``-mean(diag A) - mean(diag A')``.
 

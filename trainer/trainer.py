@@ -24,7 +24,7 @@ from tqdm import tqdm
 from data_loader.batches import Batch
 from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
-from model.loss import RelevanceAwareLoss
+from model.loss import RankingLoss
 from model.metric import GMEAN_KEY
 from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, save_checkpoint
 from trainer.distill import Distillation
@@ -85,7 +85,7 @@ def epoch_line(epoch: int, epochs: int, loss: float, lr: float, logs: dict[str, 
 class Trainer:
     """Wires a model, loss, optimiser and data together and runs the training schedule."""
 
-    def __init__(self, config: Config, model: torch.nn.Module, loss: torch.nn.Module,
+    def __init__(self, config: Config, model: torch.nn.Module, loss: RankingLoss,
                  optimizer: torch.optim.Optimizer, scheduler: Any, data: ExpertDataLoader,
                  dirs: RunDirs, device: torch.device, page_writer: Callable[..., Path],
                  test_data: Callable[[], ExpertDataLoader], distillation: Distillation | None = None,
@@ -188,10 +188,7 @@ class Trainer:
         global batch), and its named parts (scalars summing to it): the ranking loss's own parts
         (``t2v``, ``v2t`` where it has them, else ``loss``), and with TeachText ``distil``, the
         weighted distillation term distil_weight * SmoothL1(similarities, the teachers' mean)."""
-        if isinstance(self.loss, RelevanceAwareLoss):
-            parts = {"loss": self.loss(sims.t(), batch.relevance)}
-        else:
-            parts = self.loss.parts(sims) if hasattr(self.loss, "parts") else {"loss": self.loss(sims)}
+        parts = self.loss.batch_parts(sims, batch.relevance)
         if self.distillation is not None:
             parts["distil"] = self.distillation.weight * self.distillation(sims, batch)
         return sum(parts.values()), parts
@@ -203,8 +200,8 @@ class Trainer:
         part_totals: dict[str, float] = {}
         samples_seen = (epoch - 1) * len(self.data.train_rows)
         place = self.place
-        relevance_aware = isinstance(self.loss, RelevanceAwareLoss)
-        bar = tqdm(self.data.train_batches(self.generator, place.rank, place.world_size, relevance=relevance_aware),
+        bar = tqdm(self.data.train_batches(self.generator, place.rank, place.world_size,
+                                           relevance=self.loss.needs_relevance),
                    total=self.data.num_train_batches(place.world_size), desc=f"epoch {epoch}/{self.opts.epochs}",
                    leave=False, disable=not place.is_main)
         for i, batch in enumerate(bar):
