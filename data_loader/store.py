@@ -391,7 +391,7 @@ def _read_expert(store_dir: Path, name: str, index: _Index) -> ExpertTensors:
 
 
 def _read_text(store_dir: Path, text_feat: str, index: _Index
-               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+               ) -> tuple[FileRows | torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """``text_feat`` checked against ``index``: word embeddings [W, D], no tokens and caption
     offsets [C+1]; or, for a feature stored with a vocabulary, the vocabulary [V, D], every
     word's vocabulary row [W] and the caption offsets."""

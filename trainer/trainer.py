@@ -289,8 +289,8 @@ class Trainer:
         The test data comes from the config with its ``eval_settings`` merged in.
         """
         best_path = self.best_path
-        state = load_any_checkpoint(best_path)
-        self.model.load_state_dict(state.pop("state_dict"))  # popped: the weights are not held twice
+        state = load_any_checkpoint(best_path, mmap=True)  # mapped: read once, into the model's weights
+        self.model.load_state_dict(state.pop("state_dict"))
         result = self._evaluate("test", self.test_data(), state["epoch"])
         metrics_path = write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"],
                                           checkpoint=str(best_path), params=count_trainable(self.model))
