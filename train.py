@@ -24,11 +24,11 @@ from logger.logger import setup_logging
 from trainer import distributed
 from trainer.build import (build_data, build_distillation, build_loss, build_model, build_optimizer,
                            build_page_writer, prepare_data, select_device, trainer_options)
-from trainer.checkpoint import config_for_checkpoint, is_own_checkpoint, load_any_checkpoint, resumable_checkpoint
-from trainer.run_dirs import RunDirs, experiment_name, new_run_dirs, remove_run_dirs, run_dirs_of_checkpoint
+from trainer.checkpoints.files import config_for_checkpoint, is_own_checkpoint, load_any_checkpoint, resumable_checkpoint
+from report.run_folder import RunDirs, experiment_name, new_run_dirs, remove_run_dirs, run_dirs_of_checkpoint
 from trainer.trainer import Trainer
 from utils.cli import add_device_options, device_overrides, run_cli
-from utils.config import Config, ConfigError, apply_overrides, with_eval_settings
+from utils.config.load import Config, ConfigError, apply_overrides, with_eval_settings
 from utils.summary import module_summary
 
 

@@ -15,15 +15,15 @@ from pathlib import Path
 import torch
 
 from data_loader.batches import Batch, caption_table, make_batch, sample_captions, shard_bounds
-from data_loader.caption_masks import load_caption_mask
-from data_loader.classes import captions_sha1, classes_path, read_classes, read_relevance, relevance_path
-from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root, read_video_list, split_pair
-from data_loader.release_plan import StorePlan, plan_store, test_captions_path
-from data_loader.released import check_release, read_test_captions
-from data_loader.relevance import VideoCaptionRelevance
-from data_loader.store import STORE_DIR, FeatureStore, load_store
+from data_loader.teachtext.caption_masks import load_caption_mask
+from data_loader.ranp.classes import captions_sha1, classes_path, read_classes, read_relevance, relevance_path
+from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root, read_video_list, split_pair
+from data_loader.released.release_plan import StorePlan, plan_store, test_captions_path
+from data_loader.released.convert import check_release, read_test_captions
+from data_loader.ranp.relevance import VideoCaptionRelevance
+from data_loader.store.feature_store import STORE_DIR, FeatureStore, load_store
 from utils.errors import ConfigError, StoreError
-from utils.options import AtLeast, Count
+from utils.config.options import AtLeast, Count
 from utils.registry import DATASETS
 
 DEFAULT_MAX_TOKENS = {"text": 30}
@@ -96,7 +96,7 @@ class ExpertDataLoader:
     the test run sets it through ``eval_settings``), ``batch_size``, ``max_tokens`` (per
     token expert and ``text``), ``feat_aggregation`` (per expert ``temporal``: "vlad" for
     token experts, "avg"/"max" for fixed ones; for released datasets also where the expert's
-    files lie, see ``data_loader/release_plan.py``), ``num_test_captions`` (captions per video
+    files lie, see ``data_loader/released/release_plan.py``), ``num_test_captions`` (captions per video
     at evaluation), ``restrict_train_captions`` (train on the first N captions of each video
     only, as the original's MSR-VTT caption ablation; 0 = all), ``root_feat_folder``
     (released datasets: the folder under ``data_dir`` holding the unpacked feature release,
@@ -105,10 +105,10 @@ class ExpertDataLoader:
     which fuses the captions of DiDeMo, ActivityNet and QuerYD into one per video).
     ``class_annotations`` and ``relevance_files`` (a JSON file of per-caption semantic classes
     and ``{split: HDF5 file}`` of precomputed relevance, for RANP) are imported into the store
-    by ``prepare_store``; the loader reads what the store holds (``data_loader/classes.py``).
+    by ``prepare_store``; the loader reads what the store holds (``data_loader/ranp/classes.py``).
     ``experts`` and ``text_feat`` come from the program, and so do the config's top-level keys
     ``caption_masks`` (training samples only the captions a mask keeps, see
-    ``data_loader/caption_masks.py``) and ``training_file`` (a list of video ids, one per line,
+    ``data_loader/teachtext/caption_masks.py``) and ``training_file`` (a list of video ids, one per line,
     replacing the training split); both are paths relative to the feature root
     (``datasets.feature_root``), as in the original.
     """

@@ -6,7 +6,7 @@ config needs converted from ``<data_dir>/<root_feat_folder>/`` when the store la
 other dataset must already have its store. train.py, test.py and misc/convert_features.py
 call :func:`prepare_store`; ``ExpertDataLoader`` only loads.
 
-Semantic classes and relevance matrices (RANP, ``data_loader/classes.py``) are brought up to
+Semantic classes and relevance matrices (RANP, ``data_loader/ranp/classes.py``) are brought up to
 date as well: Synthetic derives its classes from its captions; a dataset configured with
 ``class_annotations`` or ``relevance_files`` has them imported when the store lacks them, or
 holds them from another file or for other captions.
@@ -16,16 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_loader.caption_masks import ensure_caption_mask
-from data_loader.classes import (captions_sha1, classes_from_annotations, classes_path, import_relevance,
+from data_loader.teachtext.caption_masks import ensure_caption_mask
+from data_loader.ranp.classes import (captions_sha1, classes_from_annotations, classes_path, import_relevance,
                                  read_captions, relevance_path, stored_source, write_classes)
-from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root
-from data_loader.release_plan import plan_store
-from data_loader.released import check_release, convert_plan, needs_conversion
-from data_loader.store import INDEX_NAME, STORE_DIR, read_index_attrs
-from data_loader.synthetic import GENERATOR_VERSION, generate_synthetic
-from data_loader.synthetic_classes import SOURCE as SYNTHETIC_SOURCE, synthetic_classes
-from data_loader.teachers import ensure_teacher
+from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root
+from data_loader.released.release_plan import plan_store
+from data_loader.released.convert import check_release, convert_plan, needs_conversion
+from data_loader.store.feature_store import INDEX_NAME, STORE_DIR, read_index_attrs
+from data_loader.generated.synthetic import GENERATOR_VERSION, generate_synthetic
+from data_loader.generated.synthetic_classes import SOURCE as SYNTHETIC_SOURCE, synthetic_classes
+from data_loader.teachtext.teachers import ensure_teacher
 from utils.errors import StoreError
 
 

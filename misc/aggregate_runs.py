@@ -21,7 +21,7 @@ if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/
 
 from utils.cli import run_cli  # noqa: E402
 from utils.errors import UserError  # noqa: E402
-from utils.results_table import print_and_write_table  # noqa: E402
+from report.results_table import print_and_write_table  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

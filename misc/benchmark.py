@@ -57,7 +57,7 @@ from trainer.evaluate import EvalSet, compute_similarities, embed_split_videos  
 from trainer.precision import PRECISIONS, autocast  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.config import Config, load_config, with_eval_settings  # noqa: E402
+from utils.config.load import Config, load_config, with_eval_settings  # noqa: E402
 from utils.errors import StoreError  # noqa: E402
 from utils.summary import count_trainable  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Train several configs under the same settings and tabulate their test metrics.
 
 Each config is trained by ``train.py`` in a fresh process (so runs cannot leak state into
-each other), for each of ``--seeds`` when given; the table (``utils.results_table``, as
+each other), for each of ``--seeds`` when given; the table (``report.results_table``, as
 ``misc/aggregate_runs.py``: mean(std) over seeds per config) is printed and written as
 markdown and CSV. Example, the expert ablation on the embedded default:
 
@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
     sys.path.insert(0, str(REPO))
 
-from trainer.run_dirs import experiment_name  # noqa: E402
+from report.run_folder import experiment_name  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.results_table import print_and_write_table  # noqa: E402
+from report.results_table import print_and_write_table  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -25,12 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
     sys.path.insert(0, str(REPO))
 
-from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES  # noqa: E402
-from data_loader.release_plan import config_plans, present_plans  # noqa: E402
-from data_loader.released import convert_plan  # noqa: E402
+from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES  # noqa: E402
+from data_loader.released.release_plan import config_plans, present_plans  # noqa: E402
+from data_loader.released.convert import convert_plan  # noqa: E402
 from trainer import build  # noqa: E402,F401  (fills the registries that configs are validated against)
 from utils.cli import run_cli  # noqa: E402
-from utils.config import load_config  # noqa: E402
+from utils.config.load import load_config  # noqa: E402
 from utils.errors import StoreError  # noqa: E402
 
 

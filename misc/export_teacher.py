@@ -1,7 +1,7 @@
 """Turn a trained checkpoint into a TeachText teacher stored with its dataset.
 
 Embeds every video and caption of the checkpoint's dataset with the trained model and writes
-the teacher ``<data_dir>/store/<name>.h5`` (layout in data_loader/teachers.py). A student
+the teacher ``<data_dir>/store/<name>.h5`` (layout in data_loader/teachtext/teachers.py). A student
 config uses it with ``"distil_loss": true`` and ``distil_params`` naming it: base_path
 "teachers/" and file "<rest of the name>" for ``--name teachers/<rest of the name>``.
 
@@ -20,10 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
     sys.path.insert(0, str(REPO))
 
-from data_loader.teachers import write_teacher  # noqa: E402
+from data_loader.teachtext.teachers import write_teacher  # noqa: E402
 from trainer.build import build_data, load_model, prepare_data, select_device  # noqa: E402
-from trainer.checkpoint import checkpoint_with_config  # noqa: E402
-from trainer.teacher_export import teacher_embeddings  # noqa: E402
+from trainer.checkpoints.files import checkpoint_with_config  # noqa: E402
+from trainer.teachtext.export import teacher_embeddings  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
 

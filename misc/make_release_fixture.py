@@ -20,7 +20,7 @@ ranks above chance.
 
 Reduced scale (--scale < 1): each list is a prefix of the official one and only the videos of
 those prefixes get captions and features. The project reads the official lists under
-misc/datasets/msrvtt/ whenever they exist (data_loader.datasets.list_path), and they name videos
+misc/datasets/msrvtt/ whenever they exist (data_loader.released.datasets.list_path), and they name videos
 a reduced fixture lacks, so the script also writes the store index <out>/store/index.h5 from the
 fixture's own lists; the first training run then converts the features as usual and needs no
 other override. A reduced fixture whose store/ was deleted cannot be converted again: write a
@@ -48,15 +48,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
     sys.path.insert(0, str(REPO))
 
-from data_loader import datasets  # noqa: E402
-from data_loader.datasets import DEFAULT_ROOT_FEAT_FOLDER  # noqa: E402
-from data_loader.release_plan import config_plans  # noqa: E402
-from data_loader.released import write_released_index  # noqa: E402
-from data_loader.store import STORE_DIR  # noqa: E402
+from data_loader.released import datasets  # noqa: E402
+from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER  # noqa: E402
+from data_loader.released.release_plan import config_plans  # noqa: E402
+from data_loader.released.convert import write_released_index  # noqa: E402
+from data_loader.store.feature_store import STORE_DIR  # noqa: E402
 from model.dims import TEXT_DIMS, model_inputs  # noqa: E402
 from trainer import build  # noqa: E402,F401  (fills the registries that configs are validated against)
 from utils.cli import run_cli  # noqa: E402
-from utils.config import Config, load_config  # noqa: E402
+from utils.config.load import Config, load_config  # noqa: E402
 
 DATASET = "MSRVTT"
 DEFAULT_CONFIG = Path("configs/msrvtt/train-full-ce.json")

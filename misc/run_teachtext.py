@@ -25,12 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
     sys.path.insert(0, str(REPO))
 
-from data_loader.store import STORE_DIR  # noqa: E402
-from data_loader.teachers import teacher_is_current  # noqa: E402
+from data_loader.store.feature_store import STORE_DIR  # noqa: E402
+from data_loader.teachtext.teachers import teacher_is_current  # noqa: E402
 from trainer.build import prepare_data, trainer_options  # noqa: E402
-from trainer.run_dirs import experiment_name  # noqa: E402
+from report.run_folder import experiment_name  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.config import Config, load_config  # noqa: E402
+from utils.config.load import Config, load_config  # noqa: E402
 
 CONFIGS = Path("configs/synthetic")
 TEACHERS = CONFIGS / "teachers"

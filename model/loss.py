@@ -11,7 +11,7 @@ relevance, and gets named scalars summing to the loss.
 The relevance-aware losses of RANP (``RANLoss``, ``RANPLoss``, ``NormSoftmaxRANPLoss``,
 subclasses of ``RelevanceAwareLoss``) are called as ``loss(sims, relevance)``, both ``[B, B]``
 indexed ``[video, caption]``, pair ``(i, i)`` the ground truth and ``relevance[i, j]`` the
-relevance of caption ``j`` to video ``i`` (``data_loader.relevance``); their ``batch_parts``
+relevance of caption ``j`` to video ``i`` (``data_loader.ranp.relevance``); their ``batch_parts``
 passes them ``cross_view_conf_matrix.t()`` and the batch's relevance. ``NormSoftmaxLoss`` takes ``sims``
 alone and is symmetric in its two axes. Directions follow the original RANP code: ``i2t``
 ranks captions for each video (rows), ``t2i`` videos for each caption (columns), ``bi`` is

@@ -39,7 +39,7 @@ SYNTHETIC_SPLITS = {"train": 1000, "val": 100, "test": 100}
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory):
     """A small Synthetic store (1000 / 100 / 100 videos) shared by the end-to-end tests."""
-    from data_loader.synthetic import generate_synthetic
+    from data_loader.generated.synthetic import generate_synthetic
 
     folder = tmp_path_factory.mktemp("Synthetic")
     generate_synthetic(folder, seed=0, split_sizes=SYNTHETIC_SPLITS)

@@ -2,7 +2,7 @@
 
 Each run gets ``config.json``, ``history.json``, ``metrics.json`` (metrics computed from its
 similarities), both ranking pages of its test split and the test summary, then
-``utils.site.publish_run`` writes its page and the site index. Every video's first caption
+``report.site.publish_run`` writes its page and the site index. Every video's first caption
 holds :data:`PAYLOAD`; videos have one to three captions.
 """
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from model.metric import t2v_metrics, v2t_metrics
-from utils.history import write_history
+from report.history import write_history
 from model.metric import t2v_ranks
-from utils.eval_summary import summary_path, write_eval_summary
-from utils.site import publish_run
-from utils.visualizer import RankingPage
+from report.eval_summary import summary_path, write_eval_summary
+from report.site import publish_run
+from report.ranking_page import RankingPage
 
 PAYLOAD = "<script>alert(1)</script>"
 EXPERTS = ["appearance", "audio", "face"]

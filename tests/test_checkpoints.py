@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from data_loader.synthetic import generate_synthetic
+from data_loader.generated.synthetic import generate_synthetic
 from conftest import load_script, run
 from utils.errors import CheckpointError
 
@@ -82,7 +82,7 @@ def test_resume_from_the_best_model_continues_from_its_epoch_checkpoint(tiny_syn
 
 def test_load_model_holds_exactly_the_given_weights_and_computes_the_same(tiny_synthetic):
     from trainer.build import build_data, build_model, load_model
-    from utils.config import load_config
+    from utils.config.load import load_config
     from utils.summary import count_trainable
     config = load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}", *SMALL])
     torch.manual_seed(3)
@@ -104,7 +104,7 @@ def test_load_model_holds_exactly_the_given_weights_and_computes_the_same(tiny_s
 
 def test_a_checkpoint_to_evaluate_is_mapped_from_its_file_not_read(tiny_synthetic, tmp_path, monkeypatch):
     from pathlib import Path
-    from trainer.checkpoint import checkpoint_with_config, load_any_checkpoint
+    from trainer.checkpoints.files import checkpoint_with_config, load_any_checkpoint
     save = tmp_path / "saved"
     train(monkeypatch, "--config", CONFIG, "--set", f"data_loader.args.data_dir={tiny_synthetic}",
           f"trainer.save_dir={save}", "trainer.epochs=1", *SMALL)

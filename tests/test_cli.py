@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from data_loader.synthetic import generate_synthetic
+from data_loader.generated.synthetic import generate_synthetic
 
 CONFIG = "configs/synthetic/train-ce.json"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from utils.config import ConfigError, load_config, resolve, with_eval_settings
+from utils.config.load import ConfigError, load_config, resolve, with_eval_settings
 
 TRAIN_CE = REPO / "configs" / "synthetic" / "train-ce.json"
 

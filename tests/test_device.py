@@ -9,7 +9,7 @@ import torch
 
 from conftest import REPO
 from trainer.build import select_device
-from utils.config import load_config
+from utils.config.load import load_config
 from utils.errors import ConfigError
 
 CONFIG = REPO / "configs" / "synthetic" / "train-ce.json"

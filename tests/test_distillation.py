@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_loader.teachers import Teacher, gather_teachers
-from model.distillation import distillation_loss, distillation_target, teacher_similarity
+from data_loader.teachtext.teachers import Teacher, gather_teachers
+from model.teachtext.distillation import distillation_loss, distillation_target, teacher_similarity
 
 
 def random_teachers(generator: torch.Generator, batch: int) -> list[tuple[dict, dict]]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from data_loader.synthetic import generate_synthetic
+from data_loader.generated.synthetic import generate_synthetic
 from trainer.distributed import GlobalBatchNorm1d
 from conftest import load_script, run
 
@@ -73,7 +73,7 @@ def test_global_batch_norm_is_batch_norm_outside_a_process_group():
 
 def test_ranks_share_the_global_batches(tiny_synthetic):
     from trainer.build import build_data
-    from utils.config import load_config
+    from utils.config.load import load_config
 
     data = build_data(load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}", *SMALL]))
     single = list(data.train_batches(torch.Generator().manual_seed(3)))
@@ -90,7 +90,7 @@ def test_ranks_carry_the_relevance_of_the_global_batch(tiny_synthetic):
     """A relevance-aware loss scores the gathered [global, global] similarities, so every rank's
     share carries the relevance of the whole global batch, the single process's."""
     from trainer.build import build_data, prepare_data
-    from utils.config import load_config
+    from utils.config.load import load_config
 
     config = load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}", *SMALL])
     prepare_data(config)  # the Synthetic captions' classes
@@ -106,10 +106,10 @@ def test_ranks_carry_the_relevance_of_the_global_batch(tiny_synthetic):
 def test_a_ranks_distillation_target_is_that_of_the_global_batch(tiny_synthetic):
     """TeachText scores the gathered [global, global] similarities, so every rank's share names
     the global batch's rows and its distillation term equals the single process's."""
-    from data_loader.teachers import Teacher
+    from data_loader.teachtext.teachers import Teacher
     from trainer.build import build_data
-    from trainer.distill import Distillation
-    from utils.config import load_config
+    from trainer.teachtext.distill import Distillation
+    from utils.config.load import load_config
 
     data = build_data(load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}", *SMALL]))
     generator = torch.Generator().manual_seed(0)

@@ -1,4 +1,4 @@
-"""data_loader/hickle_reader.py: hickle 3, 4 and 5 feature tables read as plain HDF5."""
+"""data_loader/released/hickle_reader.py: hickle 3, 4 and 5 feature tables read as plain HDF5."""
 from __future__ import annotations
 
 import shutil
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from data_loader.hickle_reader import load_hickle
-from data_loader.released import load_released
-from data_loader.store import StoreError
+from data_loader.released.hickle_reader import load_hickle
+from data_loader.released.convert import load_released
+from data_loader.store.feature_store import StoreError
 
 FIXTURES = REPO / "tests" / "data" / "hickle"
 

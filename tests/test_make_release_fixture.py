@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from conftest import REPO
-from data_loader.released import load_pickle
+from data_loader.released.convert import load_pickle
 from trainer.build import build_data, prepare_data
-from utils.config import load_config, with_eval_settings
+from utils.config.load import load_config, with_eval_settings
 
 SCRIPT = "misc/make_release_fixture.py"
 CONFIG = "configs/msrvtt/train-full-ce.json"

@@ -1,4 +1,4 @@
-"""Tests for utils/original/checkpoint.py: safe reading of checkpoints written by the original CE trainer."""
+"""Tests for trainer/checkpoints/original.py: safe reading of checkpoints written by the original CE trainer."""
 from __future__ import annotations
 
 import argparse
@@ -20,10 +20,11 @@ import torch
 from conftest import REPO, reference_path
 from model.ce import CENet
 from model.ce_config import CEConfig
-from utils.original.checkpoint import (ALLOWED_GLOBALS, DEPRECATED_KEYS, OriginalConfig, convert_state_dict,
+from trainer.checkpoints.safe_load import ALLOWED_GLOBALS, OriginalConfig
+from trainer.checkpoints.original import (DEPRECATED_KEYS, convert_state_dict,
                                        load_original_checkpoint)
 from model.dims import model_inputs
-from trainer.checkpoint import CheckpointError, load_any_checkpoint, load_checkpoint, save_checkpoint
+from trainer.checkpoints.files import CheckpointError, load_any_checkpoint, load_checkpoint, save_checkpoint
 
 CHECKPOINT = ("checkpoint", "ce_small_checkpoint-epoch3.pth")
 

@@ -10,7 +10,7 @@ import torch
 
 from conftest import REPO, reference_path
 from trainer.build import build_data, build_model, build_optimizer
-from utils.config import ConfigError, from_original_dict, load_config, with_eval_settings
+from utils.config.load import ConfigError, from_original_dict, load_config, with_eval_settings
 from utils.original.config import DROPPED, is_original_config
 from utils.summary import count_trainable
 
@@ -189,7 +189,7 @@ def test_detection_tells_original_configs_from_project_configs():
 
 
 def test_an_original_checkpoint_resumes_with_its_own_config_and_ranger_state():
-    from utils.original.checkpoint import load_original_checkpoint
+    from trainer.checkpoints.original import load_original_checkpoint
 
     path = reference_path("checkpoint", "ce_small_checkpoint-epoch3.pth")
     checkpoint = load_original_checkpoint(path)

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from conftest import REPO
-from data_loader.synthetic import generate_synthetic
+from data_loader.generated.synthetic import generate_synthetic
 from conftest import load_script, run
 from trainer.build import build_data, build_model
 from trainer.evaluate import evaluate
 from trainer.precision import autocast
-from utils.config import load_config, with_eval_settings
+from utils.config.load import load_config, with_eval_settings
 from utils.errors import ConfigError
 
 CONFIG = REPO / "configs" / "synthetic" / "train-ce.json"

@@ -14,7 +14,7 @@ import torch
 from conftest import REPO
 from model.dims import used_experts
 from trainer.build import build_model
-from utils.config import ConfigError, load_config, resolve, with_eval_settings
+from utils.config.load import ConfigError, load_config, resolve, with_eval_settings
 from utils.summary import count_trainable
 
 CONFIGS = REPO / "configs"

@@ -13,7 +13,7 @@ from model.loss import RANPLoss
 from model.metric import relevance_metrics
 from trainer.build import build_data, prepare_data
 from trainer.evaluate import EvalResult, format_table
-from utils.config import load_config
+from utils.config.load import load_config
 from utils.errors import StoreError
 
 train_cli = load_script("train")

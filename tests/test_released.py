@@ -18,14 +18,14 @@ import pytest
 import torch
 
 from conftest import REPO
-from data_loader import datasets
+from data_loader.released import datasets
 from data_loader.batches import Batch, make_batch
 from data_loader.expert_loader import ExpertDataLoader
 from data_loader.prepare import prepare_store
-from data_loader.release_plan import canonical_files, expert_source, plan_store, released_files
-from data_loader.released import (convert_released, load_pickle, needs_conversion, read_split_lists,
+from data_loader.released.release_plan import canonical_files, expert_source, plan_store, released_files
+from data_loader.released.convert import (convert_released, load_pickle, needs_conversion, read_split_lists,
                                   read_test_captions, read_text_feature)
-from data_loader.store import INDEX_NAME, STORE_ID, StoreError, file_store_id, load_store, read_index_attrs
+from data_loader.store.feature_store import INDEX_NAME, STORE_ID, StoreError, file_store_id, load_store, read_index_attrs
 from utils.errors import ConfigError
 
 NAN = float("nan")

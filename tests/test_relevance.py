@@ -1,4 +1,4 @@
-"""data_loader/relevance.py: parity with the original RANP relevance and explicit set arithmetic."""
+"""data_loader/ranp/relevance.py: parity with the original RANP relevance and explicit set arithmetic."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import reference_path
-from data_loader.relevance import (caption_relevance, class_counts, csr_from_lists, multi_hot,
+from data_loader.ranp.relevance import (caption_relevance, class_counts, csr_from_lists, multi_hot,
                                    pool_video_classes, relevance, set_iou, video_caption_relevance)
 
 

@@ -1,4 +1,4 @@
-"""Seed tables (utils/results_table.py) and misc/aggregate_runs.py."""
+"""Seed tables (report/results_table.py) and misc/aggregate_runs.py."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, load_script
-from utils.results_table import PUBLISHED_COLUMNS, read_run, seed_table, to_markdown
+from report.results_table import PUBLISHED_COLUMNS, read_run, seed_table, to_markdown
 
 KEYS = [key for key, _ in PUBLISHED_COLUMNS]
 

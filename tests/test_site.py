@@ -1,5 +1,5 @@
-"""The results site's files (utils/site.py), plots (utils/plots.py) and test summary
-(utils/eval_summary.py), checked without a browser."""
+"""The results site's files (report/site.py), plots (report/plots.py) and test summary
+(report/eval_summary.py), checked without a browser."""
 from __future__ import annotations
 
 import json
@@ -11,10 +11,10 @@ import pytest
 
 from site_fixture import EPOCHS, EXPERTS, PLOTS_PER_RUN, make_site, run_inputs
 from model.metric import t2v_ranks
-from utils.eval_summary import rank_bin_edges, summarise
-from utils.plots import bar_chart, box_chart, line_chart, nice_ticks, tick_label
-from utils.run_plots import rank_bin_labels
-from utils.site import find_runs, publish_run, write_site_index
+from report.eval_summary import rank_bin_edges, summarise
+from report.plots import bar_chart, box_chart, line_chart, nice_ticks, tick_label
+from report.run_plots import rank_bin_labels
+from report.site import find_runs, publish_run, write_site_index
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from data_loader.batches import caption_table, gather_tokens, make_batch, sample_captions, text_batch
-from data_loader.caption_masks import caption_mask_path, convert_caption_mask, load_caption_mask
-from data_loader.store import (INDEX_NAME, ExpertArrays, StoreError, TokenArrays, load_store, read_index_attrs,
+from data_loader.teachtext.caption_masks import caption_mask_path, convert_caption_mask, load_caption_mask
+from data_loader.store.feature_store import (INDEX_NAME, ExpertArrays, StoreError, TokenArrays, load_store, read_index_attrs,
                                write_store)
-from data_loader.synthetic import (CAPTIONS_PER_VIDEO, EXPERTS, KEPT_CAPTIONS, TEXT_ENCODERS, WRONG_CONCEPT_RATE,
+from data_loader.generated.synthetic import (CAPTIONS_PER_VIDEO, EXPERTS, KEPT_CAPTIONS, TEXT_ENCODERS, WRONG_CONCEPT_RATE,
                                    generate_synthetic)
 
 SMALL = {"train": 40, "val": 10, "test": 10}
@@ -171,7 +171,7 @@ def test_interrupted_regeneration_with_another_seed_leaves_the_old_store(tmp_pat
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr("data_loader.store.write_text", interrupt)  # the experts are written by then
+    monkeypatch.setattr("data_loader.store.feature_store.write_text", interrupt)  # the experts are written by then
     with pytest.raises(KeyboardInterrupt):
         generate_synthetic(tmp_path, seed=2, split_sizes=SMALL)
     monkeypatch.undo()

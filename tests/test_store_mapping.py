@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from data_loader.batches import gather_tokens
-from data_loader.file_rows import FileRows
-from data_loader.store import ExpertArrays, TokenArrays, load_store, write_store
+from data_loader.store.file_rows import FileRows
+from data_loader.store.feature_store import ExpertArrays, TokenArrays, load_store, write_store
 
 
 def write(path, rows=2):
@@ -54,7 +54,7 @@ def test_out_of_range_rows_are_refused(tmp_path):
 
 
 def test_blocks_cover_the_array_in_order(tmp_path, monkeypatch):
-    monkeypatch.setattr("data_loader.file_rows.CHUNK_BYTES", 16)
+    monkeypatch.setattr("data_loader.store.file_rows.CHUNK_BYTES", 16)
     rows = load_store(write(tmp_path / "store", rows=5), ["rgb"], "w").text_embeddings
     seen = np.concatenate([block.copy() for _, block in rows.chunks()])
     assert [start for start, _ in rows.chunks()] == [0, 2, 4, 6, 8]
@@ -62,7 +62,7 @@ def test_blocks_cover_the_array_in_order(tmp_path, monkeypatch):
 
 
 def test_a_non_finite_embedding_is_found_in_a_later_block(tmp_path, monkeypatch):
-    monkeypatch.setattr("data_loader.file_rows.CHUNK_BYTES", 16)
+    monkeypatch.setattr("data_loader.store.file_rows.CHUNK_BYTES", 16)
     path = tmp_path / "store"
     write_store(path, dataset="Tiny", video_ids=["a", "b"], splits={"train": np.array([0, 1])},
                 experts={"rgb": ExpertArrays(np.zeros((2, 3), np.float16), np.ones(2, bool))},

@@ -14,14 +14,14 @@ import torch
 from conftest import REPO, load_script, run
 from data_loader.batches import make_batch
 from data_loader.prepare import prepare_store
-from data_loader.released import read_layout
-from data_loader.synthetic import generate_synthetic
-from data_loader.teachers import (TeacherArrays, gather_teachers, load_teacher, read_teacher, teacher_path,
+from data_loader.released.convert import read_layout
+from data_loader.generated.synthetic import generate_synthetic
+from data_loader.teachtext.teachers import (TeacherArrays, gather_teachers, load_teacher, read_teacher, teacher_path,
                                   write_teacher)
-from model.distillation import distillation_target
+from model.teachtext.distillation import distillation_target
 from trainer.build import build_data, build_distillation, build_model
-from trainer.teacher_export import teacher_embeddings
-from utils.config import load_config
+from trainer.teachtext.export import teacher_embeddings
+from utils.config.load import load_config
 from utils.errors import StoreError
 
 SPLITS = {"train": 96, "val": 24, "test": 24}

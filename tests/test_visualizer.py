@@ -1,4 +1,4 @@
-"""Tests for the static HTML ranking page (utils/visualizer.py)."""
+"""Tests for the static HTML ranking page (report/ranking_page.py)."""
 from __future__ import annotations
 
 import html
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from utils.registry import VISUALIZERS
-from utils.v2t_page import write_v2t_page
-from utils.visualizer import write_ranking_page
+from report.v2t_page import write_v2t_page
+from report.ranking_page import write_ranking_page
 
 METRICS = {
     "t2v_metrics": {"R1": 10.0, "R5": 30.123, "R10": 45.0, "R50": 80.0, "MedR": 12.0,

@@ -18,7 +18,7 @@ from data_loader.expert_loader import EvalSet, ExpertDataLoader
 from model.metric import GMEAN_KEY, t2v_ranks
 from trainer.precision import autocast
 from utils.atomic import write_text_atomic
-from utils.eval_summary import summary_path, write_eval_summary
+from report.eval_summary import summary_path, write_eval_summary
 from utils.registry import METRICS
 
 DEFAULT_METRICS = ("t2v_metrics", "v2t_metrics")
@@ -178,7 +178,7 @@ def write_metrics_json(path: Path, result: EvalResult, **extra: object) -> Path:
 def write_page(page_writer: Callable[..., Path], path: Path, result: EvalResult, data: ExpertDataLoader,
                title: str) -> Path:
     """Write the HTML ranking pages of an evaluation with ``page_writer`` (the visualizer), and
-    beside them the summary the run's index page plots (``utils.eval_summary``)."""
+    beside them the summary the run's index page plots (``report.eval_summary``)."""
     store = data.store
     video_rows = store.splits[result.split]
     captions = [store.captions_of(int(v))[: result.query_masks.shape[1]] for v in video_rows]

@@ -12,7 +12,7 @@ import contextlib
 import torch
 
 from utils.errors import ConfigError
-from utils.options import PRECISIONS
+from utils.config.options import PRECISIONS
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -7,7 +7,7 @@ for the best monitored epoch, holding its weights and config only (no optimiser 
 quarter of the size with Ranger; ``--resume`` from it continues from the epoch checkpoint of
 its epoch). Training ends with a test-split evaluation of the best model, written to
 ``<run>/models/metrics.json``. Every epoch appends its loss, learning rate and validation
-metrics to ``<run>/models/history.json`` (``utils.history``). Under torchrun
+metrics to ``<run>/models/history.json`` (``report.history``). Under torchrun
 (trainer/distributed.py) every rank trains; evaluation, checkpoints, history and logs are rank 0's.
 """
 from __future__ import annotations
@@ -26,17 +26,17 @@ from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
 from model.loss import RankingLoss
 from model.metric import GMEAN_KEY
-from trainer.checkpoint import is_own_checkpoint, load_any_checkpoint, save_checkpoint
-from trainer.distill import Distillation
+from trainer.checkpoints.files import is_own_checkpoint, load_any_checkpoint, save_checkpoint
+from trainer.teachtext.distill import Distillation
 from trainer.distributed import Distributed, broadcast, data_parallel, global_similarities
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
 from trainer.precision import autocast
-from trainer.run_dirs import RunDirs
-from utils.history import HISTORY_FILE, read_history, write_history
-from utils.config import Config
+from report.run_folder import RunDirs
+from report.history import HISTORY_FILE, read_history, write_history
+from utils.config.load import Config
 from utils.errors import ConfigError
-from utils.options import TrainerOptions, options_from
-from utils.site import publish_run
+from utils.config.options import TrainerOptions, options_from
+from report.site import publish_run
 from utils.summary import count_trainable
 
 
@@ -133,7 +133,7 @@ class Trainer:
         }
 
     def resume(self, state: dict, path: Path) -> None:
-        """Continue from checkpoint ``state`` read from ``path`` (``trainer.checkpoint.load_any_checkpoint``).
+        """Continue from checkpoint ``state`` read from ``path`` (``trainer.checkpoints.files.load_any_checkpoint``).
 
         A checkpoint of this project restores weights, optimiser, scheduler, monitor and RNG
         states, so the run ends as an uninterrupted one would. One written by the original

@@ -6,7 +6,7 @@ import sys
 from typing import Callable
 
 from utils.errors import UserError
-from utils.options import PRECISIONS
+from utils.config.options import PRECISIONS
 
 EXIT_BAD_INPUT = 2
 

@@ -3,7 +3,7 @@
 :class:`RestrictedUnpickler` resolves a global only through an explicit table of allowed
 ``(module, name)`` pairs; any other global is refused by name before anything in the file
 runs. :data:`NUMPY_GLOBALS` is the table for numpy arrays, scalars and dtypes, which every
-original file may hold; callers add what their files need (see ``utils/original/checkpoint.py``).
+original file may hold; callers add what their files need (see ``trainer/checkpoints/original.py``).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import torch
 from base.retrieval_model import RetrievalModel
 from data_loader.batches import text_batch
 from data_loader.expert_loader import ExpertDataLoader
-from data_loader.teachers import TeacherArrays
+from data_loader.teachtext.teachers import TeacherArrays
 from trainer.evaluate import embed_split_videos
 
 

@@ -18,7 +18,7 @@ dataset with noun classes only (and ``num_nouns == 0`` one with verbs only). The
 change, a stale file is refused rather than misread.
 
 Sources: the embedded Synthetic dataset derives its classes from its captions
-(``data_loader/synthetic_classes.py``); any other dataset imports a JSON annotation file and
+(``data_loader/generated/synthetic_classes.py``); any other dataset imports a JSON annotation file and
 HDF5 relevance matrices (:func:`classes_from_annotations`, :func:`import_relevance`, run by
 ``data_loader/prepare.py``).
 """
@@ -33,8 +33,8 @@ import h5py
 import numpy as np
 import torch
 
-from data_loader.relevance import ClassLists
-from data_loader.store import INDEX_NAME, _check_offsets, _open, _read, _strings, atomic_h5
+from data_loader.ranp.relevance import ClassLists
+from data_loader.store.feature_store import INDEX_NAME, _check_offsets, _open, _read, _strings, atomic_h5
 from utils.errors import StoreError
 
 CLASSES_NAME = "classes.h5"

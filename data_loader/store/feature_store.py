@@ -20,9 +20,9 @@ Layout of ``<data_dir>/store/`` (N videos, C captions, ``d`` a feature width)::
         /vocabulary             (V, D) float   the embeddings
         /tokens                 (W,)   int64   vocabulary row of every word of all captions, concatenated
         /offsets                (C+1,) int64   caption c owns tokens[offsets[c]:offsets[c+1]]
-    caption_masks/<name>.h5     captions training may sample (layout in data_loader/caption_masks.py)
+    caption_masks/<name>.h5     captions training may sample (layout in data_loader/teachtext/caption_masks.py)
     <base_path><teacher>.h5     a TeachText teacher's embeddings, e.g. teachers/<name>.h5 (layout in
-                                data_loader/teachers.py)
+                                data_loader/teachtext/teachers.py)
 
 Every file carries the attribute ``store_id`` of the index it was built for: the index names
 one build of the store (a fresh id each time it is written) and a file with another id belongs
@@ -39,7 +39,7 @@ number of rows they index; split rows are rows of the index; every file has one 
 
 Optional files for relevance-aware training and metrics (RANP), ``classes.h5`` (semantic
 classes of every caption) and ``relevance/<split>.h5`` (a split's [video, caption] relevance),
-are laid out in ``data_loader/classes.py``.
+are laid out in ``data_loader/ranp/classes.py``.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ import h5py
 import numpy as np
 import torch
 
-from data_loader.file_rows import FileRows
+from data_loader.store.file_rows import FileRows
 from utils.atomic import atomic_dir, atomic_path
 from utils.errors import StoreError
 

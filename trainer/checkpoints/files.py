@@ -6,9 +6,10 @@ from pathlib import Path
 import torch
 
 from utils.atomic import atomic_path
-from utils.config import Config, apply_overrides, config_of_checkpoint, load_config, validate
+from utils.config.load import Config, apply_overrides, config_of_checkpoint, load_config, validate
 from utils.errors import CheckpointError
-from utils.original.checkpoint import from_original, safe_load
+from trainer.checkpoints.original import from_original
+from trainer.checkpoints.safe_load import safe_load
 
 FORMAT = "ce-retrieval-checkpoint"
 
@@ -40,7 +41,7 @@ def load_any_checkpoint(path: Path, mmap: bool = False) -> dict:
     """Read a checkpoint of this project or of the original trainer with one safe load.
 
     This project's files are returned as :func:`load_checkpoint` returns them; an original
-    one is converted by ``utils.original.checkpoint.from_original``. Both results hold
+    one is converted by ``trainer.checkpoints.original.from_original``. Both results hold
     ``state_dict``, ``epoch`` and ``config`` (a dict, or None for an original file without one).
     ``mmap``: map the tensors instead of reading them (``safe_load``).
     """

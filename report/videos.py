@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils.html_page import esc, href
+from report.html_page import esc, href
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".ogv", ".ogg", ".m4v", ".mov")
 LINK_NAME = "videos"

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from utils.atomic import write_text_atomic
-from utils.html_page import caption_list, document, esc, href, metrics_table
-from utils.ranking import check_inputs, sample, top_k as best_k, valid_query_mask
-from utils.videos import video_cell
+from report.html_page import caption_list, document, esc, href, metrics_table
+from report.sampling import check_inputs, sample, top_k as best_k, valid_query_mask
+from report.videos import video_cell
 
 V2T_SUFFIX = "-v2t"
 
@@ -47,7 +47,7 @@ def write_v2t_page(
 ) -> Path:
     """Write the video-to-text page of ``num_queries`` videos sampled with
     ``np.random.default_rng(seed)``; the other arguments as in
-    :func:`utils.visualizer.write_ranking_page` (``top_k`` at most the number of valid captions).
+    :func:`report.ranking_page.write_ranking_page` (``top_k`` at most the number of valid captions).
 
     Only the sampled videos' columns of ``sims`` are read. Returns ``path``, written atomically.
     """

@@ -6,7 +6,7 @@ Under ``<save_dir>/web/``:
   ``config.json``), newest first: start time, experiment, run id, config name, seed, best epoch,
   parameter count and headline test metrics, linked to the run's page;
 * ``<experiment>/<run_id>/index.html``: the run's config summary, links to its ranking pages,
-  plots (:mod:`utils.run_plots`) and a table of every evaluation (validation per epoch from
+  plots (:mod:`report.run_plots`) and a table of every evaluation (validation per epoch from
   ``history.json``, test from ``metrics.json``).
 
 Both are rewritten atomically by :func:`publish_run` when a run (or ``test.py``) ends, from
@@ -20,13 +20,13 @@ from datetime import datetime
 from pathlib import Path
 
 from utils.metric_names import GMEAN_KEY
-from utils.history import HISTORY_FILE, read_history
+from report.history import HISTORY_FILE, read_history
 from utils.atomic import write_text_atomic
-from utils.eval_summary import summary_path
-from utils.html_page import document, esc, fmt, href
-from utils.results_table import DIRECTIONS, PUBLISHED_COLUMNS
-from utils.run_plots import run_plots
-from utils.v2t_page import v2t_path
+from report.eval_summary import summary_path
+from report.html_page import document, esc, fmt, href
+from report.results_table import DIRECTIONS, PUBLISHED_COLUMNS
+from report.run_plots import run_plots
+from report.v2t_page import v2t_path
 
 INDEX = "index.html"
 RUN_ID_FORMAT = "%Y-%m-%d_%H-%M-%S"

@@ -1,7 +1,7 @@
 """Reading the original feature release and converting it, once, into the feature store.
 
 Released layout, relative to the feature root ``<data_dir>/<root_feat_folder>/`` (per-dataset
-paths and rules in ``data_loader/datasets.py``):
+paths and rules in ``data_loader/released/datasets.py``):
 
 * split lists ``<split>.txt``, one video id per line (official copies under misc/datasets/ win);
 * raw captions: pickle of video id -> list of captions, each a list of words;
@@ -15,9 +15,9 @@ paths and rules in ``data_loader/datasets.py``):
 
 Pickles are read with ``utils.original.unpickle``: it builds plain containers and numpy arrays
 only, so a released file never runs code. Tables saved with hickle (QuerYD audio) are read as
-plain HDF5 (``data_loader/hickle_reader.py``).
+plain HDF5 (``data_loader/released/hickle_reader.py``).
 
-Store additions, on top of the layout in ``data_loader/store.py``::
+Store additions, on top of the layout in ``data_loader/store/feature_store.py``::
 
     index.h5                 attrs also: producer="released", root_feat_folder, fused_captions
         /splits/<stem>       one split per list file (e.g. train_list_full, val_list_jsfusion)
@@ -49,11 +49,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data_loader import packing
-from data_loader.datasets import RELEASES, list_path, read_video_list, split_lists
-from data_loader.hickle_reader import load_hickle
-from data_loader.release_plan import ExpertSource, StorePlan, plan_store, test_captions_path
-from data_loader.store import (INDEX_NAME, STORE_DIR, STORE_ID, atomic_h5, check_build, current_store_id,
+from data_loader.released import packing
+from data_loader.released.datasets import RELEASES, list_path, read_video_list, split_lists
+from data_loader.released.hickle_reader import load_hickle
+from data_loader.released.release_plan import ExpertSource, StorePlan, plan_store, test_captions_path
+from data_loader.store.feature_store import (INDEX_NAME, STORE_DIR, STORE_ID, atomic_h5, check_build, current_store_id,
                                expert_path, file_store_id, new_store_id, read_index_attrs, text_path,
                                write_expert, write_index, write_text)
 from utils.atomic import refuse_symlink

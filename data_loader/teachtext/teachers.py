@@ -24,8 +24,8 @@ import h5py
 import numpy as np
 import torch
 
-from data_loader.released import load_pickle, read_layout
-from data_loader.store import INDEX_NAME, STORE_ID, atomic_h5, current_store_id, file_store_id
+from data_loader.released.convert import load_pickle, read_layout
+from data_loader.store.feature_store import INDEX_NAME, STORE_ID, atomic_h5, current_store_id, file_store_id
 from utils.errors import StoreError
 
 FORMAT = "teacher"

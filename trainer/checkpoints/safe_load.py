@@ -1,30 +1,20 @@
-"""Reading checkpoints written by the original Collaborative Experts trainer.
+"""The one safe loader every checkpoint read goes through: ``torch.load`` with an allow-list.
 
-The original ``BaseTrainer._save_checkpoint`` pickles a plain dict holding ``arch``,
-``epoch``, ``state_dict``, ``monitor_best`` (a numpy float64), ``optimizer`` and the whole
-``parse_config.ConfigParser`` object. Its pickle references these globals (listed with
-``pickletools`` from the reference checkpoint's ``data.pkl``): ``parse_config.ConfigParser``,
-``argparse.Namespace``, ``pathlib.PosixPath``, ``collections.OrderedDict``,
-``numpy.core.multiarray.scalar``, ``numpy.dtype``, ``_codecs.encode`` and torch's tensor
-rebuild helpers and storage classes.
+A checkpoint is a pickle, and unpickling can run code; so no checkpoint is ever loaded with
+full pickle. Files are read with ``torch.load(weights_only=True)`` plus the allow-list
+``ALLOWED_GLOBALS`` (torch >= 2.5); older torch reads them through ``utils.original.unpickle``'s
+restricted unpickler, which resolves the same globals and nothing else. Any other global is
+refused with a one-line :class:`CheckpointError` before anything in the file runs.
 
-Files are read with ``torch.load(weights_only=True)`` plus the allow-list ``ALLOWED_GLOBALS``
-(torch >= 2.5); older torch reads them through ``utils.original.unpickle``'s restricted
-unpickler, which resolves the same globals and nothing else. The original config object is
-rebuilt as an inert :class:`OriginalConfig` registered under the name
-``parse_config.ConfigParser``: the original module is never imported and ``sys.modules`` is
-left untouched. Pickled paths are rebuilt as pure paths (``PurePosixPath`` /
-``PureWindowsPath``), so nothing touches the filesystem and a file written on either OS
-reads on both. Any other global is refused with a one-line :class:`CheckpointError` before
-anything in the file runs.
-
-Public API:
-
-- :func:`safe_load`: any checkpoint file (this project's or the original's) -> its content.
-- :func:`from_original`: that content, for an original file -> a dict of plain values with
-  the state_dict keys mapped to this project's names.
-- :func:`load_original_checkpoint`: the two together.
-- :func:`convert_state_dict`: the key mapping alone.
+Beyond torch's tensor types, the allow-list holds what the original Collaborative Experts
+trainer pickled into its checkpoints (listed with ``pickletools`` from the reference
+checkpoint's ``data.pkl``): ``parse_config.ConfigParser``, ``argparse.Namespace``,
+``pathlib.PosixPath``, ``collections.OrderedDict``, ``numpy.core.multiarray.scalar``,
+``numpy.dtype`` and ``_codecs.encode``. The original config object is rebuilt as an inert
+:class:`OriginalConfig` registered under the name ``parse_config.ConfigParser``: the original
+module is never imported and ``sys.modules`` is left untouched. Pickled paths are rebuilt as
+pure paths (``PurePosixPath`` / ``PureWindowsPath``), so nothing touches the filesystem and a
+file written on either OS reads on both.
 """
 from __future__ import annotations
 
@@ -35,7 +25,7 @@ import pickle
 import re
 import zipfile
 from collections import OrderedDict
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import numpy
@@ -48,10 +38,6 @@ _numpy_scalar = NUMPY_GLOBALS[("numpy.core.multiarray", "scalar")]
 
 # torch.save's format before torch 1.6 opens with its magic number, pickled with protocol 2.
 LEGACY_HEADER = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)[:-1]
-
-# Output layers of an early MoE head; the original test.py deletes them before loading.
-DEPRECATED_KEYS = frozenset(f"ce.{layer}.{param}" for layer in ("moe_fc_bottleneck1", "moe_cg", "moe_fc_proj")
-                            for param in ("weight", "bias"))
 
 # Scalar dtypes whose pickled state may be restored (``monitor_best`` is a float64). The
 # object dtype is deliberately absent.
@@ -182,67 +168,3 @@ def safe_load(path: Path, mmap: bool = False) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except Exception as exc:  # any unreadable content becomes a one-line CheckpointError
             raise CheckpointError(f"{path}: {_refusal(exc)}") from None
-
-
-def _plain(value: Any) -> Any:
-    """Copy of nested dicts/lists/tuples with every path turned into a str."""
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(item) for item in value)
-    return value
-
-
-def _config_dict(config: Any) -> dict | None:
-    """The original config as a plain dict (``ConfigParser._config``), or None."""
-    if isinstance(config, OriginalConfig):
-        config = config.__dict__.get("_config")
-    return _plain(config) if isinstance(config, dict) else None
-
-
-def convert_state_dict(state_dict: dict[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
-    """Map an original CENet state_dict to this project's names.
-
-    Strips one leading ``module.`` (DataParallel) and drops ``DEPRECATED_KEYS``; every other
-    key already matches :class:`model.ce.CENet`. Tensors are shared, not copied.
-    """
-    converted: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for key, value in state_dict.items():
-        key = key.removeprefix("module.")
-        if key not in DEPRECATED_KEYS:
-            converted[key] = value
-    return converted
-
-
-def from_original(path: Path, state: Any) -> dict:
-    """An original checkpoint's content (from :func:`safe_load`) -> the plain dict described in
-    :func:`load_original_checkpoint`; CheckpointError when it is not one."""
-    if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: not an original CE checkpoint (no 'state_dict' dict)")
-    monitor_best = state.get("monitor_best")
-    return {
-        "state_dict": convert_state_dict(state["state_dict"]),
-        "epoch": int(state.get("epoch", 0)),
-        "monitor_best": None if monitor_best is None else float(monitor_best),
-        "arch": str(state.get("arch", "")),
-        "config": _config_dict(state.get("config")),
-        "optimizer": state.get("optimizer"),
-    }
-
-
-def load_original_checkpoint(path: Path) -> dict:
-    """Read a checkpoint written by the original CE trainer onto the CPU, safely.
-
-    Returns:
-        ``state_dict`` (OrderedDict[str, Tensor], keys mapped by :func:`convert_state_dict`,
-        loads strictly into CENet), ``epoch`` (int), ``monitor_best`` (float or None),
-        ``arch`` (str), ``config`` (the original ``ConfigParser._config`` dict, paths as str,
-        or None) and ``optimizer`` (the saved optimiser state_dict or None).
-
-    Raises:
-        CheckpointError: one line naming the file, e.g. when the pickle references a global
-            outside ``ALLOWED_GLOBALS`` (named in the message; nothing is executed).
-    """
-    return from_original(Path(path), safe_load(path))

@@ -1,7 +1,7 @@
 """Semantic classes of the Synthetic captions, derived from the generator's vocabulary.
 
 Every Synthetic caption is one of the generator's ``TEMPLATES`` around a phrase of concept
-words joined by " and " (``data_loader/synthetic.py``). A caption's classes are the concepts
+words joined by " and " (``data_loader/generated/synthetic.py``). A caption's classes are the concepts
 it names:
 
 * verb classes: the named concept words that name an action, the ``-ing`` words (swimming,
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import re
 
-from data_loader.classes import CaptionClasses
-from data_loader.relevance import ClassLists
-from data_loader.synthetic import CONCEPT_WORDS, TEMPLATES
+from data_loader.ranp.classes import CaptionClasses
+from data_loader.ranp.relevance import ClassLists
+from data_loader.generated.synthetic import CONCEPT_WORDS, TEMPLATES
 
 VERB_WORDS = tuple(w for w in CONCEPT_WORDS if w.endswith("ing"))
 NOUN_WORDS = tuple(w for w in CONCEPT_WORDS if not w.endswith("ing"))

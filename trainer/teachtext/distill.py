@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from data_loader.batches import Batch
-from data_loader.teachers import Teacher, gather_teachers
-from model.distillation import distillation_loss, distillation_target
+from data_loader.teachtext.teachers import Teacher, gather_teachers
+from model.teachtext.distillation import distillation_loss, distillation_target
 
 
 class Distillation:

@@ -1,12 +1,12 @@
-"""The plots on a run's index page, drawn from its per-epoch history (``utils.history``) and
-the summary of its test split (``utils.eval_summary``)."""
+"""The plots on a run's index page, drawn from its per-epoch history (``report.history``) and
+the summary of its test split (``report.eval_summary``)."""
 from __future__ import annotations
 
 from utils.metric_names import GMEAN_KEY
-from utils.html_page import esc
-from utils.plots import bar_chart, box_chart, line_chart
+from report.html_page import esc
+from report.plots import bar_chart, box_chart, line_chart
 
-NO_LIBRARY_NOTE = ("The plots are inline SVG drawn by this project (utils/plots.py): they need no plotting "
+NO_LIBRARY_NOTE = ("The plots are inline SVG drawn by this project (report/plots.py): they need no plotting "
                    "library, script or network access, so nothing is missing from this page.")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_loader.store import ExpertArrays, TokenArrays
+from data_loader.store.feature_store import ExpertArrays, TokenArrays
 from utils.errors import StoreError
 
 

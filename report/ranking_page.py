@@ -1,12 +1,12 @@
 """Static HTML ranking pages of an evaluation: text to video (``<split>.html``) and video to
-text (``<split>-v2t.html``, :mod:`utils.v2t_page`).
+text (``<split>-v2t.html``, :mod:`report.v2t_page`).
 
 The text-to-video page shows, for each sampled query caption: the ground-truth video with its
 rank and similarity, all of its captions, the weight each expert gets in the score (MoE
 weight, availability and the weight after renormalising over the video's available experts),
 and the top-k retrieved videos, each correct hit marked. Videos are shown by id and first
-caption, and by an HTML5 player when ``src_video_dir`` holds them (:mod:`utils.videos`).
-Pages are self-contained (:mod:`utils.html_page`).
+caption, and by an HTML5 player when ``src_video_dir`` holds them (:mod:`report.videos`).
+Pages are self-contained (:mod:`report.html_page`).
 """
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from typing import Annotated, Callable
 import numpy as np
 
 from utils.atomic import write_text_atomic
-from utils.html_page import caption_list, document, esc, metrics_table
-from utils.options import AtLeast, Count
-from utils.ranking import check_inputs, sample, top_k as best_k, valid_query_mask
+from report.html_page import caption_list, document, esc, metrics_table
+from utils.config.options import AtLeast, Count
+from report.sampling import check_inputs, sample, top_k as best_k, valid_query_mask
 from utils.registry import VISUALIZERS
-from utils.v2t_page import ranking_nav, v2t_path, write_v2t_page
-from utils.videos import link_videos, video_cell
+from report.v2t_page import ranking_nav, v2t_path, write_v2t_page
+from report.videos import link_videos, video_cell
 
 
 def expert_table(experts: list[str], weights: np.ndarray, available: np.ndarray) -> list[str]:
@@ -98,7 +98,7 @@ def write_ranking_page(
         experts: the M expert names, or None for no expert table.
         moe_weights: ``[N*Q, M]`` MoE weights of every caption row (with ``experts``).
         availability: ``[N, M]``, non-zero where a video has the expert (with ``experts``).
-        video_urls: video id -> relative URL of its file (``utils.videos.link_videos``).
+        video_urls: video id -> relative URL of its file (``report.videos.link_videos``).
 
     Returns:
         ``path``, written atomically (temporary file in the same folder, then
@@ -178,7 +178,7 @@ def write_ranking_pages(path: Path, sims: np.ndarray, query_masks: np.ndarray | 
                         src_video_dir: str | None = None, experts: list[str] | None = None,
                         moe_weights: np.ndarray | None = None, availability: np.ndarray | None = None) -> Path:
     """Write the text-to-video page at ``path`` and the video-to-text page beside it
-    (:func:`utils.v2t_page.v2t_path`); arguments as in :func:`write_ranking_page`, and
+    (:func:`report.v2t_page.v2t_path`); arguments as in :func:`write_ranking_page`, and
     ``src_video_dir`` a folder of ``<video id>.<mp4|webm|...>`` files (or None). Returns ``path``."""
     path = Path(path)
     video_urls = link_videos(path.parent, src_video_dir, video_ids)

@@ -67,7 +67,7 @@ class TrainerOptions:
 class DistilOptions:
     """``distil_params`` (TeachText; used when the top-level ``distil_loss`` is true).
 
-    ``teachers``: teacher files, each at ``base_path`` + file (see ``data_loader/teachers.py``);
+    ``teachers``: teacher files, each at ``base_path`` + file (see ``data_loader/teachtext/teachers.py``);
     ``moee``: the teachers' embeddings have each expert's own width instead of
     ``experts.ce_shared_dim`` (one flag for all teachers or one per teacher); ``distil_weight``:
     the weight of the distillation term added to the ranking loss (1 in the original).

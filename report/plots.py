@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from utils.html_page import esc
+from report.html_page import esc
 
 WIDTH, HEIGHT = 460, 280
 LEFT, RIGHT, TOP, BOTTOM = 60, 14, 46, 46

@@ -10,7 +10,7 @@ original Collaborative Experts trainer is translated on reading (``utils.origina
 
 Validation runs before anything is built. Registry-built sections (``{"type", "args"}``) are
 checked against the factory's signature and type hints; plain sections against the dataclasses
-in ``utils.options``. The registries are filled by the component packages, which
+in ``utils.config.options``. The registries are filled by the component packages, which
 ``trainer/build.py`` imports; validating before that is a programming error. Every problem is a :class:`ConfigError` whose one-line message names the
 file that set the key, the dotted key path and what was expected.
 """
@@ -29,7 +29,7 @@ import yaml
 
 from utils.atomic import write_text_atomic
 from utils.errors import ConfigError
-from utils.options import AtLeast, DistilOptions, ExpertsOptions, TrainerOptions
+from utils.config.options import AtLeast, DistilOptions, ExpertsOptions, TrainerOptions
 from utils.original.config import is_original_config, translate_original
 from utils.registry import (DATASETS, LOSSES, METRICS, MODELS, OPTIMIZERS, SCHEDULERS, VISUALIZERS, Registry,
                             arguments_of)

@@ -1,4 +1,4 @@
-"""trainer/run_dirs.py: every run gets folders of its own, however many start at once."""
+"""report/run_folder.py: every run gets folders of its own, however many start at once."""
 from __future__ import annotations
 
 import multiprocessing
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer import run_dirs
-from trainer.run_dirs import new_run_dirs
+from report import run_folder
+from report.run_folder import new_run_dirs
 
 STARTS = 24
 
@@ -17,7 +17,7 @@ STARTS = 24
 @pytest.fixture
 def same_second(monkeypatch):
     """Every run starts within the same second, so all want the same run id."""
-    monkeypatch.setattr(run_dirs.time, "strftime", lambda fmt: "2026-01-01_00-00-00")
+    monkeypatch.setattr(run_folder.time, "strftime", lambda fmt: "2026-01-01_00-00-00")
 
 
 def assert_distinct(created: list[Path], save_dir: Path) -> None:

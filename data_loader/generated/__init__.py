@@ -1,0 +1,1 @@
+"""Generated datasets: the embedded Synthetic default and its classes."""

@@ -1,0 +1,1 @@
+"""TeachText's data side: teacher embeddings and denoising caption masks in the store."""

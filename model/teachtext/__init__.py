@@ -1,0 +1,1 @@
+"""TeachText's model side: the distillation term."""
