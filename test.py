@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import utils.cpu_memory  # noqa: F401  (first, before torch: how large CPU tensors get memory)
 
+# isort: split
+
 import argparse
 from pathlib import Path
 
 from logger.logger import setup_logging
+from report.run_folder import run_dirs_of_checkpoint
+from report.site import publish_run
 from trainer.build import build_data, build_page_writer, load_model, prepare_data, select_device, trainer_options
 from trainer.checkpoints.files import checkpoint_with_config
 from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
-from report.run_folder import run_dirs_of_checkpoint
 from utils.cli import add_device_options, device_overrides, run_cli
 from utils.config.load import with_eval_settings
-from report.site import publish_run
 from utils.summary import count_trainable
 
 

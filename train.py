@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import utils.cpu_memory  # noqa: F401  (first, before torch: how large CPU tensors get memory)
 
+# isort: split
+
 import argparse
 import copy
 from pathlib import Path
@@ -21,14 +23,30 @@ from pathlib import Path
 import torch
 
 from logger.logger import setup_logging
-from trainer import distributed
-from trainer.build import (build_data, build_distillation, build_loss, build_model, build_optimizer,
-                           build_page_writer, prepare_data, select_device, trainer_options)
-from trainer.checkpoints.files import config_for_checkpoint, is_own_checkpoint, load_any_checkpoint, resumable_checkpoint
 from report.run_folder import RunDirs, experiment_name, new_run_dirs, remove_run_dirs, run_dirs_of_checkpoint
+from trainer import distributed
+from trainer.build import (
+    build_data,
+    build_distillation,
+    build_loss,
+    build_model,
+    build_optimizer,
+    build_page_writer,
+    prepare_data,
+    select_device,
+    trainer_options,
+)
+from trainer.checkpoints.files import (
+    config_for_checkpoint,
+    is_own_checkpoint,
+    load_any_checkpoint,
+    resumable_checkpoint,
+)
 from trainer.trainer import Trainer
 from utils.cli import add_device_options, device_overrides, run_cli
-from utils.config.load import Config, ConfigError, apply_overrides, with_eval_settings
+from utils.config.load import apply_overrides, with_eval_settings
+from utils.config.resolved import Config
+from utils.errors import ConfigError
 from utils.summary import module_summary
 
 
@@ -140,7 +158,7 @@ def train_run(args: argparse.Namespace, config: Config, state: dict | None, devi
         config.save(dirs.models / "config.json")
     dirs = distributed.broadcast(dirs, place)
     setup_logging(dirs.log if place.is_main else None, verbosity)
-    trainer = Trainer(config, model, build_loss(config), optimizer, scheduler, data, dirs, device,
+    trainer = Trainer(config, options, model, build_loss(config), optimizer, scheduler, data, dirs, device,
                       build_page_writer(config), test_data=lambda: build_data(test_config, device, training=False),
                       distillation=distillation, place=place)
     if state is not None:

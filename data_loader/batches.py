@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from data_loader.store.file_rows import FileRows
 from data_loader.store.feature_store import FeatureStore
+from data_loader.store.file_rows import FileRows
 
 
 @dataclass

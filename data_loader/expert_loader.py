@@ -9,21 +9,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
 from pathlib import Path
+from typing import Annotated
 
 import torch
 
 from data_loader.batches import Batch, caption_table, make_batch, sample_captions, shard_bounds
-from data_loader.teachtext.caption_masks import load_caption_mask
 from data_loader.ranp.classes import captions_sha1, classes_path, read_classes, read_relevance, relevance_path
+from data_loader.ranp.relevance import VideoCaptionRelevance
+from data_loader.released.convert import check_release, read_test_captions
 from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root, read_video_list, split_pair
 from data_loader.released.release_plan import StorePlan, plan_store, test_captions_path
-from data_loader.released.convert import check_release, read_test_captions
-from data_loader.ranp.relevance import VideoCaptionRelevance
 from data_loader.store.feature_store import STORE_DIR, FeatureStore, load_store
-from utils.errors import ConfigError, StoreError
+from data_loader.teachtext.caption_masks import load_caption_mask
 from utils.config.options import AtLeast, Count
+from utils.errors import ConfigError, StoreError
 from utils.registry import DATASETS
 
 DEFAULT_MAX_TOKENS = {"text": 30}
@@ -183,7 +183,8 @@ class ExpertDataLoader:
                 raise StoreError(f"{self.store.path}: expert '{name}' is stored as {expert.kind} features but "
                                  f"data_loader.args.feat_aggregation.{name}.temporal is {temporal!r}")
             if wants_tokens and name not in self.max_tokens:
-                raise StoreError(f"{self.store.path}: expert '{name}' has tokens; set data_loader.args.max_tokens.{name}")
+                raise StoreError(f"{self.store.path}: expert '{name}' has tokens; "
+                                 f"set data_loader.args.max_tokens.{name}")
 
     def _require_split(self, split: str) -> None:
         """StoreError unless the store holds ``split`` (a release converted while it held only some

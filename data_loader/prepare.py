@@ -16,15 +16,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_loader.teachtext.caption_masks import ensure_caption_mask
-from data_loader.ranp.classes import (captions_sha1, classes_from_annotations, classes_path, import_relevance,
-                                 read_captions, relevance_path, stored_source, write_classes)
+from data_loader.generated.synthetic import GENERATOR_VERSION, generate_synthetic
+from data_loader.generated.synthetic_classes import SOURCE as SYNTHETIC_SOURCE
+from data_loader.generated.synthetic_classes import synthetic_classes
+from data_loader.ranp.classes import (
+    captions_sha1,
+    classes_from_annotations,
+    classes_path,
+    import_relevance,
+    read_captions,
+    relevance_path,
+    stored_source,
+    write_classes,
+)
+from data_loader.released.convert import check_release, convert_plan, needs_conversion
 from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root
 from data_loader.released.release_plan import plan_store
-from data_loader.released.convert import check_release, convert_plan, needs_conversion
 from data_loader.store.feature_store import INDEX_NAME, STORE_DIR, read_index_attrs
-from data_loader.generated.synthetic import GENERATOR_VERSION, generate_synthetic
-from data_loader.generated.synthetic_classes import SOURCE as SYNTHETIC_SOURCE, synthetic_classes
+from data_loader.teachtext.caption_masks import ensure_caption_mask
 from data_loader.teachtext.teachers import ensure_teacher
 from utils.errors import StoreError
 

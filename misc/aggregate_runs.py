@@ -15,13 +15,12 @@ import glob
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
-    sys.path.insert(0, str(REPO))
+import repo_root  # noqa: F401  (the repository root on sys.path: misc/repo_root.py)
 
-from utils.cli import run_cli  # noqa: E402
-from utils.errors import UserError  # noqa: E402
-from report.results_table import print_and_write_table  # noqa: E402
+# isort: split
+from report.results_table import print_and_write_table
+from utils.cli import run_cli
+from utils.errors import UserError
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,6 +1,6 @@
 """Benchmark relevance_metrics (nDCG, mAP) on a 10,000-video x 60,000-caption test set.
 
-Times ``model.metric.relevance_metrics`` on random float32 similarities ``[videos, captions]``
+Times ``model.ranp.metrics.ndcg_and_map`` on random float32 similarities ``[videos, captions]``
 and a sparse graded relevance matrix: every video owns ``captions / videos`` captions at
 relevance 1.0, and a ``--density`` fraction of the other entries gets a grade in
 {1/8, ..., 8/8}. The relevance is stored as float16 by default (the grades are exact in it,
@@ -19,19 +19,16 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import repo_root  # noqa: F401  (the repository root on sys.path: misc/repo_root.py)
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
-    sys.path.insert(0, str(REPO))
-
-from model.metric import relevance_metrics  # noqa: E402
-from utils.atomic import write_text_atomic  # noqa: E402
+# isort: split
+from model.ranp.metrics import ndcg_and_map
+from utils.atomic import write_text_atomic
 
 REL_DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
 
@@ -89,7 +86,7 @@ def main() -> None:
     metrics: dict[str, float] = {}
     for _ in range(args.repeats):
         start = time.perf_counter()
-        metrics = relevance_metrics(sims, rel, args.chunk_size)
+        metrics = ndcg_and_map(sims, rel, args.chunk_size)
         times.append(time.perf_counter() - start)
     added_mb = peak_rss_mb() - rss_before
     median = statistics.median(times)

@@ -34,32 +34,41 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
-    sys.path.insert(0, str(REPO))
+import repo_root  # noqa: F401  (the repository root on sys.path: misc/repo_root.py)
 
-from utils.cpu_memory import release_freed_memory  # noqa: E402  (before torch)
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+# isort: split
+from utils.cpu_memory import release_freed_memory  # before torch: how large CPU tensors get memory
 
-from data_loader.batches import text_batch  # noqa: E402
-from misc.make_release_fixture import DEFAULT_TEXT_TOKENS, plan_fixture, write_fixture  # noqa: E402
-from model.metric import t2v_metrics, v2t_metrics  # noqa: E402
-from trainer.build import (build_data, build_loss, build_model, build_optimizer, load_model,  # noqa: E402
-                           prepare_data, select_device, trainer_options)
-from trainer.evaluate import EvalSet, compute_similarities, embed_split_videos  # noqa: E402
-from trainer.precision import PRECISIONS, autocast  # noqa: E402
-from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import run_cli  # noqa: E402
-from utils.config.load import Config, load_config, with_eval_settings  # noqa: E402
-from utils.errors import StoreError  # noqa: E402
-from utils.summary import count_trainable  # noqa: E402
+# isort: split
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from data_loader.batches import text_batch
+from misc.make_release_fixture import DEFAULT_TEXT_TOKENS, plan_fixture, write_fixture
+from model.metric import t2v_metrics, v2t_metrics
+from trainer.build import (
+    build_data,
+    build_loss,
+    build_model,
+    build_optimizer,
+    load_model,
+    prepare_data,
+    select_device,
+    trainer_options,
+)
+from trainer.evaluate import EvalSet, compute_similarities, embed_split_videos
+from trainer.precision import PRECISIONS, autocast
+from utils.atomic import write_text_atomic
+from utils.cli import run_cli
+from utils.config.load import load_config, with_eval_settings
+from utils.config.resolved import Config
+from utils.errors import StoreError
+from utils.summary import count_trainable
 
 DEFAULT_CONFIG = Path("configs/msrvtt/train-full-ce.json")
 # The original CE code measured side by side on the same 2-core CPU with this config at scale 1:
@@ -153,7 +162,7 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device, budget_s: float = 0.
         a, b = torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype)
         best, spent = float("inf"), 0.0
         while spent < budget_s:
-            took = seconds(lambda: a @ b, device)
+            took = seconds(lambda a=a, b=b: a @ b, device)
             best, spent = min(best, took), spent + took
         rates[f"{m}x{k}x{n}"] = 2 * m * k * n / best / 1e9
     return rates
@@ -309,8 +318,9 @@ def table(report: dict, precisions: list[str]) -> str:
     lines = [f"{'phase':26s}{'time':>12s}{'rate':>18s}{'floor':>10s}{'x floor':>9s}{'peak (private)':>20s}"]
 
     def row(name: str, took: float, rate: str = "", floor: float | None = None, key: str | None = None) -> None:
-        lines.append(f"{name:26s}{took:10.2f} s{rate:>18s}" + (f"{floor:8.2f} s{took / floor:8.2f}x" if floor else " " * 19)
-                     + (f"{report[key + '_peak_gib']:6.1f} GiB ({report[key + '_peak_private_gib']:.1f})" if key else ""))
+        against_floor = f"{floor:8.2f} s{took / floor:8.2f}x" if floor else " " * 19
+        peak = f"{report[key + '_peak_gib']:6.1f} GiB ({report[key + '_peak_private_gib']:.1f})" if key else ""
+        lines.append(f"{name:26s}{took:10.2f} s{rate:>18s}" + against_floor + peak)
 
     for split in ("train", "full_test"):
         row(f"loader build {split}", report[f"loader_{split}_s"], key=f"loader_{split}")
@@ -318,7 +328,8 @@ def table(report: dict, precisions: list[str]) -> str:
         if f"train_{p}_samples_per_s" in report:
             row(f"train step {p}", report[f"train_{p}_step_s"], f"{report[f'train_{p}_samples_per_s']:.1f} samples/s",
                 report[f"train_{p}_floor_s"], f"train_{p}")
-            shares = ", ".join(f"{k} {report[f'train_{p}_{k}_share']:.0%}" for k in ("data", "forward", "backward", "optimizer"))
+            shares = ", ".join(f"{k} {report[f'train_{p}_{k}_share']:.0%}"
+                               for k in ("data", "forward", "backward", "optimizer"))
             lines.append(f"{'':26s}{shares}")
     for p in precisions:
         if f"eval_{p}_total_s" in report:
@@ -373,7 +384,8 @@ def main() -> int:
                               / report[f"matmul_{precision}_gflop_per_s"]
                               + figures["similarity_tflop"] * 1e3 / report["matmul_fp32_gflop_per_s"])
         report.update({f"eval_{precision}_{key}": value for key, value in figures.items()})
-    print(f"{args.config} at scale {args.scale:g} on {device} ({torch.get_num_threads()} threads, torch {torch.__version__}); "
+    print(f"{args.config} at scale {args.scale:g} on {device} "
+          f"({torch.get_num_threads()} threads, torch {torch.__version__}); "
           f"matmul fp32 {report['matmul_fp32_gflop_per_s']:.0f}, bf16 {report['matmul_bf16_gflop_per_s']:.0f} GFLOP/s; "
           f"memory {report['memory_gb_per_s']:.0f} GB/s")
     print(table(report, args.precision))

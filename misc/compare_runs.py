@@ -19,13 +19,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
-    sys.path.insert(0, str(REPO))
+from repo_root import REPO  # the repository root, put on sys.path (misc/repo_root.py)
 
-from report.run_folder import experiment_name  # noqa: E402
-from utils.cli import run_cli  # noqa: E402
-from report.results_table import print_and_write_table  # noqa: E402
+# isort: split
+from report.results_table import print_and_write_table
+from report.run_folder import experiment_name
+from utils.cli import run_cli
 
 
 def parse_args() -> argparse.Namespace:

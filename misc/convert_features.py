@@ -18,20 +18,18 @@ Examples (from the repository root):
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
-    sys.path.insert(0, str(REPO))
+import repo_root  # noqa: F401  (the repository root on sys.path: misc/repo_root.py)
 
-from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES  # noqa: E402
-from data_loader.released.release_plan import config_plans, present_plans  # noqa: E402
-from data_loader.released.convert import convert_plan  # noqa: E402
-from trainer import build  # noqa: E402,F401  (fills the registries that configs are validated against)
-from utils.cli import run_cli  # noqa: E402
-from utils.config.load import load_config  # noqa: E402
-from utils.errors import StoreError  # noqa: E402
+# isort: split
+from data_loader.released.convert import convert_plan
+from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES
+from data_loader.released.release_plan import config_plans, present_plans
+from trainer import build  # noqa:F401  (fills the registries that configs are validated against)
+from utils.cli import run_cli
+from utils.config.load import load_config
+from utils.errors import StoreError
 
 
 def parse_args() -> argparse.Namespace:

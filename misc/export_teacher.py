@@ -13,18 +13,16 @@ Examples (from the repository root):
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
-    sys.path.insert(0, str(REPO))
+import repo_root  # noqa: F401  (the repository root on sys.path: misc/repo_root.py)
 
-from data_loader.teachtext.teachers import write_teacher  # noqa: E402
-from trainer.build import build_data, load_model, prepare_data, select_device  # noqa: E402
-from trainer.checkpoints.files import checkpoint_with_config  # noqa: E402
-from trainer.teachtext.export import teacher_embeddings  # noqa: E402
-from utils.cli import run_cli  # noqa: E402
+# isort: split
+from data_loader.teachtext.teachers import write_teacher
+from trainer.build import build_data, load_model, prepare_data, select_device
+from trainer.checkpoints.files import checkpoint_with_config
+from trainer.teachtext.export import teacher_embeddings
+from utils.cli import run_cli
 
 
 def parse_args() -> argparse.Namespace:

@@ -42,21 +42,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import repo_root  # noqa: F401  (the repository root on sys.path: misc/repo_root.py)
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
-    sys.path.insert(0, str(REPO))
-
-from data_loader.released import datasets  # noqa: E402
-from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER  # noqa: E402
-from data_loader.released.release_plan import config_plans  # noqa: E402
-from data_loader.released.convert import write_released_index  # noqa: E402
-from data_loader.store.feature_store import STORE_DIR  # noqa: E402
-from model.dims import TEXT_DIMS, model_inputs  # noqa: E402
-from trainer import build  # noqa: E402,F401  (fills the registries that configs are validated against)
-from utils.cli import run_cli  # noqa: E402
-from utils.config.load import Config, load_config  # noqa: E402
+# isort: split
+from data_loader.released import datasets
+from data_loader.released.convert import write_released_index
+from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER
+from data_loader.released.release_plan import config_plans
+from data_loader.store.feature_store import STORE_DIR
+from model.dims import TEXT_DIMS, model_inputs
+from trainer import build  # noqa:F401  (fills the registries that configs are validated against)
+from utils.cli import run_cli
+from utils.config.load import load_config
+from utils.config.resolved import Config
 
 DATASET = "MSRVTT"
 DEFAULT_CONFIG = Path("configs/msrvtt/train-full-ce.json")

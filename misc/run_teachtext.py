@@ -21,16 +21,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
-    sys.path.insert(0, str(REPO))
+from repo_root import REPO  # the repository root, put on sys.path (misc/repo_root.py)
 
-from data_loader.store.feature_store import STORE_DIR  # noqa: E402
-from data_loader.teachtext.teachers import teacher_is_current  # noqa: E402
-from trainer.build import prepare_data, trainer_options  # noqa: E402
-from report.run_folder import experiment_name  # noqa: E402
-from utils.cli import run_cli  # noqa: E402
-from utils.config.load import Config, load_config  # noqa: E402
+# isort: split
+from data_loader.store.feature_store import STORE_DIR
+from data_loader.teachtext.teachers import teacher_is_current
+from report.run_folder import experiment_name
+from trainer.build import prepare_data, trainer_options
+from utils.cli import run_cli
+from utils.config.load import load_config
+from utils.config.resolved import Config
 
 CONFIGS = Path("configs/synthetic")
 TEACHERS = CONFIGS / "teachers"

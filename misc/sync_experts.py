@@ -41,18 +41,18 @@ from typing import Callable
 
 import requests
 import urllib3
+from repo_root import REPO  # the repository root, put on sys.path (misc/repo_root.py)
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as ``python3 misc/<script>.py``, only misc/ is on the path
-    sys.path.insert(0, str(REPO))
-
-from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES as DATASET_RELEASES  # noqa: E402
-from data_loader.released.release_plan import config_plans, released_files  # noqa: E402
-from data_loader.store.feature_store import StoreError  # noqa: E402
-from trainer import build  # noqa: E402,F401  (fills the registries that configs are validated against)
-from utils.atomic import SymlinkError, refuse_symlink, remove_path, write_text_atomic  # noqa: E402
-from utils.config.load import ConfigError, load_config  # noqa: E402
+# isort: split
+from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER
+from data_loader.released.datasets import RELEASES as DATASET_RELEASES
+from data_loader.released.release_plan import config_plans, released_files
+from data_loader.store.feature_store import StoreError
+from trainer import build  # noqa:F401  (fills the registries that configs are validated against)
+from utils.atomic import SymlinkError, refuse_symlink, remove_path, write_text_atomic
+from utils.config.load import load_config
+from utils.errors import ConfigError
 
 MANIFEST_DIR = REPO / "misc" / "manifests"
 DATASETS = ("MSRVTT", "MSVD", "DiDeMo", "activity-net", "LSMDC", "YouCook2", "QuerYD", "QuerYDSegments")

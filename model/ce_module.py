@@ -12,10 +12,17 @@ import torch
 from torch import nn
 
 from model.ce_config import CEConfig
-from model.collab_gating import (STAR_MODES, STAR_TENSOR_DIM, FactorisedGate, combination_mask, combinations,
-                                 expert_pairs, reasoning_mlp, star_centre)
-from model.gating import (GatedEmbeddingUnit, GatedEmbeddingUnitReasoning, Mish,
-                          MimicCEGatedEmbeddingUnit, ReduceDim)
+from model.collab_gating import (
+    STAR_MODES,
+    STAR_TENSOR_DIM,
+    FactorisedGate,
+    combination_mask,
+    combinations,
+    expert_pairs,
+    reasoning_mlp,
+    star_centre,
+)
+from model.gating import GatedEmbeddingUnit, GatedEmbeddingUnitReasoning, MimicCEGatedEmbeddingUnit, Mish, ReduceDim
 from model.similarity import concat_similarity, cross_view_similarity, merge_captions
 
 logger = logging.getLogger(__name__)

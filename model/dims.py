@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from utils.errors import ConfigError
 from utils.config.options import ExpertsOptions, options_from, used_experts
+from utils.errors import ConfigError
 
 TEXT_DIMS: dict[str, int] = {
     "w2v": 300, "grovle": 300, "mt_grovle": 300, "hglmm_300d": 300, "hglmm_6kd": 6000,

@@ -70,7 +70,8 @@ class _Frame:
         for tick in self.y_ticks:
             y = self.y(tick)
             lines.append(f"<line x1=\"{self.x0}\" x2=\"{self.x1}\" y1=\"{y:.1f}\" y2=\"{y:.1f}\" stroke=\"#e6e6e6\"/>")
-            lines.append(f"<text x=\"{self.x0 - 5}\" y=\"{y + 4:.1f}\" text-anchor=\"end\">{esc(tick_label(tick))}</text>")
+            lines.append(f"<text x=\"{self.x0 - 5}\" y=\"{y + 4:.1f}\" text-anchor=\"end\">"
+                         f"{esc(tick_label(tick))}</text>")
         lines += [f"<line x1=\"{self.x0}\" x2=\"{self.x1}\" y1=\"{self.y0}\" y2=\"{self.y0}\" stroke=\"#333\"/>",
                   f"<line x1=\"{self.x0}\" x2=\"{self.x0}\" y1=\"{self.y0}\" y2=\"{self.y1}\" stroke=\"#333\"/>",
                   f"<text x=\"{(self.x0 + self.x1) / 2:.1f}\" y=\"{HEIGHT - 8}\" text-anchor=\"middle\">"

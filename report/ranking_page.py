@@ -16,13 +16,14 @@ from typing import Annotated, Callable
 
 import numpy as np
 
-from utils.atomic import write_text_atomic
 from report.html_page import caption_list, document, esc, metrics_table
-from utils.config.options import AtLeast, Count
-from report.sampling import check_inputs, sample, top_k as best_k, valid_query_mask
-from utils.registry import VISUALIZERS
+from report.sampling import check_inputs, sample, valid_query_mask
+from report.sampling import top_k as best_k
 from report.v2t_page import ranking_nav, v2t_path, write_v2t_page
 from report.videos import link_videos, video_cell
+from utils.atomic import write_text_atomic
+from utils.config.options import AtLeast, Count
+from utils.registry import VISUALIZERS
 
 
 def expert_table(experts: list[str], weights: np.ndarray, available: np.ndarray) -> list[str]:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from utils.metric_names import GMEAN_KEY
 from utils.atomic import write_text_atomic
+from utils.metric_names import GMEAN_KEY
 
 PUBLISHED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("R1", "R@1"), ("R5", "R@5"), ("R10", "R@10"), ("R50", "R@50"),

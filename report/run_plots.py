@@ -2,9 +2,9 @@
 the summary of its test split (``report.eval_summary``)."""
 from __future__ import annotations
 
-from utils.metric_names import GMEAN_KEY
 from report.html_page import esc
 from report.plots import bar_chart, box_chart, line_chart
+from utils.metric_names import GMEAN_KEY
 
 NO_LIBRARY_NOTE = ("The plots are inline SVG drawn by this project (report/plots.py): they need no plotting "
                    "library, script or network access, so nothing is missing from this page.")
@@ -31,7 +31,8 @@ def history_plots(history: list[dict]) -> list[str]:
         loss.update({part: [(e["epoch"], e["loss_parts"][part]) for e in history if part in e.get("loss_parts", {})]
                      for part in parts})
     lines = figure(line_chart(loss, "Training loss", "epoch", "mean loss per batch"),
-                   "Mean training loss per epoch" + (f", and its parts ({', '.join(parts)})." if len(parts) > 1 else "."))
+                   "Mean training loss per epoch"
+                   + (f", and its parts ({', '.join(parts)})." if len(parts) > 1 else "."))
     lines += figure(line_chart({"lr": [(e["epoch"], e["lr"]) for e in history]}, "Learning rate", "epoch", "lr"),
                     "Learning rate each epoch was trained with.")
     evaluated = [e for e in history if "val" in e]

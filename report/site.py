@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from utils.metric_names import GMEAN_KEY
-from report.history import HISTORY_FILE, read_history
-from utils.atomic import write_text_atomic
 from report.eval_summary import summary_path
+from report.history import HISTORY_FILE, read_history
 from report.html_page import document, esc, fmt, href
 from report.results_table import DIRECTIONS, PUBLISHED_COLUMNS
 from report.run_plots import run_plots
 from report.v2t_page import v2t_path
+from utils.atomic import write_text_atomic
+from utils.metric_names import GMEAN_KEY
 
 INDEX = "index.html"
 RUN_ID_FORMAT = "%Y-%m-%d_%H-%M-%S"

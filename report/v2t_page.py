@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.atomic import write_text_atomic
 from report.html_page import caption_list, document, esc, href, metrics_table
-from report.sampling import check_inputs, sample, top_k as best_k, valid_query_mask
+from report.sampling import check_inputs, sample, valid_query_mask
+from report.sampling import top_k as best_k
 from report.videos import video_cell
+from utils.atomic import write_text_atomic
 
 V2T_SUFFIX = "-v2t"
 

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats.mstats import gmean
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "misc")]  # as for a command line and a misc/ tool
 
 import trainer.build  # noqa: E402,F401  (fills the registries that configs are validated against)
 

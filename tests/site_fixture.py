@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from model.metric import t2v_metrics, v2t_metrics
-from report.history import write_history
-from model.metric import t2v_ranks
+from model.metric import t2v_metrics, t2v_ranks, v2t_metrics
 from report.eval_summary import summary_path, write_eval_summary
-from report.site import publish_run
+from report.history import write_history
 from report.ranking_page import RankingPage
+from report.site import publish_run
 
 PAYLOAD = "<script>alert(1)</script>"
 EXPERTS = ["appearance", "audio", "face"]

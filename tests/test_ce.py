@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import reference_path
+
 from model.ce import CENet
 from model.ce_config import CEConfig
 from model.dims import model_inputs

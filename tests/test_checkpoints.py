@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import REPO, load_script, run
 
-from conftest import REPO
 from data_loader.generated.synthetic import generate_synthetic
-from conftest import load_script, run
 from utils.errors import CheckpointError
 
 CONFIG = str(REPO / "configs" / "synthetic" / "train-ce.json")
@@ -104,6 +103,7 @@ def test_load_model_holds_exactly_the_given_weights_and_computes_the_same(tiny_s
 
 def test_a_checkpoint_to_evaluate_is_mapped_from_its_file_not_read(tiny_synthetic, tmp_path, monkeypatch):
     from pathlib import Path
+
     from trainer.checkpoints.files import checkpoint_with_config, load_any_checkpoint
     save = tmp_path / "saved"
     train(monkeypatch, "--config", CONFIG, "--set", f"data_loader.args.data_dir={tiny_synthetic}",

@@ -10,14 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from data_loader.ranp.classes import classes_path, read_captions, read_classes, relevance_path
 from data_loader.expert_loader import ExpertDataLoader
-from data_loader.prepare import prepare_store
-from data_loader.ranp.relevance import (ClassLists, VideoCaptionRelevance, class_counts, pool_dataset,
-                                   pool_video_classes, video_caption_relevance)
-from data_loader.store.feature_store import ExpertArrays, TokenArrays, write_store
 from data_loader.generated.synthetic import CONCEPT_WORDS, TEMPLATES, generate_synthetic
 from data_loader.generated.synthetic_classes import NOUN_WORDS, VERB_WORDS, caption_concepts
+from data_loader.prepare import prepare_store
+from data_loader.ranp.classes import classes_path, read_captions, read_classes, relevance_path
+from data_loader.ranp.relevance import (
+    ClassLists,
+    VideoCaptionRelevance,
+    class_counts,
+    pool_dataset,
+    pool_video_classes,
+    video_caption_relevance,
+)
+from data_loader.store.feature_store import ExpertArrays, TokenArrays, write_store
 from utils.errors import StoreError
 
 SMALL = {"train": 40, "val": 10, "test": 10}

@@ -9,8 +9,8 @@ import sys
 import h5py
 import numpy as np
 import pytest
-
 from conftest import REPO
+
 from data_loader.generated.synthetic import generate_synthetic
 
 CONFIG = "configs/synthetic/train-ce.json"

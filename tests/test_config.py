@@ -5,9 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
-from utils.config.load import ConfigError, load_config, resolve, with_eval_settings
+
+from utils.config.load import load_config, resolve, with_eval_settings
+from utils.errors import ConfigError
 
 TRAIN_CE = REPO / "configs" / "synthetic" / "train-ce.json"
 

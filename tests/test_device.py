@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO
+
 from trainer.build import select_device
 from utils.config.load import load_config
 from utils.errors import ConfigError

@@ -6,10 +6,10 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-
 from conftest import REPO
-from data_loader.released.hickle_reader import load_hickle
+
 from data_loader.released.convert import load_released
+from data_loader.released.hickle_reader import load_hickle
 from data_loader.store.feature_store import StoreError
 
 FIXTURES = REPO / "tests" / "data" / "hickle"

@@ -1,8 +1,8 @@
 """The import structure: one direction of dependencies, no cycles.
 
 Layers from the bottom: utils, base, logger; then report (the results site); then data_loader and
-model (which know nothing of each other, nor of the site); then trainer; then the command lines (train.py, test.py) and misc/. A module
-may import its own layer or a lower one only, and no group of modules imports itself back.
+model (which know nothing of each other, nor of the site); then trainer; then the command lines
+(train.py, test.py) and misc/. A module may import its own layer or a lower one only, and no group of modules imports itself back.
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import torch
-
 from conftest import REPO
+
 from data_loader.released.convert import load_pickle
 from trainer.build import build_data, prepare_data
 from utils.config.load import load_config, with_eval_settings

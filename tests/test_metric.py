@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
 from conftest import reference_path
+
 from model import metric
 
 REFERENCE_CASES = ["random_1000x100", "random_1000x100_masked", "square_8x8", "zeros_40x4"]

@@ -16,15 +16,14 @@ from pathlib import Path
 import numpy
 import pytest
 import torch
-
 from conftest import REPO, reference_path
+
 from model.ce import CENet
 from model.ce_config import CEConfig
-from trainer.checkpoints.safe_load import ALLOWED_GLOBALS, OriginalConfig
-from trainer.checkpoints.original import (DEPRECATED_KEYS, convert_state_dict,
-                                       load_original_checkpoint)
 from model.dims import model_inputs
 from trainer.checkpoints.files import CheckpointError, load_any_checkpoint, load_checkpoint, save_checkpoint
+from trainer.checkpoints.original import DEPRECATED_KEYS, convert_state_dict, load_original_checkpoint
+from trainer.checkpoints.safe_load import ALLOWED_GLOBALS, OriginalConfig
 
 CHECKPOINT = ("checkpoint", "ce_small_checkpoint-epoch3.pth")
 

@@ -13,14 +13,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, reference_path
-from data_loader.released.datasets import RELEASES
+
 from data_loader.released.convert import load_pickle
+from data_loader.released.datasets import RELEASES
 from data_loader.released.release_plan import config_plans
-from trainer.checkpoints.original import load_original_checkpoint
 from model.metric import t2v_metrics, v2t_metrics
 from trainer.build import build_model
+from trainer.checkpoints.original import load_original_checkpoint
 from utils.config.load import load_config, with_eval_settings
 
 SCALE = "0.01"  # 30 full-test videos

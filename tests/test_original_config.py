@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, reference_path
+
 from trainer.build import build_data, build_model, build_optimizer
-from utils.config.load import ConfigError, from_original_dict, load_config, with_eval_settings
+from utils.config.load import from_original_dict, load_config, with_eval_settings
+from utils.errors import ConfigError
 from utils.original.config import DROPPED, is_original_config
 from utils.summary import count_trainable
 

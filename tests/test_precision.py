@@ -6,10 +6,9 @@ import re
 
 import pytest
 import torch
+from conftest import REPO, load_script, run
 
-from conftest import REPO
 from data_loader.generated.synthetic import generate_synthetic
-from conftest import load_script, run
 from trainer.build import build_data, build_model
 from trainer.evaluate import evaluate
 from trainer.precision import autocast

@@ -10,11 +10,12 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO
+
 from model.dims import used_experts
 from trainer.build import build_model
-from utils.config.load import ConfigError, load_config, resolve, with_eval_settings
+from utils.config.load import load_config, resolve, with_eval_settings
+from utils.errors import ConfigError
 from utils.summary import count_trainable
 
 CONFIGS = REPO / "configs"

@@ -107,7 +107,7 @@ def steps_of(optimizer_cls: type, params: list[torch.Tensor], grads: list[list[t
 def assert_same_steps(got: list[list[torch.Tensor]], want: list[list[torch.Tensor]]) -> None:
     for step, (a, b) in enumerate(zip(got, want), start=1):
         for x, y in zip(a, b):
-            torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-6, msg=lambda m: f"step {step}: {m}")
+            torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-6, msg=lambda m, step=step: f"step {step}: {m}")
 
 
 @needs_fused

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, chance_geometric_mean, load_script, run, settings
-from model.loss import RANPLoss
-from model.metric import relevance_metrics
+
+from model.ranp.losses import RANPLoss
+from model.ranp.metrics import ndcg_and_map
 from trainer.build import build_data, prepare_data
 from trainer.evaluate import EvalResult, format_table
 from utils.config.load import load_config
@@ -36,7 +36,7 @@ def test_ranp_training_learns_and_reports_relevance_metrics(synthetic_dir, tmp_p
     prepare_data(config)
     data = build_data(config)
     relevance = data.eval_relevance(data.eval_set())
-    shuffled = relevance_metrics(torch.rand(relevance.shape, generator=torch.Generator().manual_seed(0)), relevance)
+    shuffled = ndcg_and_map(torch.rand(relevance.shape, generator=torch.Generator().manual_seed(0)), relevance)
     assert metrics["relevance_metrics"]["nDCG_avg"] > shuffled["nDCG_avg"] + 0.1
 
     log = (save / "log" / "synthetic-train-ce-ranp" / models.name / "info.log").read_text()

@@ -16,16 +16,29 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO
-from data_loader.released import datasets
+
 from data_loader.batches import Batch, make_batch
 from data_loader.expert_loader import ExpertDataLoader
 from data_loader.prepare import prepare_store
+from data_loader.released import datasets
+from data_loader.released.convert import (
+    convert_released,
+    load_pickle,
+    needs_conversion,
+    read_split_lists,
+    read_test_captions,
+    read_text_feature,
+)
 from data_loader.released.release_plan import canonical_files, expert_source, plan_store, released_files
-from data_loader.released.convert import (convert_released, load_pickle, needs_conversion, read_split_lists,
-                                  read_test_captions, read_text_feature)
-from data_loader.store.feature_store import INDEX_NAME, STORE_ID, StoreError, file_store_id, load_store, read_index_attrs
+from data_loader.store.feature_store import (
+    INDEX_NAME,
+    STORE_ID,
+    StoreError,
+    file_store_id,
+    load_store,
+    read_index_attrs,
+)
 from utils.errors import ConfigError
 
 NAN = float("nan")
@@ -491,4 +504,4 @@ def test_a_release_holding_only_the_evaluated_split_evaluates(msrvtt):
     assert [loader.store.video_ids[int(r)] for r in eval_set.video_rows] == ["video6", "video7"]
     assert eval_set.num_queries == len(raw["video6"]) + len(raw["video7"])
     with pytest.raises(StoreError, match="split 'train_list_full' not in the store"):
-        loader.train_rows
+        _ = loader.train_rows

@@ -7,10 +7,18 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-
 from conftest import reference_path
-from data_loader.ranp.relevance import (caption_relevance, class_counts, csr_from_lists, multi_hot,
-                                   pool_video_classes, relevance, set_iou, video_caption_relevance)
+
+from data_loader.ranp.relevance import (
+    caption_relevance,
+    class_counts,
+    csr_from_lists,
+    multi_hot,
+    pool_video_classes,
+    relevance,
+    set_iou,
+    video_caption_relevance,
+)
 
 
 def load(case: str) -> tuple[dict[str, torch.Tensor], dict]:

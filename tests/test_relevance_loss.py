@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import reference_path
-from model.loss import NormSoftmaxLoss, NormSoftmaxRANPLoss, RANLoss, RANPLoss
+
+from model.loss import NormSoftmaxLoss
+from model.ranp.losses import NormSoftmaxRANPLoss, RANLoss, RANPLoss
 from utils.registry import LOSSES
 
 THR, MARGIN, MARGIN_POS, TEMPERATURE = 0.15, 0.2, 0.2, 0.05

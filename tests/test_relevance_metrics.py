@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import reference_path
-from model.metric import ndcg_ap_per_query, relevance_metrics, split_relevance_metrics
+
+from model.ranp.metrics import ndcg_and_map, ndcg_ap_per_query, relevance_metrics
 from trainer.evaluate import needs_relevance
 from utils.registry import METRICS
 
@@ -52,7 +52,7 @@ def test_matches_reference(case: str, as_torch: bool) -> None:
     sims, rel, expected = load(case)
     if as_torch:
         sims, rel = torch.from_numpy(sims), torch.from_numpy(rel)
-    got = relevance_metrics(sims, rel)
+    got = ndcg_and_map(sims, rel)
     assert list(got) == KEYS
     for key in KEYS:
         assert isinstance(got[key], float), key
@@ -97,7 +97,7 @@ def test_matches_explicit_loop_with_ties_and_empty_queries(chunk_size: int | Non
     rel = levels[rng.integers(0, len(levels), sims.shape)]
     rel[2] = 0
     rel[:, 4] = 0
-    got = relevance_metrics(torch.from_numpy(sims), torch.from_numpy(rel), chunk_size)
+    got = ndcg_and_map(torch.from_numpy(sims), torch.from_numpy(rel), chunk_size)
     expected = explicit_metrics(sims, rel)
     for key in KEYS:
         assert got[key] == pytest.approx(expected[key], rel=0, abs=1e-12), key
@@ -105,16 +105,16 @@ def test_matches_explicit_loop_with_ties_and_empty_queries(chunk_size: int | Non
 
 def test_float32_relevance_is_scored_in_float64() -> None:
     sims, rel, expected = load("metrics_50x250_graded")
-    got = relevance_metrics(sims, rel.astype(np.float32))
-    assert got == relevance_metrics(sims, rel.astype(np.float32).astype(np.float64))
+    got = ndcg_and_map(sims, rel.astype(np.float32))
+    assert got == ndcg_and_map(sims, rel.astype(np.float32).astype(np.float64))
     assert got["nDCG_avg"] == pytest.approx(expected["evaluate_metrics"]["nDCG_avg"], abs=1e-6)
 
 
 def test_shape_mismatch_and_bad_chunk_are_refused() -> None:
     with pytest.raises(ValueError, match="differ in shape"):
-        relevance_metrics(np.zeros((2, 3), np.float32), np.zeros((3, 2)))
+        ndcg_and_map(np.zeros((2, 3), np.float32), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="chunk_size"):
-        relevance_metrics(np.zeros((2, 3), np.float32), np.zeros((2, 3)), chunk_size=0)
+        ndcg_and_map(np.zeros((2, 3), np.float32), np.zeros((2, 3)), chunk_size=0)
 
 
 def test_registered_form_scores_the_kept_caption_rows_against_the_split_relevance() -> None:
@@ -125,10 +125,10 @@ def test_registered_form_scores_the_kept_caption_rows_against_the_split_relevanc
     masks[:, 0] = 1
     kept = masks.reshape(-1) != 0
     relevance = rng.choice([0.0, 0.25, 0.5, 1.0], size=(num_videos, int(kept.sum())))   # [video, kept caption]
-    assert METRICS.get("relevance_metrics") is split_relevance_metrics
+    assert METRICS.get("relevance_metrics") is relevance_metrics
     assert needs_relevance("relevance_metrics") and not needs_relevance("t2v_metrics")
     got = METRICS.get("relevance_metrics")(sims, query_masks=masks, relevance=relevance)
-    assert got == relevance_metrics(sims[kept].T, relevance)
+    assert got == ndcg_and_map(sims[kept].T, relevance)
     assert got == pytest.approx(explicit_metrics(sims[kept].T, relevance), abs=1e-12)
     with pytest.raises(ValueError, match="differ in shape"):
-        split_relevance_metrics(sims, None, relevance)
+        relevance_metrics(sims, None, relevance)

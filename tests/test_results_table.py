@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO, load_script
+
 from report.results_table import PUBLISHED_COLUMNS, read_run, seed_table, to_markdown
 
 KEYS = [key for key, _ in PUBLISHED_COLUMNS]

@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-
 from site_fixture import EPOCHS, EXPERTS, PLOTS_PER_RUN, make_site, run_inputs
+
 from model.metric import t2v_ranks
 from report.eval_summary import rank_bin_edges, summarise
 from report.plots import bar_chart, box_chart, line_chart, nice_ticks, tick_label

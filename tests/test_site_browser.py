@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from browser import Browser, find_chromium
 from site_fixture import NUM_QUERIES, PAYLOAD, PLOTS_PER_RUN, make_site
 

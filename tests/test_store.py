@@ -10,11 +10,24 @@ import pytest
 import torch
 
 from data_loader.batches import caption_table, gather_tokens, make_batch, sample_captions, text_batch
+from data_loader.generated.synthetic import (
+    CAPTIONS_PER_VIDEO,
+    EXPERTS,
+    KEPT_CAPTIONS,
+    TEXT_ENCODERS,
+    WRONG_CONCEPT_RATE,
+    generate_synthetic,
+)
+from data_loader.store.feature_store import (
+    INDEX_NAME,
+    ExpertArrays,
+    StoreError,
+    TokenArrays,
+    load_store,
+    read_index_attrs,
+    write_store,
+)
 from data_loader.teachtext.caption_masks import caption_mask_path, convert_caption_mask, load_caption_mask
-from data_loader.store.feature_store import (INDEX_NAME, ExpertArrays, StoreError, TokenArrays, load_store, read_index_attrs,
-                               write_store)
-from data_loader.generated.synthetic import (CAPTIONS_PER_VIDEO, EXPERTS, KEPT_CAPTIONS, TEXT_ENCODERS, WRONG_CONCEPT_RATE,
-                                   generate_synthetic)
 
 SMALL = {"train": 40, "val": 10, "test": 10}
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from data_loader.batches import gather_tokens
-from data_loader.store.file_rows import FileRows
 from data_loader.store.feature_store import ExpertArrays, TokenArrays, load_store, write_store
+from data_loader.store.file_rows import FileRows
 
 
 def write(path, rows=2):

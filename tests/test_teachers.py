@@ -10,14 +10,20 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, load_script, run
+
 from data_loader.batches import make_batch
+from data_loader.generated.synthetic import generate_synthetic
 from data_loader.prepare import prepare_store
 from data_loader.released.convert import read_layout
-from data_loader.generated.synthetic import generate_synthetic
-from data_loader.teachtext.teachers import (TeacherArrays, gather_teachers, load_teacher, read_teacher, teacher_path,
-                                  write_teacher)
+from data_loader.teachtext.teachers import (
+    TeacherArrays,
+    gather_teachers,
+    load_teacher,
+    read_teacher,
+    teacher_path,
+    write_teacher,
+)
 from model.teachtext.distillation import distillation_target
 from trainer.build import build_data, build_distillation, build_model
 from trainer.teachtext.export import teacher_embeddings

@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
-
 from conftest import REPO, chance_geometric_mean, load_script, run, settings
-from utils.config.load import ConfigError
+
+from utils.errors import ConfigError
 
 train_cli, test_cli = load_script("train"), load_script("test")
 CONFIG = str(REPO / "configs" / "synthetic" / "train-ce.json")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils.registry import VISUALIZERS
-from report.v2t_page import write_v2t_page
 from report.ranking_page import write_ranking_page
+from report.v2t_page import write_v2t_page
+from utils.registry import VISUALIZERS
 
 METRICS = {
     "t2v_metrics": {"R1": 10.0, "R5": 30.123, "R10": 45.0, "R50": 80.0, "MedR": 12.0,

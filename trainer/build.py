@@ -12,16 +12,16 @@ import torch
 
 import data_loader as loaders  # noqa: F401  (registers ExpertDataLoader)
 import model as models  # noqa: F401  (registers models, losses, metrics)
-from report import ranking_page  # noqa: F401  (registers RankingPage)
 from data_loader.expert_loader import ExpertDataLoader
 from data_loader.prepare import prepare_store
 from data_loader.teachtext.teachers import load_teacher, teacher_name
 from model.dims import feature_width, model_inputs
-from trainer.evaluate import needs_relevance
+from report import ranking_page  # noqa: F401  (registers RankingPage)
 from trainer import optim  # noqa: F401  (registers optimisers and schedulers)
+from trainer.evaluate import needs_relevance
 from trainer.teachtext.distill import Distillation
-from utils.config.load import Config
 from utils.config.options import DistilOptions, TrainerOptions, options_from, used_experts
+from utils.config.resolved import Config
 from utils.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, VISUALIZERS
 
 

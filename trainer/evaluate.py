@@ -16,9 +16,9 @@ from base.retrieval_model import RetrievalModel
 from data_loader.batches import expert_batch, text_batch
 from data_loader.expert_loader import EvalSet, ExpertDataLoader
 from model.metric import GMEAN_KEY, t2v_ranks
+from report.eval_summary import summary_path, write_eval_summary
 from trainer.precision import autocast
 from utils.atomic import write_text_atomic
-from report.eval_summary import summary_path, write_eval_summary
 from utils.registry import METRICS
 
 DEFAULT_METRICS = ("t2v_metrics", "v2t_metrics")

@@ -11,8 +11,8 @@ import contextlib
 
 import torch
 
-from utils.errors import ConfigError
 from utils.config.options import PRECISIONS
+from utils.errors import ConfigError
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -26,17 +26,17 @@ from data_loader.expert_loader import ExpertDataLoader
 from logger.logger import get_logger
 from model.loss import RankingLoss
 from model.metric import GMEAN_KEY
+from report.history import HISTORY_FILE, read_history, write_history
+from report.run_folder import RunDirs
+from report.site import publish_run
 from trainer.checkpoints.files import is_own_checkpoint, load_any_checkpoint, save_checkpoint
-from trainer.teachtext.distill import Distillation
 from trainer.distributed import Distributed, broadcast, data_parallel, global_similarities
 from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
 from trainer.precision import autocast
-from report.run_folder import RunDirs
-from report.history import HISTORY_FILE, read_history, write_history
-from utils.config.load import Config
+from trainer.teachtext.distill import Distillation
+from utils.config.options import TrainerOptions
+from utils.config.resolved import Config
 from utils.errors import ConfigError
-from utils.config.options import TrainerOptions, options_from
-from report.site import publish_run
 from utils.summary import count_trainable
 
 
@@ -85,13 +85,13 @@ def epoch_line(epoch: int, epochs: int, loss: float, lr: float, logs: dict[str, 
 class Trainer:
     """Wires a model, loss, optimiser and data together and runs the training schedule."""
 
-    def __init__(self, config: Config, model: torch.nn.Module, loss: RankingLoss,
+    def __init__(self, config: Config, options: TrainerOptions, model: torch.nn.Module, loss: RankingLoss,
                  optimizer: torch.optim.Optimizer, scheduler: Any, data: ExpertDataLoader,
                  dirs: RunDirs, device: torch.device, page_writer: Callable[..., Path],
                  test_data: Callable[[], ExpertDataLoader], distillation: Distillation | None = None,
-                 place: Distributed = Distributed()):
+                 place: Distributed | None = None):
         self.config = config
-        self.opts: TrainerOptions = options_from(TrainerOptions, config["trainer"])
+        self.opts = options
         self.model, self.loss, self.optimizer, self.scheduler = model.to(device), loss, optimizer, scheduler
         self.data, self.dirs, self.device, self.page_writer = data, dirs, device, page_writer
         self.test_data = test_data
@@ -102,10 +102,10 @@ class Trainer:
         self.best_epoch: int | None = None
         self.best_path = self.dirs.models / "trained_model.pth"
         self.generator = torch.Generator().manual_seed(int(config.get("seed", 0)))
-        self.place = place
-        self.writer = SummaryWriter(str(dirs.log)) if self.opts.tensorboard and place.is_main else None
+        self.place = place or Distributed()
+        self.writer = SummaryWriter(str(dirs.log)) if self.opts.tensorboard and self.place.is_main else None
         self.history: list[dict] = []
-        self.train_model = data_parallel(self.model, place, device)
+        self.train_model = data_parallel(self.model, self.place, device)
         if self.opts.compile:
             self.train_model = torch.compile(self.train_model)
 
@@ -190,7 +190,7 @@ class Trainer:
         weighted distillation term distil_weight * SmoothL1(similarities, the teachers' mean)."""
         parts = self.loss.batch_parts(sims, batch.relevance)
         if self.distillation is not None:
-            parts["distil"] = self.distillation.weight * self.distillation(sims, batch)
+            parts.update(self.distillation.batch_parts(sims, batch))
         return sum(parts.values()), parts
 
     def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
@@ -263,7 +263,8 @@ class Trainer:
                 write_history(self.dirs.models / HISTORY_FILE, self.history)
             for key, value in logs.items():
                 self.log.debug(f"    {key:15s}: {value}")
-            self.log.info(epoch_line(epoch, self.opts.epochs, epoch_loss, lr, logs, improved and bool(self.monitor.key)))
+            self.log.info(epoch_line(epoch, self.opts.epochs, epoch_loss, lr, logs,
+                                     improved and bool(self.monitor.key)))
             if self.writer:
                 self.writer.add_scalar("train/epoch_loss", epoch_loss, epoch)
                 for name, value in loss_parts.items():
@@ -271,7 +272,8 @@ class Trainer:
                 self.writer.add_scalar("train/lr", lr, epoch)
             self._save(epoch, improved)
             if self.opts.early_stop and self.monitor.stale >= self.opts.early_stop:
-                self.log.info(f"Early stopping: {self.monitor.key} has not improved for {self.monitor.stale} evaluations")
+                self.log.info(f"Early stopping: {self.monitor.key} has not improved "
+                              f"for {self.monitor.stale} evaluations")
                 break
         self._drop_training_state()
         return self.test_best() if self.place.is_main else None

@@ -5,8 +5,8 @@ import argparse
 import sys
 from typing import Callable
 
-from utils.errors import UserError
 from utils.config.options import PRECISIONS
+from utils.errors import UserError
 
 EXIT_BAD_INPUT = 2
 

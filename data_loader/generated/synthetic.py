@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_loader.teachtext.caption_masks import write_caption_mask
 from data_loader.store.feature_store import STORE_DIR, ExpertArrays, TokenArrays, write_store
+from data_loader.teachtext.caption_masks import write_caption_mask
 
 GENERATOR_VERSION = 3  # 2: files carry the store_id; 3: the TeachText text features and caption mask added
 NUM_CONCEPTS = 48

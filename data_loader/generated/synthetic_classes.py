@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import re
 
+from data_loader.generated.synthetic import CONCEPT_WORDS, TEMPLATES
 from data_loader.ranp.classes import CaptionClasses
 from data_loader.ranp.relevance import ClassLists
-from data_loader.generated.synthetic import CONCEPT_WORDS, TEMPLATES
 
 VERB_WORDS = tuple(w for w in CONCEPT_WORDS if w.endswith("ing"))
 NOUN_WORDS = tuple(w for w in CONCEPT_WORDS if not w.endswith("ing"))

@@ -53,9 +53,22 @@ from data_loader.released import packing
 from data_loader.released.datasets import RELEASES, list_path, read_video_list, split_lists
 from data_loader.released.hickle_reader import load_hickle
 from data_loader.released.release_plan import ExpertSource, StorePlan, plan_store, test_captions_path
-from data_loader.store.feature_store import (INDEX_NAME, STORE_DIR, STORE_ID, atomic_h5, check_build, current_store_id,
-                               expert_path, file_store_id, new_store_id, read_index_attrs, text_path,
-                               write_expert, write_index, write_text)
+from data_loader.store.feature_store import (
+    INDEX_NAME,
+    STORE_DIR,
+    STORE_ID,
+    atomic_h5,
+    check_build,
+    current_store_id,
+    expert_path,
+    file_store_id,
+    new_store_id,
+    read_index_attrs,
+    text_path,
+    write_expert,
+    write_index,
+    write_text,
+)
 from utils.atomic import refuse_symlink
 from utils.errors import StoreError
 from utils.original.unpickle import RefusedGlobal, load_restricted

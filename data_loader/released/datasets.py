@@ -34,7 +34,7 @@ SPLITS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 # Official split lists shipped with the project: LIST_ROOT/<Release.list_folder>/<split>.txt.
-LIST_ROOT = Path(__file__).resolve().parents[1] / "misc" / "datasets"
+LIST_ROOT = Path(__file__).resolve().parents[2] / "misc" / "datasets"
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from data_loader.released.datasets import RELEASES, Release, official_list, split_lists, split_pair
-from utils.config.load import Config, with_eval_settings
-from utils.errors import ConfigError, StoreError
+from utils.config.load import with_eval_settings
 from utils.config.options import used_experts
+from utils.config.resolved import Config
+from utils.errors import ConfigError, StoreError
 
 UNCANONICAL_TYPES = {"ocr", "speech", "audio"}  # canonical folders without fps/px/stride
 FEATURE_SUFFIXES = {".pickle", ".pkl"}

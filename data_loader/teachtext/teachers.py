@@ -80,7 +80,8 @@ def _matrix(value: object, rows: int | None, label: str) -> np.ndarray:
         raise StoreError(f"{label}: expected a numeric array, got {type(value).__name__}")
     shape_ok = value.ndim == 1 if rows is None else (value.ndim == 2 and len(value) == rows)
     if not shape_ok:
-        raise StoreError(f"{label}: expected shape {'[D]' if rows is None else f'[{rows}, D]'}, got {list(value.shape)}")
+        expected = "[D]" if rows is None else f"[{rows}, D]"
+        raise StoreError(f"{label}: expected shape {expected}, got {list(value.shape)}")
     return value.astype(np.float32)
 
 
@@ -94,7 +95,8 @@ def teacher_from_table(table: object, video_ids: list[str], caption_offsets: np.
         raise StoreError(f"{label}: expected a non-empty dict of video id -> teacher embeddings")
     first = next(iter(table.values()))
     if not isinstance(first, dict) or not isinstance(first.get("vid_embds"), dict) or not first["vid_embds"]:
-        raise StoreError(f"{label}: expected entries {{'vid_embds': {{expert: [D]}}, 'text_embds': {{expert: [captions, D]}}}}")
+        raise StoreError(f"{label}: expected entries "
+                         "{'vid_embds': {expert: [D]}, 'text_embds': {expert: [captions, D]}}")
     experts = [str(e) for e in first["vid_embds"]]
     num_captions = int(caption_offsets[-1])
     covered = np.zeros(len(video_ids), dtype=bool)
@@ -201,7 +203,8 @@ def load_teacher(store_dir: Path, name: str, dims: dict[str, int], train_rows: t
 TeacherBatch = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]
 
 
-def gather_teachers(teachers: list[Teacher], video_rows: torch.Tensor, caption_rows: torch.Tensor) -> list[TeacherBatch]:
+def gather_teachers(teachers: list[Teacher], video_rows: torch.Tensor,
+                    caption_rows: torch.Tensor) -> list[TeacherBatch]:
     """For each teacher, (text expert -> [B, D], video expert -> [B, D]) of the captions
     ``caption_rows`` [B] and videos ``video_rows`` [B] (store rows, gathered on the CPU)."""
     video_rows, caption_rows = video_rows.cpu(), caption_rows.cpu()

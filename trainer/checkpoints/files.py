@@ -5,11 +5,13 @@ from pathlib import Path
 
 import torch
 
-from utils.atomic import atomic_path
-from utils.config.load import Config, apply_overrides, config_of_checkpoint, load_config, validate
-from utils.errors import CheckpointError
 from trainer.checkpoints.original import from_original
 from trainer.checkpoints.safe_load import safe_load
+from utils.atomic import atomic_path
+from utils.config.load import apply_overrides, config_of_checkpoint, load_config
+from utils.config.resolved import Config
+from utils.config.validate import validate
+from utils.errors import CheckpointError
 
 FORMAT = "ce-retrieval-checkpoint"
 

@@ -20,11 +20,12 @@ class Distillation:
         self.teachers = teachers
         self.weight = weight
 
-    def __call__(self, student_sims: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def batch_parts(self, student_sims: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         """``student_sims`` [B, B] of ``batch`` (one caption per video; of the whole global batch
-        when a rank holds a share of it) -> the unweighted term (scalar)."""
+        when a rank holds a share of it) -> ``{"distil": weight * term}``, a part of the training
+        loss like those of the ranking loss's ``batch_parts``."""
         device = student_sims.device
         video_rows, caption_rows = batch.global_rows or (batch.video_rows, batch.caption_rows[:, 0])
         pairs = [({m: t.to(device) for m, t in text.items()}, {m: v.to(device) for m, v in video.items()})
                  for text, video in gather_teachers(self.teachers, video_rows, caption_rows)]
-        return distillation_loss(student_sims, distillation_target(pairs))
+        return {"distil": self.weight * distillation_loss(student_sims, distillation_target(pairs))}

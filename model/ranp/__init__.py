@@ -1,0 +1,1 @@
+"""RANP's model side: relevance-aware losses, nDCG and mAP."""
