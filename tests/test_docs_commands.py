@@ -1,0 +1,118 @@
+"""Every shell command in README.md and docs/*.md works as written.
+
+Commands are taken from the fenced ``bash`` blocks and from inline code that starts with
+``python3``. Each one is checked against the code: the
+script exists, every ``--option`` it passes is one the script's ``--help`` lists, and every file
+it names under configs/, misc/, requirements/ or .ci/ exists (a ``<placeholder>`` is left
+alone). The fast ones (``--dry_run``, ``--help``, ``--list``) are run and must exit 0.
+"""
+from __future__ import annotations
+
+import functools
+import glob
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```(?:bash|sh|shell)\n(.*?)^```", re.M | re.S)
+INLINE = re.compile(r"(?<!`)`(python3 [^`]+)`(?!`)")
+CHECKED_FOLDERS = ("configs/", "misc/", "requirements/", ".ci/", "tests/")
+FAST_FLAGS = {"--dry_run", "--help", "--list"}
+# Programs whose command lines are not this project's (their own options are theirs to check).
+FOREIGN = {"apt-get", "tensorboard", "pip", "git", "cd", "export", "mkdir", "rm", "ls", "cat", "wget", "curl",
+           "kill", "sleep", "du", "nvidia-smi"}
+
+
+def doc_commands() -> list[tuple[str, str]]:
+    """``(doc name, command)`` for every command of every bash block: continuation lines
+    joined, comments dropped, ``&&`` chains split."""
+    found = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        prose = FENCE.sub("", text)
+        found += [(doc.relative_to(REPO).as_posix(), re.sub(r"\s+", " ", code)) for code in INLINE.findall(prose)]
+        for block in FENCE.findall(text):
+            text = re.sub(r"\\\n\s*", " ", block)
+            for line in text.splitlines():
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                for part in re.split(r"\s&&\s|\s;\s", line):
+                    found.append((doc.relative_to(REPO).as_posix(), part.strip()))
+    return found
+
+
+def words(command: str) -> list[str]:
+    """The command's words, leading ``VAR=value`` assignments and wrappers (``/usr/bin/time -v``) dropped."""
+    tokens = shlex.split(command, comments=True)
+    while tokens and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", tokens[0]):
+        tokens.pop(0)
+    if tokens[:2] == ["/usr/bin/time", "-v"]:
+        tokens = tokens[2:]
+    return tokens
+
+
+def script_of(tokens: list[str]) -> tuple[str | None, list[str]]:
+    """``(path of the project's Python script, its arguments)``, or ``(None, [])`` for another program."""
+    if not tokens:
+        return None, []
+    if tokens[0] == "torchrun":
+        rest = [t for t in tokens[1:] if t.endswith(".py") or not t.startswith("-")]
+        scripts = [t for t in rest if t.endswith(".py")]
+        return (scripts[0], tokens[tokens.index(scripts[0]) + 1:]) if scripts else (None, [])
+    if tokens[0] in ("python3", "python") and len(tokens) > 1 and tokens[1].endswith(".py"):
+        return tokens[1], tokens[2:]
+    return None, []
+
+
+@functools.cache
+def options_of(script: str) -> frozenset[str]:
+    """The ``--options`` a script's ``--help`` lists."""
+    done = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{script} --help failed: {done.stderr[-500:]}"
+    return frozenset(re.findall(r"(?<![\w-])(--[a-zA-Z][\w-]*)", done.stdout))
+
+
+def named_files(tokens: list[str]) -> list[str]:
+    """Arguments that name a file of the repository (no placeholders, no ``--set`` values)."""
+    files = []
+    for token in tokens:
+        value = token.split("=", 1)[1] if token.startswith("--") and "=" in token else token
+        if "<" in value or "=" in value or "$" in value:
+            continue
+        if value.startswith(CHECKED_FOLDERS) or (value.endswith(".py") and "/" not in value):
+            files.append(value)
+    return files
+
+
+COMMANDS = doc_commands()
+
+
+def test_the_docs_have_commands():
+    docs = {doc for doc, _ in COMMANDS}
+    assert "README.md" in docs and len(COMMANDS) >= 20, docs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc, command", COMMANDS, ids=[f"{d}:{c[:60]}" for d, c in COMMANDS])
+def test_command_is_valid(doc, command):
+    tokens = words(command)
+    assert tokens, f"{doc}: empty command {command!r}"
+    for name in named_files(tokens):
+        assert glob.glob(str(REPO / name)), f"{doc}: {command!r} names {name}, which does not exist"
+    script, args = script_of(tokens)
+    if script is None:
+        assert tokens[0] in FOREIGN | {"python3", "python", "bash", "torchrun", "/usr/bin/time"}, \
+            f"{doc}: {command!r}: unknown program {tokens[0]}"
+        return
+    assert (REPO / script).is_file(), f"{doc}: {command!r}: no script {script}"
+    unknown = sorted({arg.split("=", 1)[0] for arg in args if arg.startswith("--")} - options_of(script))
+    assert not unknown, f"{doc}: {command!r}: {script} has no option {', '.join(unknown)}"
+    if FAST_FLAGS & set(args) and not any("<" in arg or "/tmp/" in arg or "$" in arg for arg in args):
+        done = subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{doc}: {command!r} exited {done.returncode}: {done.stderr[-500:]}"
