@@ -46,6 +46,17 @@ def synthetic_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory):
+    """A tiny Synthetic store (160 / 20 / 20 videos) for training runs of a few epochs; tests that
+    write into a store (teachers, masks) make their own."""
+    from data_loader.generated.synthetic import generate_synthetic
+
+    folder = tmp_path_factory.mktemp("TinySynthetic")
+    generate_synthetic(folder, seed=0, split_sizes={"train": 160, "val": 20, "test": 20})
+    return folder
+
+
 def run(module, monkeypatch, *args: str) -> int:
     """Run a command-line script's ``main`` with ``args`` as its command line."""
     monkeypatch.setattr(sys, "argv", [module.__name__, *args])

@@ -5,18 +5,11 @@ import pytest
 import torch
 from conftest import REPO, load_script, run
 
-from data_loader.generated.synthetic import generate_synthetic
 from utils.errors import CheckpointError
 
 CONFIG = str(REPO / "configs" / "synthetic" / "train-ce.json")
 SMALL = ["data_loader.args.batch_size=64", "experts.ce_shared_dim=16", "trainer.tensorboard=false"]
 
-
-@pytest.fixture(scope="module")
-def tiny_synthetic(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("Synthetic")
-    generate_synthetic(folder, seed=0, split_sizes={"train": 160, "val": 20, "test": 20})
-    return folder
 
 
 def train(monkeypatch, *args: str) -> None:

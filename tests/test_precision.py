@@ -8,7 +8,6 @@ import pytest
 import torch
 from conftest import REPO, load_script, run
 
-from data_loader.generated.synthetic import generate_synthetic
 from trainer.build import build_data, build_model
 from trainer.evaluate import evaluate
 from trainer.precision import autocast
@@ -17,12 +16,6 @@ from utils.errors import ConfigError
 
 CONFIG = REPO / "configs" / "synthetic" / "train-ce.json"
 
-
-@pytest.fixture(scope="module")
-def tiny_synthetic(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("Synthetic")
-    generate_synthetic(folder, seed=0, split_sizes={"train": 300, "val": 40, "test": 40})
-    return folder
 
 
 def test_bf16_evaluation_is_float32_and_close_to_fp32(tiny_synthetic):
@@ -88,7 +81,8 @@ def test_training_in_bf16_follows_fp32(tiny_synthetic, tmp_path, monkeypatch):
         save = tmp_path / precision
         assert run(load_script("train"), monkeypatch, "--config", str(CONFIG), "--precision", precision, "--set",
                    f"data_loader.args.data_dir={tiny_synthetic}", f"trainer.save_dir={save}", "trainer.epochs=3",
-                   "trainer.tensorboard=false", "experts.ce_shared_dim=32") == 0
+                   "trainer.tensorboard=false", "experts.ce_shared_dim=32",
+                   "data_loader.args.batch_size=32") == 0
         (models,) = (save / "models" / "synthetic-train-ce").iterdir()
         assert json.loads((models / "config.json").read_text())["trainer"]["precision"] == precision
         losses[precision] = epoch_losses(save)
