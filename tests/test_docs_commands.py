@@ -116,3 +116,14 @@ def test_command_is_valid(doc, command):
     if FAST_FLAGS & set(args) and not any("<" in arg or "/tmp/" in arg or "$" in arg for arg in args):
         done = subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{doc}: {command!r} exited {done.returncode}: {done.stderr[-500:]}"
+
+
+CODE_PATH = re.compile(r"`((?:base|configs|data_loader|docs|logger|misc|model|report|tests|trainer|utils)/[\w./*-]*)`")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[doc.name for doc in DOCS])
+def test_named_code_paths_exist(doc):
+    """Every repository path a page names in code style (``model/ce.py``, ``configs/msrvtt/``) exists."""
+    missing = sorted({path for path in CODE_PATH.findall(doc.read_text(encoding="utf-8"))
+                      if "<" not in path and not glob.glob(str(REPO / path))})
+    assert not missing, f"{doc.name} names paths that do not exist: {missing}"
