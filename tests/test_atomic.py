@@ -59,6 +59,7 @@ def dead_pid() -> int:
     return child.pid
 
 
+@pytest.mark.slow
 def test_next_write_removes_stale_partials_of_dead_processes_only(tmp_path):
     dead, old = dead_pid(), time.time() - 2 * STALE_AFTER_S
     stale = tmp_path / f"checkpoint-epoch3.pth{PARTIAL}{dead}"

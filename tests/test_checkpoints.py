@@ -21,6 +21,7 @@ def run_folder(save_dir):
     return folder
 
 
+@pytest.mark.slow
 def test_best_model_holds_weights_and_config_only(tiny_synthetic, tmp_path, monkeypatch):
     save = tmp_path / "saved"
     train(monkeypatch, "--config", CONFIG, "--set", f"data_loader.args.data_dir={tiny_synthetic}",
@@ -35,6 +36,7 @@ def test_best_model_holds_weights_and_config_only(tiny_synthetic, tmp_path, monk
     assert (folder / "trained_model.pth").stat().st_size < 0.5 * (folder / "checkpoint-epoch1.pth").stat().st_size
 
 
+@pytest.mark.slow
 def test_the_final_test_evaluation_runs_without_optimiser_state_or_gradients(tiny_synthetic, tmp_path, monkeypatch):
     from trainer.trainer import Trainer
     seen = {}
@@ -54,6 +56,7 @@ def test_the_final_test_evaluation_runs_without_optimiser_state_or_gradients(tin
     assert torch.load(run_folder(save) / "checkpoint-epoch1.pth", weights_only=True)["optimizer"]["state"]
 
 
+@pytest.mark.slow
 def test_resume_from_the_best_model_continues_from_its_epoch_checkpoint(tiny_synthetic, tmp_path, monkeypatch):
     data = f"data_loader.args.data_dir={tiny_synthetic}"
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
@@ -72,6 +75,7 @@ def test_resume_from_the_best_model_continues_from_its_epoch_checkpoint(tiny_syn
         train(monkeypatch, "--resume", str(folder / "trained_model.pth"), "--set", "trainer.epochs=3")
 
 
+@pytest.mark.slow
 def test_load_model_holds_exactly_the_given_weights_and_computes_the_same(tiny_synthetic):
     from trainer.build import build_data, build_model, load_model
     from utils.config.load import load_config
@@ -94,6 +98,7 @@ def test_load_model_holds_exactly_the_given_weights_and_computes_the_same(tiny_s
         load_model(config, {k: v for k, v in weights.items() if not k.endswith("moe_fc.bias")})
 
 
+@pytest.mark.slow
 def test_a_checkpoint_to_evaluate_is_mapped_from_its_file_not_read(tiny_synthetic, tmp_path, monkeypatch):
     from pathlib import Path
 

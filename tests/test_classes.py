@@ -76,6 +76,7 @@ def test_synthetic_captions_parse_into_the_concepts_they_name():
     assert all(caption_concepts(c) for c in every)
 
 
+@pytest.mark.slow
 def test_synthetic_store_gets_classes_of_every_caption(tmp_path):
     generate_synthetic(tmp_path, seed=0, split_sizes=SMALL)
     store_dir = prepare_store("Synthetic", tmp_path, 0)
@@ -99,6 +100,7 @@ def test_synthetic_store_gets_classes_of_every_caption(tmp_path):
     assert read_classes(store_dir, read_captions(store_dir)[2]) is not None
 
 
+@pytest.mark.slow
 def test_synthetic_test_split_has_graded_relevance(tmp_path):
     generate_synthetic(tmp_path, seed=0, split_sizes=SMALL)
     prepare_store("Synthetic", tmp_path, 0)

@@ -29,6 +29,7 @@ def assert_one_line_error(done: subprocess.CompletedProcess, code: int, *fragmen
         assert fragment in lines[-1]
 
 
+@pytest.mark.slow
 def test_help_describes_the_commands():
     for script in ("train.py", "test.py", "misc/compare_runs.py"):
         done = run(script, "--help")
@@ -36,6 +37,7 @@ def test_help_describes_the_commands():
         assert "usage:" in done.stdout and ("--config" in done.stdout or "--resume" in done.stdout)
 
 
+@pytest.mark.slow
 def test_dry_run_prints_summary_and_parameter_count():
     done = run("train.py", "--config", CONFIG, "--dry_run")
     assert done.returncode == 0, done.stderr
@@ -43,12 +45,14 @@ def test_dry_run_prints_summary_and_parameter_count():
     assert "Trainable parameters: 7,321,981" in done.stdout
 
 
+@pytest.mark.slow
 def test_malformed_json(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"trainer": {"epochs": 3,}}')
     assert_one_line_error(run("train.py", "--config", str(bad)), 2, "bad.json: malformed JSON at line 1")
 
 
+@pytest.mark.slow
 def test_unknown_key_and_wrong_type():
     assert_one_line_error(run("train.py", "--config", CONFIG, "--set", "trainer.epoch=3"), 2,
                           "trainer.epoch: unknown key")
@@ -56,12 +60,14 @@ def test_unknown_key_and_wrong_type():
                           "optimizer.args.lr")
 
 
+@pytest.mark.slow
 def test_missing_feature_store(tmp_path):
     done = run("train.py", "--config", CONFIG, "--set", "data_loader.args.dataset_name=MSRVTT",
                f"data_loader.args.data_dir={tmp_path}", f"trainer.save_dir={tmp_path / 'saved'}")
     assert_one_line_error(done, 2, f"{tmp_path}/store/index.h5: feature store for MSRVTT not found")
 
 
+@pytest.mark.slow
 def test_negative_caption_restriction(tmp_path):
     done = run("train.py", "--config", CONFIG, "--set", "data_loader.args.restrict_train_captions=-1",
                f"data_loader.args.data_dir={tmp_path}", f"trainer.save_dir={tmp_path / 'saved'}")
@@ -69,10 +75,12 @@ def test_negative_caption_restriction(tmp_path):
                                    "positive count, got -1")
 
 
+@pytest.mark.slow
 def test_missing_checkpoint(tmp_path):
     assert_one_line_error(run("test.py", "--resume", str(tmp_path / "nope.pth")), 2, "checkpoint not found")
 
 
+@pytest.mark.slow
 def test_foreign_checkpoint_is_refused_without_running_code(tmp_path):
     evil = tmp_path / "evil.pth"
     marker = tmp_path / "ran"
@@ -86,6 +94,7 @@ def test_foreign_checkpoint_is_refused_without_running_code(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_nan_in_a_present_expert_is_a_clear_error(tmp_path):
     data = tmp_path / "Synthetic"
     path = generate_synthetic(data, seed=0, split_sizes={"train": 64, "val": 16, "test": 16})
@@ -99,6 +108,7 @@ def test_nan_in_a_present_expert_is_a_clear_error(tmp_path):
     assert not leftovers, leftovers  # a run that stops before its first checkpoint removes its folders
 
 
+@pytest.mark.slow
 def test_only_user_errors_become_one_line(capsys):
     from utils.cli import run_cli
     from utils.errors import StoreError
@@ -118,6 +128,7 @@ def test_only_user_errors_become_one_line(capsys):
         run_cli(bug)
 
 
+@pytest.mark.slow
 def test_feature_width_that_disagrees_with_the_store_is_one_line(tmp_path):
     data = tmp_path / "Synthetic"
     generate_synthetic(data, seed=0, split_sizes={"train": 8, "val": 4, "test": 4})
@@ -126,6 +137,7 @@ def test_feature_width_that_disagrees_with_the_store_is_one_line(tmp_path):
     assert_one_line_error(done, 2, "data_loader.args.feat_aggregation.motion", "999-wide", "1024 wide")
 
 
+@pytest.mark.slow
 def test_plain_pickle_checkpoint_is_one_line(tmp_path):
     plain = tmp_path / "weights.pkl"
     plain.write_bytes(pickle.dumps({"state_dict": {}, "epoch": 1}, protocol=pickle.HIGHEST_PROTOCOL))
@@ -135,6 +147,7 @@ def test_plain_pickle_checkpoint_is_one_line(tmp_path):
         assert "issue" not in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_a_gpu_is_one_line(tmp_path):
     done = run("train.py", "--config", CONFIG, "--device", "cuda", "--set", f"trainer.save_dir={tmp_path}")

@@ -66,6 +66,7 @@ def test_factorised_gating_is_the_per_pair_gating(options, train):
         torch.testing.assert_close(fast_buffers[name], ref_buffers[name], atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_factorised_gating_at_full_width():
     """The MSR-VTT CE shape (9 experts would be slower; 5 at D = 768, batch 64) within 1e-5."""
     module = ce_module(768)

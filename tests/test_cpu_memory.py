@@ -36,6 +36,7 @@ def freed_mb(**env: str) -> tuple[str, int, int]:
     return keeps, int(freed), int(released)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings, /proc/self/status")
 def test_a_freed_large_tensor_stays_with_the_process():
     keeps, freed, released = freed_mb()

@@ -30,6 +30,7 @@ def test_unknown_device_is_a_config_error(value):
         device_of(value)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("args", [["--set", "trainer.device=cuda"], ["--device", "cuda:1"]])
 def test_cuda_without_cuda_is_one_line_and_exit_2(args):

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import REPO, load_script, run
 
@@ -30,6 +31,7 @@ def weights(save_dir, epoch: int) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / f"checkpoint-epoch{epoch}.pth", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_two_processes_take_the_single_process_steps_and_resume(tiny_synthetic, tmp_path, monkeypatch):
     data = f"data_loader.args.data_dir={tiny_synthetic}"
     single, parallel = tmp_path / "single", tmp_path / "parallel"
@@ -62,6 +64,7 @@ def test_global_batch_norm_is_batch_norm_outside_a_process_group():
     torch.testing.assert_close(converted.running_var, plain.running_var)
 
 
+@pytest.mark.slow
 def test_ranks_share_the_global_batches(tiny_synthetic):
     from trainer.build import build_data
     from utils.config.load import load_config
@@ -78,6 +81,7 @@ def test_ranks_share_the_global_batches(tiny_synthetic):
             assert torch.equal(whole.experts[name], torch.cat([first.experts[name], second.experts[name]]))
 
 
+@pytest.mark.slow
 def test_ranks_carry_the_relevance_of_the_global_batch(tiny_synthetic):
     """A relevance-aware loss scores the gathered [global, global] similarities, so every rank's
     share carries the relevance of the whole global batch, the single process's."""
@@ -95,6 +99,7 @@ def test_ranks_carry_the_relevance_of_the_global_batch(tiny_synthetic):
             assert torch.equal(share.relevance, whole.relevance)
 
 
+@pytest.mark.slow
 def test_a_ranks_distillation_target_is_that_of_the_global_batch(tiny_synthetic):
     """TeachText scores the gathered [global, global] similarities, so every rank's share names
     the global batch's rows and its distillation term equals the single process's."""

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from conftest import REPO
 
@@ -20,6 +21,7 @@ FIXED_DIMS = {"imagenet.senet154.0": 2048, "scene.densenet161.0": 2208, "i3d.i3d
 TOKEN_DIMS = {"audio": 128, "ocr": 300, "speech": 300}
 
 
+@pytest.mark.slow
 def test_tiny_fixture_converts_and_loads(tmp_path, monkeypatch):
     out = tmp_path / "MSRVTT"
     done = subprocess.run([sys.executable, SCRIPT, "--out", str(out), "--scale", "0.003", "--text_tokens", "2"],

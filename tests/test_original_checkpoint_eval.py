@@ -89,6 +89,7 @@ def direct_inputs(release: dict, config) -> tuple[dict, dict, torch.Tensor, torc
     return experts, ind, torch.from_numpy(text), torch.from_numpy(lengths), query_masks
 
 
+@pytest.mark.slow
 def test_original_checkpoint_on_a_released_dataset_matches_a_direct_forward(release):
     config = with_eval_settings(load_config(release["config"], [f"data_loader.args.data_dir={release['data_dir']}"]))
     experts, ind, text, text_token_mask, query_masks = direct_inputs(release, config)
@@ -108,6 +109,7 @@ def test_original_checkpoint_on_a_released_dataset_matches_a_direct_forward(rele
             assert math.isclose(written[name][key], value, rel_tol=1e-6, abs_tol=1e-6), (name, key)
 
 
+@pytest.mark.slow
 def test_training_resumes_from_the_original_checkpoint_in_a_new_run_folder(release, tmp_path):
     checkpoint = tmp_path / "models" / "msrvtt-small" / "2026-11-22_01-37-57" / "checkpoint-epoch3.pth"
     checkpoint.parent.mkdir(parents=True)

@@ -122,6 +122,7 @@ def test_value_free_and_harmless_keys_are_dropped(tmp_path):
     assert not {"task", "challenge_mode", "distil_params", "force_cpu_val"} & set(config.data)
 
 
+@pytest.mark.slow
 def test_fused_captions_must_agree_with_the_dataset(tmp_path):
     data = original()
     data["data_loader"]["args"]["fuse_captions"] = True

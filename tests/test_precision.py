@@ -18,6 +18,7 @@ CONFIG = REPO / "configs" / "synthetic" / "train-ce.json"
 
 
 
+@pytest.mark.slow
 def test_bf16_evaluation_is_float32_and_close_to_fp32(tiny_synthetic):
     config = with_eval_settings(load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}",
                                                      "experts.ce_shared_dim=32"]))
@@ -30,6 +31,7 @@ def test_bf16_evaluation_is_float32_and_close_to_fp32(tiny_synthetic):
     assert 0 < abs(fp32.sims - bf16.sims).max() < 0.05  # bfloat16 embeddings: 8 significant bits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("freeze_weights", [False, True])
 def test_bf16_text_embedding_casts_the_pooled_text_once_with_the_same_result(tiny_synthetic, freeze_weights):
     config = load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}", "experts.ce_shared_dim=32",
@@ -50,6 +52,7 @@ def test_bf16_text_embedding_casts_the_pooled_text_once_with_the_same_result(tin
         assert torch.equal(weights.reshape(flat.shape[0], -1), head.moe_weights(flat))
 
 
+@pytest.mark.slow
 def test_bf16_training_sums_the_text_gradients_in_float32(tiny_synthetic):
     config = load_config(CONFIG, [f"data_loader.args.data_dir={tiny_synthetic}", "experts.ce_shared_dim=32"])
     torch.manual_seed(0)
@@ -75,6 +78,7 @@ def epoch_losses(save_dir) -> list[float]:
     return [float(x) for x in re.findall(r" {4}loss +: (\S+)$", (log_dir / "info.log").read_text(), re.M)]
 
 
+@pytest.mark.slow
 def test_training_in_bf16_follows_fp32(tiny_synthetic, tmp_path, monkeypatch):
     losses = {}
     for precision in ("fp32", "bf16"):

@@ -174,6 +174,7 @@ def test_msrvtt_ablation_counts_are_the_published_ones(name, count):
     assert trainable(name) == count
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, count", [("train-full-ce", "183,448,607"),
                                          ("train-gpt2-xl-finetuned-adam", "262,731,071")])
 def test_dry_run_prints_the_count(name, count):

@@ -20,6 +20,7 @@ train_cli = load_script("train")
 CONFIGS = REPO / "configs" / "synthetic"
 
 
+@pytest.mark.slow
 def test_ranp_training_learns_and_reports_relevance_metrics(synthetic_dir, tmp_path, monkeypatch):
     save = tmp_path / "saved"
     assert run(train_cli, monkeypatch, "--config", str(CONFIGS / "train-ce-ranp.json"),
@@ -44,6 +45,7 @@ def test_ranp_training_learns_and_reports_relevance_metrics(synthetic_dir, tmp_p
     assert "<th>nDCG_avg</th>" in (save / "web" / "synthetic-train-ce-ranp" / models.name / "test.html").read_text()
 
 
+@pytest.mark.slow
 def test_batches_carry_the_relevance_the_loss_masks(synthetic_dir):
     config = load_config(CONFIGS / "train-ce-ranp.json", [f"data_loader.args.data_dir={synthetic_dir}"])
     prepare_data(config)
@@ -57,6 +59,7 @@ def test_batches_carry_the_relevance_the_loss_masks(synthetic_dir):
     assert batch.relevance.diagonal().mean() > 2 * batch.relevance.mean()
 
 
+@pytest.mark.slow
 def test_relevance_metrics_on_a_store_without_classes_stop_before_training(synthetic_dir, tmp_path):
     (synthetic_dir / "store" / "classes.h5").rename(tmp_path / "classes.h5")
     try:

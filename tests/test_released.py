@@ -482,6 +482,7 @@ def test_fused_captions_become_one_caption_per_video(tmp_path):
     assert_batches_equal(batch, expected)
 
 
+@pytest.mark.slow
 def test_convert_features_cli(tmp_path):
     data_dir = tmp_path / "QuerYD"
     write_queryd(data_dir / "structured-symlinks")

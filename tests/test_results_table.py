@@ -58,6 +58,7 @@ def test_markdown_layout():
                                                "| a\\|b | 0 | 1.0(0.1) |"]
 
 
+@pytest.mark.slow
 def test_aggregate_runs_command(tmp_path):
     for seed, value in enumerate((10.0, 11.0, 12.0)):
         write_run(tmp_path / "saved", "synthetic-train-ce", f"2024-01-0{seed + 1}_00-00-00", seed, value)
@@ -75,6 +76,7 @@ def test_aggregate_runs_command(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_aggregate_runs_without_runs_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     module = load_script("misc/aggregate_runs")
     monkeypatch.setattr(sys, "argv", ["aggregate_runs.py", str(tmp_path / "nothing*")])

@@ -55,6 +55,7 @@ def _start_after(barrier, save_dir: Path, queue) -> None:
     queue.put(str(new_run_dirs(save_dir, "exp").models))
 
 
+@pytest.mark.slow
 def test_concurrent_processes_get_distinct_folders(tmp_path, same_second):
     context = multiprocessing.get_context("fork")
     barrier, queue = context.Barrier(STARTS), context.Queue()

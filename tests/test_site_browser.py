@@ -89,6 +89,7 @@ def assert_links_resolve(browser: Browser, base: str) -> list[str]:
     return links
 
 
+@pytest.mark.slow
 def test_the_checks_can_fail(browser: Browser) -> None:
     """A page that does run the payload opens a dialog; a blank page has no ink."""
     browser.open("data:text/html,<p>x</p>" + PAYLOAD)
@@ -98,6 +99,7 @@ def test_the_checks_can_fail(browser: Browser) -> None:
     assert ink_share(browser) < 0.001
 
 
+@pytest.mark.slow
 def test_site_index_lists_runs_newest_first(browser: Browser, served) -> None:
     base, runs = served
     browser.open(f"{base}/index.html")
@@ -109,6 +111,7 @@ def test_site_index_lists_runs_newest_first(browser: Browser, served) -> None:
     assert browser.dialogs == []
 
 
+@pytest.mark.slow
 def test_run_page_shows_its_plots(browser: Browser, served) -> None:
     base, runs = served
     models, _ = runs[-1]
@@ -122,6 +125,7 @@ def test_run_page_shows_its_plots(browser: Browser, served) -> None:
     assert browser.dialogs == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["test.html", "test-v2t.html"])
 def test_ranking_pages_show_the_payload_as_text(browser: Browser, served, page: str) -> None:
     base, runs = served

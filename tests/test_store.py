@@ -139,6 +139,7 @@ def test_restricted_sampling_draws_every_one_of_the_first_captions_only(first, a
     assert [set(picks[rows == v].tolist()) for v in range(3)] == allowed
 
 
+@pytest.mark.slow
 def test_synthetic_is_deterministic_and_has_missing_experts(tmp_path):
     a = generate_synthetic(tmp_path / "a", seed=3, split_sizes=SMALL)
     b = generate_synthetic(tmp_path / "b", seed=3, split_sizes=SMALL)
@@ -178,6 +179,7 @@ def test_interrupted_write_leaves_no_trusted_file(tmp_path, monkeypatch):
     assert not (tmp_path / "fresh" / INDEX_NAME).exists() and not list((tmp_path / "fresh").rglob("*.h5"))
 
 
+@pytest.mark.slow
 def test_interrupted_regeneration_with_another_seed_leaves_the_old_store(tmp_path, monkeypatch):
     store = generate_synthetic(tmp_path, seed=1, split_sizes=SMALL)
     before = load_store(store, sorted(EXPERTS), "synthetic")
@@ -194,6 +196,7 @@ def test_interrupted_regeneration_with_another_seed_leaves_the_old_store(tmp_pat
         assert torch.equal(after.experts[name].features.read(), before.experts[name].features.read())
 
 
+@pytest.mark.slow
 def test_a_file_of_another_build_is_refused(tmp_path):
     a = generate_synthetic(tmp_path / "a", seed=1, split_sizes=SMALL)
     b = generate_synthetic(tmp_path / "b", seed=2, split_sizes=SMALL)

@@ -109,6 +109,7 @@ def files_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir()) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_download_verify_extract_then_idempotent(server, tmp_path, capsys):
     feature = os.urandom(4096)
     manifest = publish(server, make_archive({FEATURE: feature, CAPTIONS: b"captions"}), tmp_path)
@@ -125,6 +126,7 @@ def test_download_verify_extract_then_idempotent(server, tmp_path, capsys):
     assert "already verified" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_resume_after_cut_connection(server, tmp_path, capsys):
     body = make_archive({FEATURE: os.urandom(200_000)})
     manifest = publish(server, body, tmp_path)
@@ -140,6 +142,7 @@ def test_resume_after_cut_connection(server, tmp_path, capsys):
     assert (tmp_path / "data/MSRVTT/structured-symlinks/aggregated_audio_feats/Audio_MSRVTT_new.pickle").exists()
 
 
+@pytest.mark.slow
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     body = make_archive({FEATURE: os.urandom(1000)})
     manifest = publish(server, body, tmp_path)
@@ -152,6 +155,7 @@ def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     assert (partial.parent / ARCHIVE).read_bytes() == body
 
 
+@pytest.mark.slow
 def test_interrupted_unpack_is_redone_on_the_next_run(server, tmp_path, monkeypatch):
     manifest = publish(server, make_archive({FEATURE: b"f", CAPTIONS: b"c"}), tmp_path)
 
@@ -169,6 +173,7 @@ def test_interrupted_unpack_is_redone_on_the_next_run(server, tmp_path, monkeypa
     assert (ds / f"{ARCHIVE}.verified").exists() and (ds / "structured-symlinks/raw-captions.pkl").exists()
 
 
+@pytest.mark.slow
 def test_checksum_mismatch_extracts_nothing(server, tmp_path, capsys):
     manifest = publish(server, make_archive({FEATURE: b"x"}), tmp_path, sha1="0" * 40)
     assert fetch(server, tmp_path, manifest) == 1
@@ -177,6 +182,7 @@ def test_checksum_mismatch_extracts_nothing(server, tmp_path, capsys):
     assert files_under(tmp_path / "data") == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("members, links", [
     ({"data/MSRVTT/../../evil": b"x"}, {}),
     ({"/tmp/absolute-evil": b"x"}, {}),
@@ -193,6 +199,7 @@ def test_unsafe_members_are_refused(server, tmp_path, capsys, members, links):
     assert not (tmp_path / "evil").exists() and not Path("/tmp/absolute-evil").exists()
 
 
+@pytest.mark.slow
 def test_http_404_is_one_line_and_leaves_nothing(server, tmp_path, capsys):
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({ARCHIVE: "0" * 40}))
@@ -214,6 +221,7 @@ def test_connection_refused_is_one_line(tmp_path, capsys):
     assert code == 1 and err.count("\n") == 1 and "cannot connect" in err
 
 
+@pytest.mark.slow
 def test_silent_server_times_out_in_one_line(server, tmp_path, monkeypatch, capsys):
     manifest = publish(server, b"never sent", tmp_path)
     monkeypatch.setattr(sync, "TIMEOUT", (2, 0.2))
@@ -297,6 +305,7 @@ def checkout_copy(tmp_path: Path) -> Path:
     return tmp_path / "train.py"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("links", ESCAPING_ARCHIVES.values(), ids=ESCAPING_ARCHIVES.keys())
 def test_links_resolving_outside_the_dataset_are_refused(server, tmp_path, capsys, links):
     train_py = checkout_copy(tmp_path)
@@ -310,6 +319,7 @@ def test_links_resolving_outside_the_dataset_are_refused(server, tmp_path, capsy
     assert files_under(tmp_path / "data") == [f"MSRVTT/{ARCHIVE}"] and list((tmp_path / "misc").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_links_already_on_disk_are_followed_when_checking(server, tmp_path, capsys):
     train_py = checkout_copy(tmp_path)
     ds = tmp_path / "data" / "MSRVTT"
@@ -325,6 +335,7 @@ def test_links_already_on_disk_are_followed_when_checking(server, tmp_path, caps
     assert train_py.read_bytes() == (REPO / "train.py").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("links", [
     {"data/MSRVTT/l": (SYM, "z"), "data/MSRVTT/l/f": (tarfile.REGTYPE, "")},
     [("data/MSRVTT/m", (SYM, "structured-symlinks/raw-captions.pkl")), ("data/MSRVTT/m", (tarfile.REGTYPE, ""))],
@@ -339,6 +350,7 @@ def test_members_through_or_over_links_and_dangling_hard_links_are_refused(serve
     assert files_under(tmp_path / "data") == [f"MSRVTT/{ARCHIVE}"]
 
 
+@pytest.mark.slow
 def test_links_that_stay_inside_are_unpacked(server, tmp_path):
     links = {"data/MSRVTT/alias": (SYM, "structured-symlinks/raw-captions.pkl"),
              "data/MSRVTT/copy": (tarfile.LNKTYPE, CAPTIONS),
@@ -350,6 +362,7 @@ def test_links_that_stay_inside_are_unpacked(server, tmp_path):
     assert (ds / "features" / "raw-captions.pkl").read_bytes() == b"captions"
 
 
+@pytest.mark.slow
 def test_marker_is_never_written_through_a_link_on_disk(server, tmp_path, capsys):
     train_py = checkout_copy(tmp_path)
     ds = tmp_path / "data" / "MSRVTT"
@@ -362,6 +375,7 @@ def test_marker_is_never_written_through_a_link_on_disk(server, tmp_path, capsys
     assert train_py.read_bytes() == (REPO / "train.py").read_bytes()
 
 
+@pytest.mark.slow
 def test_unverified_archive_that_cannot_be_unpacked_names_the_file_to_delete(server, tmp_path, capsys):
     archive = "YouCook2-experts.tar.gz"  # no published sha1
     body = make_archive({"data/YouCook2/raw-captions.pkl": os.urandom(50_000)})

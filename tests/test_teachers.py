@@ -67,6 +67,7 @@ def write_pickle(path, table) -> None:
     path.write_bytes(pickle.dumps(table, protocol=2))
 
 
+@pytest.mark.slow
 def test_an_original_teacher_pickle_converts_to_the_store_and_back(synthetic):
     layout = read_layout(synthetic / "store")
     skipped = layout.video_ids[int(layout.splits["test"][0])]
@@ -94,6 +95,7 @@ class Payload:
         return os.system, (f"touch {self.marker}",)
 
 
+@pytest.mark.slow
 def test_a_malicious_teacher_pickle_is_refused_and_runs_nothing(synthetic, tmp_path):
     marker, save_dir = tmp_path / "ran", tmp_path / "saved"
     evil = synthetic / "teachers" / "evil.pkl"
@@ -124,6 +126,7 @@ def write_random_teacher(synthetic, name: str, dims: dict[str, int], uncovered: 
         {e: rng.standard_normal((int(layout.caption_offsets[-1]), d)) for e, d in dims.items()}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dims, uncovered, message", [
     ({"appearance": DIM, "motion": DIM}, "train", "no embeddings for training video"),
     ({"appearance": DIM, "motion": DIM + 1}, None, f"expert 'motion' has embeddings of width {DIM + 1}, expected {DIM}"),
@@ -140,6 +143,7 @@ def test_a_bad_teacher_stops_before_training_naming_its_file(synthetic, dims, un
     assert message in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_teacher_of_another_dataset_version_is_refused(tmp_path):
     data = tmp_path / "Synthetic"
     generate_synthetic(data, seed=0, split_sizes=SPLITS)
@@ -153,6 +157,7 @@ def test_a_teacher_of_another_dataset_version_is_refused(tmp_path):
         build_distillation(config, build_data(config))
 
 
+@pytest.mark.slow
 def test_an_exported_teacher_reproduces_the_model_scores(synthetic):
     """With every expert present, the teacher's summed inner products are the model's own scores."""
     config = load_config(CE, small(synthetic, 'experts.modalities=["appearance", "motion", "scene"]'))
@@ -170,6 +175,7 @@ def test_an_exported_teacher_reproduces_the_model_scores(synthetic):
                                rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_distillation_logs_its_parts_resumes_exactly_and_evaluates_without_teachers(synthetic, tmp_path, monkeypatch):
     for name in ("train-ce-refined-text-w2v", "train-ce-refined-text-gpt2", "train-ce-refined-text-gpt2-xl-finetune"):
         write_random_teacher(synthetic, f"teachers/{name}", {e: DIM for e in ("appearance", "audio", "motion")})
@@ -200,6 +206,7 @@ def test_distillation_logs_its_parts_resumes_exactly_and_evaluates_without_teach
     assert run(load_script("test"), monkeypatch, "--resume", str(done / "trained_model.pth")) == 0
 
 
+@pytest.mark.slow
 def test_training_file_and_caption_masks_shape_the_training_batches(synthetic):
     layout = read_layout(synthetic / "store")
     chosen = [layout.video_ids[int(r)] for r in layout.splits["train"][::3]]
@@ -219,6 +226,7 @@ def test_training_file_and_caption_masks_shape_the_training_batches(synthetic):
         build_data(load_config(CE, small(synthetic, "training_file=bad-train.txt")))
 
 
+@pytest.mark.slow
 def test_the_recipe_reuses_finished_runs_and_tabulates_mean_and_std(tmp_path):
     recipe = load_script("misc/run_teachtext")
     config = load_config(CE, [f"trainer.save_dir={tmp_path}", "seed=1"])

@@ -18,6 +18,7 @@ def only_run(save_dir):
     return models
 
 
+@pytest.mark.slow
 def test_training_learns_and_writes_the_run_folder(synthetic_dir, tmp_path, monkeypatch):
     save = tmp_path / "saved"
     assert run(train_cli, monkeypatch, "--config", CONFIG,
@@ -69,6 +70,7 @@ def test_training_learns_and_writes_the_run_folder(synthetic_dir, tmp_path, monk
     assert (web / "val.html").read_text() == val_page and (web / "val-trained_model.html").is_file()
 
 
+@pytest.mark.slow
 def test_resume_matches_an_uninterrupted_run(synthetic_dir, tmp_path, monkeypatch):
     small = ["trainer.epochs=3", "data_loader.args.batch_size=128", "experts.ce_shared_dim=32"]
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
@@ -86,6 +88,7 @@ def test_resume_matches_an_uninterrupted_run(synthetic_dir, tmp_path, monkeypatc
     assert a["monitor_best"] == b["monitor_best"]
 
 
+@pytest.mark.slow
 def test_early_stopping_stops(synthetic_dir, tmp_path, monkeypatch):
     save = tmp_path / "saved"
     # the epoch loss falls, so "max loss" never improves after epoch 1
@@ -98,6 +101,7 @@ def test_early_stopping_stops(synthetic_dir, tmp_path, monkeypatch):
     assert "Early stopping" in (save / "log" / "synthetic-train-ce" / models.name / "info.log").read_text()
 
 
+@pytest.mark.slow
 def test_seeds_train_one_run_per_seed(synthetic_dir, tmp_path, monkeypatch):
     save = tmp_path / "saved"
     assert run(train_cli, monkeypatch, "--config", CONFIG, "--seeds", "3,1",
@@ -114,6 +118,7 @@ def test_seeds_cannot_resume(tmp_path, monkeypatch):
         run(train_cli, monkeypatch, "--resume", str(tmp_path / "absent.pth"), "--seeds", "0,1")
 
 
+@pytest.mark.slow
 def test_resume_repairs_a_best_model_older_than_its_checkpoint(synthetic_dir, tmp_path, monkeypatch):
     save = tmp_path / "saved"
     assert run(train_cli, monkeypatch, "--config", CONFIG,
