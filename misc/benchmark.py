@@ -91,6 +91,8 @@ DEFAULT_CONFIG = Path("configs/msrvtt/train-full-ce.json")
 # config at scale 1: training steady state, and the full-test evaluation split in 4 slices by
 # hand (its single pass ran out of memory at 23 GiB). Compared only on the same machine kind.
 ORIGINAL = {"machine_kind": "CPU AVX512, native bf16", "threads": 2, "train_samples_per_s": 31.0, "eval_s": 195.0}
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]  # what every phase and floor is timed with (--clock)
 BUSY_SPREAD = 0.2  # (slowest - fastest) / median of one product's timings above which the machine is busy
 MATMUL_SHAPES = ((64, 21504, 768), (768, 64, 21504), (64, 768, 768), (2048, 2048, 2048))  # (m, k, n)
 GIB = 2 ** 30
@@ -107,6 +109,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scales", nargs="+", type=float, metavar="SCALE",
                         help="time loader builds, an epoch of training (from --blocks x --block_steps steps) and "
                              "the full-test evaluation at each scale, and print how they grow")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="time phases and floors in wall time (default) or in this process's CPU time: on a "
+                             "machine other jobs share, run with OMP_NUM_THREADS=1 and --clock cpu, so that time "
+                             "waiting for a core does not count")
     parser.add_argument("--floor_repeats", type=int, default=7,
                         help="timings per matrix product and copy for the floors, each time measured (default: 7)")
     parser.add_argument("--device", default="cpu", help='"cpu" (default), "cuda" or "cuda:<n>"')
@@ -177,10 +183,10 @@ class PeakMemory:
 
 def seconds(fn: Callable[[], object], device: torch.device) -> float:
     synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     fn()
     synchronize(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def product_timings(dtype: torch.dtype, device: torch.device, repeats: int,
@@ -296,22 +302,22 @@ def train_phase(config: Config, data, device: torch.device, precision: str,
     parts = {"data": [], "forward": [], "backward": [], "optimizer": []}
 
     def step(timed: bool) -> int:
-        marks = [time.perf_counter()]
+        marks = [clock()]
         batch = next(stream).to(device)
         synchronize(device)
-        marks.append(time.perf_counter())
+        marks.append(clock())
         with autocast(device, precision):
             out = model(batch.experts, batch.ind, batch.text)
         loss = loss_fn(out["cross_view_conf_matrix"])
         synchronize(device)
-        marks.append(time.perf_counter())
+        marks.append(clock())
         loss.backward()
         synchronize(device)
-        marks.append(time.perf_counter())
+        marks.append(clock())
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         synchronize(device)
-        marks.append(time.perf_counter())
+        marks.append(clock())
         if timed:
             for name, lo, hi in zip(parts, marks, marks[1:]):
                 parts[name].append(hi - lo)
@@ -326,10 +332,10 @@ def train_phase(config: Config, data, device: torch.device, precision: str,
             step(False)
         blocks = []
         for _ in range(args.blocks):
-            start, samples = time.perf_counter(), 0
+            start, samples = clock(), 0
             for _ in range(args.block_steps):
                 samples += step(True)
-            took = time.perf_counter() - start
+            took = clock() - start
             blocks.append((samples / took, took))
     rate, block_s = sorted(blocks)[len(blocks) // 2]
     total = sum(sum(times) for times in parts.values())
@@ -368,14 +374,14 @@ def eval_phase(config: Config, data, device: torch.device, precision: str, state
     chunk = trainer_options(config).eval_chunk_videos
     eval_set = data.eval_set()
     with PeakMemory(device) as memory:
-        start = time.perf_counter()
+        start = clock()
         sims, _ = compute_similarities(model, data, eval_set, device, chunk, progress=False, precision=precision)
         synchronize(device)
-        forward_s = time.perf_counter() - start
-        start = time.perf_counter()
+        forward_s = clock() - start
+        start = clock()
         masks = eval_set.query_masks.cpu().numpy()
         metrics = {"t2v": t2v_metrics(sims, masks), "v2t": v2t_metrics(sims, masks)}
-        metrics_s = time.perf_counter() - start
+        metrics_s = clock() - start
     flops, sim_flops = eval_flops(model, data, eval_set, device, precision, chunk)
     return {"forward_s": forward_s, "metrics_s": metrics_s, "total_s": forward_s + metrics_s,
             "tflop": flops / 1e12, "similarity_tflop": sim_flops / 1e12, "peak_gib": memory.peak / GIB,
@@ -417,9 +423,9 @@ def table(report: dict, precisions: list[str]) -> str:
 def timed_loader(report: dict, split: str, config: Config, device: torch.device):
     """Build the loader of ``config`` and record its build time and peak memory under ``loader_<split>``."""
     with PeakMemory(torch.device("cpu")) as memory:
-        start = time.perf_counter()
+        start = clock()
         data = build_data(config, device)
-        report[f"loader_{split}_s"] = time.perf_counter() - start
+        report[f"loader_{split}_s"] = clock() - start
     report[f"loader_{split}_peak_gib"] = memory.peak / GIB
     report[f"loader_{split}_peak_private_gib"] = memory.peak_private / GIB
     return data
@@ -463,7 +469,8 @@ def machine_lines(report: dict, precisions: list[str]) -> list[str]:
     """The machine's kind and floors in words, and a warning when its timings spread (busy)."""
     rates = ", ".join(f"{p} {report[f'matmul_{p}_gflop_per_s']:.0f}" for p in precisions)
     lines = [f"{report['config']} at scale {report['scale']:g} on {report['device']}, {report['machine_kind']} "
-             f"({report['torch_threads']} threads, torch {report['torch']}); matmul {rates} GFLOP/s; "
+             f"({report['torch_threads']} threads, torch {report['torch']}, {report['clock']} time); "
+             f"matmul {rates} GFLOP/s; "
              f"memory {report['memory_gb_per_s']:.0f} GB/s (medians)"]
     spreads = {k: v for k, v in report.items() if k.endswith("_spread") and v > BUSY_SPREAD}
     if spreads:
@@ -475,7 +482,8 @@ def machine_lines(report: dict, precisions: list[str]) -> list[str]:
 
 def original_lines(report: dict, precisions: list[str]) -> list[str]:
     """The original code's speed against this run's, only for the machine kind it was measured on."""
-    if (report["machine_kind"], report["torch_threads"]) != (ORIGINAL["machine_kind"], ORIGINAL["threads"]):
+    if (report["machine_kind"], report["torch_threads"], report["clock"]) != (ORIGINAL["machine_kind"],
+                                                                              ORIGINAL["threads"], "wall"):
         return [f"the original code was measured on a {ORIGINAL['machine_kind']} with {ORIGINAL['threads']} threads "
                 f"only: no comparison on this {report['machine_kind']} with {report['torch_threads']} threads"]
     report["original"] = ORIGINAL
@@ -495,7 +503,8 @@ def detailed_run(args: argparse.Namespace) -> dict:
     report: dict = {"config": str(args.config), "scale": args.scale, "device": str(device),
                     "machine_kind": device_kind(device), "torch": torch.__version__,
                     "torch_threads": torch.get_num_threads(), "machine": platform.platform(),
-                    "processor": platform.processor() or platform.machine(), "precisions": precisions}
+                    "processor": platform.processor() or platform.machine(), "precisions": precisions,
+                    "clock": args.clock}
     test_config = with_eval_settings(config)
     data = timed_loader(report, "train", config, device)
     state = None
@@ -511,7 +520,7 @@ def detailed_run(args: argparse.Namespace) -> dict:
     floors.measure()  # again after the phases: the floors are the medians over the whole run
     report.update(floors.figures())
     add_floors(report, precisions)
-    print("\n".join(machine_lines(report, ["fp32", *precisions])))
+    print("\n".join(machine_lines(report, list(dict.fromkeys(["fp32", *precisions])))))
     print(table(report, precisions))
     for p in precisions:
         print(f"{p}: training {report[f'train_{p}_step_s'] / report[f'train_{p}_floor_s']:.2f}x and full-test "
@@ -560,14 +569,17 @@ def scales_run(args: argparse.Namespace) -> dict:
                     "test_size": f"{figures['queries']:,} x {figures['videos']:,}"})
         rows.append(row)
         print(f"scale {scale:g} done: epoch {row['epoch_s']:.0f} s, evaluation {row['eval_s']:.1f} s", flush=True)
-    print(f"{args.config} on {rows[0]['machine_kind']} ({torch.get_num_threads()} threads), {rows[0]['precision']}; "
+    print(f"{args.config} on {rows[0]['machine_kind']} ({torch.get_num_threads()} threads, {args.clock} time), "
+          f"{rows[0]['precision']}; "
           f"epoch = step time x batches per epoch ({args.blocks} x {args.block_steps} steps timed)")
     print(scale_table(rows))
-    return {"config": str(args.config), "torch_threads": torch.get_num_threads(), "scales": rows}
+    return {"config": str(args.config), "torch_threads": torch.get_num_threads(), "clock": args.clock, "scales": rows}
 
 
 def main() -> int:
+    global clock
     args = parse_args()
+    clock = CLOCKS[args.clock]
     report = scales_run(args) if args.scales else detailed_run(args)
     print(f"wrote {write_text_atomic(args.out, json.dumps(report, indent=2) + chr(10))}")
     return 0
