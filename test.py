@@ -27,6 +27,7 @@ from report.site import publish_run
 from trainer.build import build_data, build_page_writer, load_model, prepare_data, select_device, trainer_options
 from trainer.checkpoints.files import checkpoint_with_config
 from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
+from trainer.precision import report_choice, use_precision
 from utils.cli import add_device_options, device_overrides, run_cli
 from utils.config.load import with_eval_settings
 from utils.summary import count_trainable
@@ -64,9 +65,11 @@ def main() -> int:
     if args.split == "test":
         config = with_eval_settings(config)
     device = select_device(config)
+    precision = use_precision(config, device)
     dirs = run_dirs_of_checkpoint(args.resume)
     options = trainer_options(config)
     log = setup_logging(dirs.log, options.verbosity)
+    report_choice(precision, log)
     model = load_model(config, state.pop("state_dict")).to(device)
     prepare_data(config, training=False)
     data = build_data(config, device, training=False)
@@ -74,7 +77,8 @@ def main() -> int:
                       precision=options.precision)
     metrics_name, page_name = output_names(args.split, args.resume)
     metrics_path = write_metrics_json(args.resume.parent / metrics_name, result, epoch=state["epoch"],
-                                      checkpoint=str(args.resume), params=count_trainable(model))
+                                      checkpoint=str(args.resume), params=count_trainable(model),
+                                      precision=options.precision)
     page = write_page(build_page_writer(config), dirs.web / page_name, result, data,
                       f"{args.resume} - {result.split}")
     log.info(format_table(result))

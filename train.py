@@ -42,6 +42,7 @@ from trainer.checkpoints.files import (
     load_any_checkpoint,
     resumable_checkpoint,
 )
+from trainer.precision import PrecisionChoice, report_choice, use_precision
 from trainer.trainer import Trainer
 from utils.cli import add_device_options, device_overrides, run_cli
 from utils.config.load import apply_overrides, with_eval_settings
@@ -121,15 +122,17 @@ def main() -> int:
     place = distributed.from_environment()
     device = select_device(config, place.local_rank)
     place = distributed.start(place, device)
+    precision = use_precision(config, device)
     for run_config in with_seeds(config, args.seeds):
-        train_run(args, run_config, state, device, place)
+        train_run(args, run_config, state, device, place, precision)
     distributed.stop(place)
     return 0
 
 
 def train_run(args: argparse.Namespace, config: Config, state: dict | None, device: torch.device,
-              place: distributed.Distributed) -> None:
-    """Train one run of ``config`` in a new run folder (or continue the checkpoint ``state``).
+              place: distributed.Distributed, precision: PrecisionChoice) -> None:
+    """Train one run of ``config`` in a new run folder (or continue the checkpoint ``state``),
+    at the forward passes' ``precision`` (already written into ``config``).
 
     Everything that can fail on bad input (data, model, device, optimiser) is built before the
     run folder exists; a new run that stops before its first checkpoint removes its folders.
@@ -157,7 +160,7 @@ def train_run(args: argparse.Namespace, config: Config, state: dict | None, devi
             dirs = new_run_dirs(Path(options.save_dir), experiment_name(args.config))
         config.save(dirs.models / "config.json")
     dirs = distributed.broadcast(dirs, place)
-    setup_logging(dirs.log if place.is_main else None, verbosity)
+    report_choice(precision, setup_logging(dirs.log if place.is_main else None, verbosity))
     trainer = Trainer(config, options, model, build_loss(config), optimizer, scheduler, data, dirs, device,
                       build_page_writer(config), test_data=lambda: build_data(test_config, device, training=False),
                       distillation=distillation, place=place)

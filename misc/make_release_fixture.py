@@ -19,12 +19,13 @@ direction per concept and each caption contains words naming them, so a short tr
 ranks above chance.
 
 Reduced scale (--scale < 1): each list is a prefix of the official one and only the videos of
-those prefixes get captions and features. The project reads the official lists under
+those prefixes get captions and features; above 1 each list continues with renamed copies of
+its videos (``<id>-copy<k>``), e.g. --scale 2 doubles every split. The project reads the official lists under
 misc/datasets/msrvtt/ whenever they exist (data_loader.released.datasets.list_path), and they name videos
 a reduced fixture lacks, so the script also writes the store index <out>/store/index.h5 from the
 fixture's own lists; the first training run then converts the features as usual and needs no
 other override. A reduced fixture whose store/ was deleted cannot be converted again: write a
-new one. At --scale 1 no store is written; the first training run converts everything.
+new one (the same holds above 1). At --scale 1 no store is written; the first training run converts everything.
 
 Run from the repository root, e.g.:
 
@@ -35,6 +36,7 @@ Run from the repository root, e.g.:
 from __future__ import annotations
 
 import argparse
+import math
 import pickle
 import shutil
 import sys
@@ -125,15 +127,16 @@ def parse_args() -> argparse.Namespace:
                         help="write the expert and text files this config needs, for its split_name and "
                              "eval_settings (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=1.0,
-                        help="fraction of each official split list to keep, 0 < scale <= 1; below 1 the lists "
-                             "are prefixes and <out>/store/index.h5 is written too (default: %(default)s)")
+                        help="size of each split against the official list: below 1 a prefix, above 1 the list "
+                             "and renamed copies; other than 1, <out>/store/index.h5 is written too "
+                             "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--text_tokens", type=int, default=DEFAULT_TEXT_TOKENS,
                         help="mean words per caption; at scale 1 each word adds about 0.61 GB to the text "
                              "feature file (default: %(default)s)")
     args = parser.parse_args()
-    if not 0 < args.scale <= 1:
-        parser.error(f"--scale: expected 0 < scale <= 1, got {args.scale}")
+    if not 0 < args.scale:
+        parser.error(f"--scale: expected a scale above 0, got {args.scale}")
     if args.text_tokens < 1:
         parser.error(f"--text_tokens: expected at least 1, got {args.text_tokens}")
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
@@ -142,12 +145,16 @@ def parse_args() -> argparse.Namespace:
 
 
 def official_lists(scale: float) -> dict[str, list[str]]:
-    """Each split list of the dataset, cut to its first ``scale`` fraction (at least one video)."""
+    """Each split list of the dataset, cut to its first ``scale`` fraction (at least one video).
+    Above 1 each list is followed by renamed copies of itself (``<id>-copy<k>``, the same
+    renaming in every list, so lists overlap as the official ones do) before it is cut."""
     lists = {}
+    copies = math.ceil(scale)
     for split in datasets.split_lists(DATASET):
         path = datasets.LIST_ROOT / datasets.RELEASES[DATASET].list_folder / f"{split}.txt"
         ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        lists[split] = ids[:max(1, round(len(ids) * scale))]
+        repeated = ids + [f"{v}-copy{k}" for k in range(1, copies) for v in ids]
+        lists[split] = repeated[:max(1, round(len(ids) * scale))]
     return lists
 
 
@@ -276,7 +283,7 @@ def captions_and_text(video_ids: list[str], concepts: np.ndarray, short: set[str
 
 
 def write_lists(root: Path, lists: dict[str, list[str]], scale: float) -> None:
-    """The split lists: copies of the official files at scale 1, their prefixes below."""
+    """The split lists: copies of the official files at scale 1, the lists of ``official_lists`` otherwise."""
     folder = datasets.LIST_ROOT / datasets.RELEASES[DATASET].list_folder
     root.mkdir(parents=True, exist_ok=True)
     for split, ids in lists.items():
@@ -287,7 +294,7 @@ def write_lists(root: Path, lists: dict[str, list[str]], scale: float) -> None:
 
 
 def write_fixture(out: Path, plan: FixturePlan, scale: float, seed: int, text_tokens: int) -> None:
-    """Every file of the fixture under ``out``; the store index too when ``scale`` < 1."""
+    """Every file of the fixture under ``out``; the store index too when ``scale`` is not 1."""
     root = out / plan.root_feat_folder
     rng = np.random.default_rng(seed)
     video_ids = plan.video_ids
@@ -311,7 +318,7 @@ def write_fixture(out: Path, plan: FixturePlan, scale: float, seed: int, text_to
             write(relative, {v: int(rng.integers(len(raw[v]))) for v in plan.lists[split]})
         for spec in plan.experts:
             write(spec.relative, expert_table(spec, video_ids, concepts, rng))
-    if scale < 1:  # the index from the fixture's own lists, not the official ones
+    if scale != 1:  # the index from the fixture's own lists, not the official ones
         write_released_index(DATASET, root, out / STORE_DIR, plan.root_feat_folder, official_lists=False)
 
 
@@ -320,7 +327,7 @@ def main() -> int:
     plan = plan_fixture(load_config(args.config), args.scale)
     report_sizes(plan, args.text_tokens, args.out)
     write_fixture(args.out, plan, args.scale, args.seed, args.text_tokens)
-    print(f"wrote {args.out / plan.root_feat_folder}" + (f" and {args.out / STORE_DIR}" if args.scale < 1 else ""))
+    print(f"wrote {args.out / plan.root_feat_folder}" + (f" and {args.out / STORE_DIR}" if args.scale != 1 else ""))
     print(f"train on it with: python3 train.py --config {args.config} --set data_loader.args.data_dir={args.out}")
     return 0
 

@@ -63,3 +63,13 @@ def test_tiny_fixture_converts_and_loads(tmp_path, monkeypatch):
     eval_set = jsfusion.eval_set()
     starts = jsfusion.store.caption_offsets[eval_set.video_rows]
     assert (eval_set.caption_rows[:, 0] - starts).tolist() == [picks[v] for v in lists["val_list_jsfusion"]]
+
+
+def test_lists_above_scale_one_add_renamed_copies_that_overlap_as_the_official_ones():
+    from make_release_fixture import official_lists
+
+    single, double = official_lists(1), official_lists(2)
+    for split, ids in single.items():
+        assert double[split] == ids + [f"{v}-copy1" for v in ids]
+    shared = set(single["val_list_jsfusion"]) & set(single["test_list_full"])
+    assert {f"{v}-copy1" for v in shared} <= set(double["val_list_jsfusion"]) & set(double["test_list_full"])

@@ -89,13 +89,16 @@ def test_training_in_bf16_follows_fp32(tiny_synthetic, tmp_path, monkeypatch):
                    "data_loader.args.batch_size=32") == 0
         (models,) = (save / "models" / "synthetic-train-ce").iterdir()
         assert json.loads((models / "config.json").read_text())["trainer"]["precision"] == precision
+        assert json.loads((models / "metrics.json").read_text())["precision"] == precision
+        (log_dir,) = (save / "log" / "synthetic-train-ce").iterdir()
+        assert f"Training on cpu in {precision}:" in (log_dir / "info.log").read_text()
         losses[precision] = epoch_losses(save)
     assert len(losses["bf16"]) == 3 and losses["bf16"][2] < 0.8 * losses["bf16"][0]
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
 
 
 def test_unknown_precision_is_a_config_error():
-    with pytest.raises(ConfigError, match='trainer.precision: expected one of "fp32", "bf16", got "fp16"'):
+    with pytest.raises(ConfigError, match='trainer.precision: expected one of "auto", "fp32", "bf16", got "fp16"'):
         load_config(CONFIG, ["trainer.precision=fp16"])
     with pytest.raises(ConfigError, match="trainer.precision"):
         autocast(torch.device("cpu"), "fp16")

@@ -242,7 +242,8 @@ class Trainer:
     def train(self) -> EvalResult | None:
         """Run the remaining epochs, then evaluate the best model on the test split (rank 0;
         other ranks return None)."""
-        self.log.info(f"Training on {self.device}: {len(self.data.train_rows)} training videos, "
+        self.log.info(f"Training on {self.device} in {self.opts.precision}: "
+                      f"{len(self.data.train_rows)} training videos, "
                       f"epochs {self.start_epoch}..{self.opts.epochs}, run folder {self.dirs.models}")
         for epoch in range(self.start_epoch, self.opts.epochs + 1):
             epoch_loss, loss_parts = self._train_epoch(epoch)
@@ -295,7 +296,8 @@ class Trainer:
         self.model.load_state_dict(state.pop("state_dict"))
         result = self._evaluate("test", self.test_data(), state["epoch"])
         metrics_path = write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"],
-                                          checkpoint=str(best_path), params=count_trainable(self.model))
+                                          checkpoint=str(best_path), params=count_trainable(self.model),
+                                          precision=self.opts.precision)
         self.log.info(f"Test metrics of the best model (epoch {state['epoch']}):\n{format_table(result)}")
         site = self.dirs.web.parent.parent
         self.log.info(f"Best model:    {best_path}\nTest metrics:  {metrics_path}\n"

@@ -33,7 +33,8 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help='where the model runs: "auto" (CUDA when present), "cpu", "cuda" or '
                                          '"cuda:<n>" (trainer.device)')
     parser.add_argument("--precision", choices=PRECISIONS,
-                        help="forward passes in float32 or under bfloat16 autocast (trainer.precision)")
+                        help="forward passes in float32 or under bfloat16 autocast; auto: bf16 where the hardware "
+                             "computes it natively, else fp32 (trainer.precision)")
 
 
 def device_overrides(args: argparse.Namespace) -> list[str]:

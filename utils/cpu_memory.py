@@ -20,8 +20,8 @@ zero before use.
 """
 import ctypes
 import os
-import sys
-from typing import Callable
+
+from utils.libc import libc_function, release_freed_memory  # noqa: F401  (re-exported)
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
@@ -29,33 +29,13 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt parameters, glibc's malloc.h
 TRIM_THRESHOLD = 2 ** 31 - 1
 
 
-def _libc_function(name: str, argtypes: list) -> Callable | None:
-    """``name`` from the C library on Linux (None elsewhere or where it lacks it)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = getattr(ctypes.CDLL(None), name)
-    except (OSError, AttributeError):
-        return None
-    function.argtypes, function.restype = argtypes, ctypes.c_int
-    return function
-
-
 def _keep_freed_memory() -> bool:
     """Tell glibc's malloc to serve large blocks from the heap and keep what is freed; True
     when it took both settings."""
-    mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    mallopt = libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
     if mallopt is None or "GLIBC_TUNABLES" in os.environ or any(k.startswith("MALLOC_") for k in os.environ):
         return False
     return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
 
 
 KEEPS_FREED_MEMORY = _keep_freed_memory()
-
-
-def release_freed_memory() -> None:
-    """Hand the memory the heap keeps back to the kernel (glibc's ``malloc_trim``), e.g. before
-    measuring a phase's peak; a no-op without glibc."""
-    trim = _libc_function("malloc_trim", [ctypes.c_size_t])
-    if trim is not None:
-        trim(0)

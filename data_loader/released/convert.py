@@ -71,6 +71,7 @@ from data_loader.store.feature_store import (
 )
 from utils.atomic import refuse_symlink
 from utils.errors import StoreError
+from utils.libc import release_freed_memory
 from utils.original.unpickle import RefusedGlobal, load_restricted
 
 PRODUCER = "released"
@@ -332,7 +333,8 @@ def needs_conversion(plan: StorePlan, data_dir: Path, root_feat_folder: str) -> 
 
 def convert_plan(plan: StorePlan, data_dir: Path, root_feat_folder: str, progress: bool = True) -> Path:
     """Write every store file ``plan`` needs that ``<data_dir>/store/`` lacks or holds for another
-    build of its index; returns the store. A store folder that is a symbolic link is refused
+    build of its index, one file at a time (one expert or text feature in memory at once, freed
+    and handed back to the kernel before the next); returns the store. A store folder that is a symbolic link is refused
     (SymlinkError): nothing is written through a link."""
     data_dir = Path(data_dir)
     store_dir, root = data_dir / STORE_DIR, data_dir / root_feat_folder
@@ -341,6 +343,7 @@ def convert_plan(plan: StorePlan, data_dir: Path, root_feat_folder: str, progres
     pending = _pending(_jobs(plan, root, store_dir, root_feat_folder), store_dir)
     for path in tqdm(pending, desc=f"converting {plan.dataset}", unit="file", disable=not (progress and pending)):
         pending[path]()
+        release_freed_memory()  # a file's tables are freed; the heap need not keep them for training
     return store_dir
 
 

@@ -32,16 +32,24 @@ def _one_width(arrays: list[np.ndarray], label: str) -> int:
     return widths.pop()
 
 
-def pack_rows(rows: list[np.ndarray], label: str) -> TokenArrays:
-    """Variable-length rows ([T_r, d], [d] for one token, or empty) -> values [sum T_r, d], offsets [R+1]."""
+def row_list(rows: list[np.ndarray], label: str) -> TokenArrays:
+    """Variable-length rows ([T_r, d], [d] for one token, or empty) -> their [T_r, d] float32 views
+    in order (``values`` a list, not packed: writing them needs no second copy) and offsets [R+1]."""
     width = _one_width(rows, label)
     try:
-        mats = [r.reshape(-1, width) for r in rows]
+        mats = [np.asarray(r, dtype=np.float32).reshape(-1, width) for r in rows]
     except ValueError:
         raise StoreError(f"{label}: a row is not a [tokens, {width}] array") from None
     lengths = np.array([len(m) for m in mats], dtype=np.int64)
-    values = np.concatenate(mats) if mats else np.zeros((0, width), np.float32)
-    return TokenArrays(values.astype(np.float32, copy=False), np.concatenate([[0], np.cumsum(lengths)]))
+    return TokenArrays(mats, np.concatenate([[0], np.cumsum(lengths)]))
+
+
+def pack_rows(rows: list[np.ndarray], label: str) -> TokenArrays:
+    """Variable-length rows ([T_r, d], [d] for one token, or empty) -> values [sum T_r, d], offsets [R+1]."""
+    listed = row_list(rows, label)
+    width = _one_width(rows, label)
+    values = np.concatenate(listed.values) if listed.values else np.zeros((0, width), np.float32)
+    return TokenArrays(values, listed.offsets)
 
 
 def _present(tables: list[dict], video_ids: list[str]) -> np.ndarray:
@@ -86,7 +94,9 @@ def infer_kind(table: dict) -> str:
 
 def pack_text(table: dict, video_ids: list[str], caption_counts: np.ndarray, fused: bool,
               label: str) -> TokenArrays:
-    """Word embeddings of every caption in store order: values [W, D], offsets [C+1].
+    """Word embeddings of every caption in store order: values, the C captions' [tokens, D]
+    arrays as a list (``write_text`` writes them block by block, so the release's table is the
+    only copy in memory), and offsets [C+1].
 
     ``table``: video id -> list of [tokens, D] arrays, one per caption; fused datasets stack
     them into one caption per video. ``caption_counts`` [N] (from the index) must match.
@@ -102,7 +112,7 @@ def pack_text(table: dict, video_ids: list[str], caption_counts: np.ndarray, fus
         first = differ[0]
         raise StoreError(f"{label}: video '{video_ids[first]}' has {counts[first]} caption embeddings but "
                          f"{caption_counts[first]} raw captions ({len(differ)} videos differ)")
-    return pack_rows([c for caps in captions for c in caps], label)
+    return row_list([c for caps in captions for c in caps], label)
 
 
 def select_captions(table: dict, video_ids: list[str], split_rows: np.ndarray, caption_offsets: np.ndarray,

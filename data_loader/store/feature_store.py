@@ -83,9 +83,10 @@ class TokenArrays:
     """Variable-length rows packed flat: row r owns ``values[offsets[r]:offsets[r+1]]``.
 
     With a ``vocabulary`` [V, D], ``values`` [W] are its row numbers rather than embeddings [W, D].
+    To be written only, ``values`` may also be the rows' [T_r, D] arrays in order, a list.
     """
 
-    values: np.ndarray
+    values: np.ndarray | list[np.ndarray]
     offsets: np.ndarray
     vocabulary: np.ndarray | None = None
 
@@ -138,12 +139,29 @@ def write_expert(store_dir: Path, name: str, expert: ExpertArrays, store_id: str
     return path
 
 
+def write_rows(f: h5py.File, name: str, rows: list[np.ndarray], total: int, block_bytes: int = 64 << 20) -> None:
+    """Dataset ``name`` [total, D] float32 of ``rows`` ([T_r, D] arrays, ``total`` rows in all)
+    stacked, written in blocks of about ``block_bytes``: never a second whole copy in memory."""
+    width = next((r.shape[1] for r in rows if r.size), rows[0].shape[1] if rows else 0)
+    dataset = f.create_dataset(name, shape=(total, width), dtype=np.float32)
+    start, block, size = 0, [], 0
+    for i, row in enumerate(rows):
+        block.append(row)
+        size += row.nbytes
+        if size >= block_bytes or i == len(rows) - 1:
+            stacked = np.concatenate(block)
+            dataset[start:start + len(stacked)] = stacked
+            start, block, size = start + len(stacked), [], 0
+
+
 def write_text(store_dir: Path, name: str, tokens: TokenArrays, store_id: str) -> Path:
     """Write ``text/<name>.h5`` atomically, for the index build ``store_id``."""
     path = text_path(store_dir, name)
     with atomic_h5(path) as f:
         f.attrs[STORE_ID] = store_id
-        if tokens.vocabulary is None:
+        if isinstance(tokens.values, list):
+            write_rows(f, "embeddings", tokens.values, int(tokens.offsets[-1]))
+        elif tokens.vocabulary is None:
             f.create_dataset("embeddings", data=tokens.values)
         else:
             f.create_dataset("vocabulary", data=tokens.vocabulary)

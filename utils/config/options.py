@@ -34,7 +34,7 @@ class ExpertsOptions:
     use_zeros_for_missing: bool = False
 
 
-Precision = Literal["fp32", "bf16"]  # of the forward passes (trainer/precision.py)
+Precision = Literal["auto", "fp32", "bf16"]  # of the forward passes (trainer/precision.py)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
@@ -44,7 +44,8 @@ class TrainerOptions:
 
     ``device``: "auto" (CUDA when present), "cpu", "cuda" or "cuda:<n>". ``precision``: "bf16"
     autocasts the model's forward passes in training and evaluation (similarities, losses and
-    metrics stay float32). ``compile``: train through ``torch.compile(model)``.
+    metrics stay float32); "auto" uses bf16 where the hardware computes it natively, else fp32
+    (trainer/precision.py). ``compile``: train through ``torch.compile(model)``.
     """
 
     epochs: Count = 100
@@ -59,7 +60,7 @@ class TrainerOptions:
     tensorboard: bool = True
     verbosity: int = 2
     device: str = "auto"
-    precision: Precision = "fp32"
+    precision: Precision = "auto"
     compile: bool = False
 
 
