@@ -71,6 +71,7 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+BEST_MODEL_STEM = "trained_model"
 IGNORED_CHANGES = ("trainer.device", "trainer.verbosity", "trainer.tensorboard", "trainer.save_dir",
                    "trainer.eval_chunk_videos", "trainer.log_every")
 """Config keys whose value does not change an evaluation's numbers."""
@@ -88,19 +89,22 @@ def config_changes(state: dict, config: Config) -> dict[str, object]:
 
 
 def output_names(split: str, checkpoint: Path, changes: dict[str, object], replace: bool) -> tuple[str, str]:
-    """(metrics file, ranking page) names. The test split of the checkpoint's own config writes
-    those training writes (``metrics.json``, ``test.html``); another split's carry its name and
-    the checkpoint's, and a changed config (``--set``, ``--config``, ``--precision``) its
-    precision when that is all that changed, else a hash of the changes (``metrics-bf16.json``,
+    """(metrics file, ranking page) names. The test split of the best model (``trained_model.pth``)
+    with its own config writes those training writes (``metrics.json``, ``test.html``); another
+    split's carry its name and the checkpoint's; another checkpoint's carry its name, and a
+    changed config (``--set``, ``--config``, ``--precision``) its precision when that is all that
+    changed, else a hash of the changes (``metrics-bf16.json``, ``metrics-checkpoint-epoch2.json``,
     ``metrics-3f2a9c1e.json``), so they never replace the run's results unless ``replace``."""
     if split != "test":
         return f"metrics-{split}.json", f"{split}-{checkpoint.stem}.html"
-    if not changes or replace:
-        return "metrics.json", "test.html"
+    tags = [checkpoint.stem] if checkpoint.stem != BEST_MODEL_STEM else []
     if set(changes) == {"trainer.precision"}:
-        tag = str(changes["trainer.precision"])
-    else:
-        tag = hashlib.sha1(json.dumps(changes, sort_keys=True).encode()).hexdigest()[:8]
+        tags.append(str(changes["trainer.precision"]))
+    elif changes:
+        tags.append(hashlib.sha1(json.dumps(changes, sort_keys=True).encode()).hexdigest()[:8])
+    if not tags or replace:
+        return "metrics.json", "test.html"
+    tag = "-".join(tags)
     return f"metrics-{tag}.json", f"test-{tag}.html"
 
 
