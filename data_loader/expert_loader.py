@@ -115,7 +115,7 @@ class ExpertDataLoader:
 
     def __init__(self, dataset_name: str, data_dir: str, split_name: str = "val",
                  batch_size: Annotated[int, AtLeast(MIN_BATCH)] = 64,
-                 max_tokens: dict[str, int] | None = None, feat_aggregation: dict | None = None,
+                 max_tokens: dict[str, Count] | None = None, feat_aggregation: dict | None = None,
                  num_test_captions: Count = 20, restrict_train_captions: int = 0, synthetic_seed: int = 0,
                  root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, fuse_captions: bool | None = None,
                  class_annotations: str | None = None, relevance_files: dict[str, str] | None = None, *,
