@@ -153,6 +153,7 @@ class ExpertDataLoader:
         classes = read_classes(path, self.store.raw_captions)
         self.class_relevance = None if classes is None else VideoCaptionRelevance(
             classes.verbs, classes.nouns, self.store.caption_offsets)
+        self.relevance_files = dict(relevance_files or {})  # only the files this config names are used
         self._eval_relevance: dict[str, torch.Tensor] = {}
         root = feature_root(dataset_name, data_dir, root_feat_folder)
         self.training_rows = None if training_file is None else self._read_training_file(root / training_file)
@@ -230,7 +231,7 @@ class ExpertDataLoader:
         if train and self.class_relevance is None:
             raise StoreError(f"{classes_path(path)}: not found; a relevance-aware loss needs the captions' "
                              "semantic classes (data_loader.args.class_annotations, see README)")
-        if evaluate and self.class_relevance is None and not relevance_path(path, self.eval_split).is_file():
+        if evaluate and self.class_relevance is None and self.eval_split not in self.relevance_files:
             raise StoreError(f"{relevance_path(path, self.eval_split)}: not found, nor {classes_path(path)}; "
                              "relevance metrics need the split's relevance (data_loader.args.relevance_files) "
                              "or the captions' semantic classes (see README)")
@@ -286,8 +287,11 @@ class ExpertDataLoader:
         computed from the semantic classes. Read or computed once per split."""
         if eval_set.split not in self._eval_relevance:
             shape = (eval_set.num_videos, eval_set.num_queries)
-            matrix = read_relevance(self.store.path, eval_set.split, shape, captions_sha1(self.store.raw_captions))
-            if matrix is None:
+            source = self.relevance_files.get(eval_set.split)
+            if source is not None:
+                matrix = read_relevance(self.store.path, eval_set.split, shape, captions_sha1(self.store.raw_captions),
+                                        source)
+            else:
                 self.require_relevance(train=False, evaluate=True)
                 matrix = self.class_relevance(eval_set.video_rows.cpu(), eval_set.query_rows.cpu())
             self._eval_relevance[eval_set.split] = matrix
