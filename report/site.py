@@ -25,6 +25,7 @@ from report.eval_summary import summary_path
 from report.history import HISTORY_FILE
 from report.html_page import document, esc, fmt, href
 from report.results_table import DIRECTIONS, PUBLISHED_COLUMNS
+from report.run_files import clean_history, clean_metrics, read_json_file
 from report.run_plots import run_plots
 from report.v2t_page import V2T_SUFFIX, v2t_path
 from utils.atomic import write_text_atomic
@@ -68,62 +69,6 @@ class Run:
     def config_name(self) -> str:
         """The config's ``name`` when it has one, else the experiment (``<folder>-<config file>``)."""
         return str(self.config.get("name") or self.experiment)
-
-
-def read_json_file(path: Path) -> tuple[object, str | None]:
-    """(the JSON value in ``path``, None), or (None, why it cannot be read) for a file that is
-    missing, vanished, not UTF-8, truncated or otherwise not JSON."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8")), None
-    except FileNotFoundError:
-        return None, f"{Path(path).name} is missing"
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        return None, f"{Path(path).name} is unreadable ({type(exc).__name__})"
-
-
-def _number(value: object) -> float | None:
-    """``value`` as a float when it is a real number (not a bool), else None."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _metric_tree(value: object) -> dict:
-    """``{direction: {key: number or None}}`` from a metrics object; anything else is dropped."""
-    if not isinstance(value, dict):
-        return {}
-    return {direction: {key: _number(v) for key, v in res.items()}
-            for direction, res in value.items() if isinstance(res, dict)}
-
-
-def clean_history(entries: object) -> list[dict]:
-    """The history entries that name an integer epoch, with every loss, lr and validation value
-    a float or None (None where the file holds anything else): what the pages and plots draw."""
-    if not isinstance(entries, list):
-        return []
-    clean = []
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("epoch"), int):
-            continue
-        parts = entry.get("loss_parts") if isinstance(entry.get("loss_parts"), dict) else {}
-        item = {"epoch": entry["epoch"], "loss": _number(entry.get("loss")), "lr": _number(entry.get("lr")),
-                "loss_parts": {str(k): _number(v) for k, v in parts.items()}}
-        if isinstance(entry.get("val"), dict):
-            item["val"] = _metric_tree(entry["val"])
-        clean.append(item)
-    return clean
-
-
-def clean_metrics(value: object) -> dict | None:
-    """A run's ``metrics.json`` with every metric a float or None and ``epoch``/``params`` an int
-    or None (``not_scored``, ``split`` and ``checkpoint`` kept as text); None when not an object."""
-    if not isinstance(value, dict):
-        return None
-    clean: dict = _metric_tree(value)
-    for key in ("epoch", "params"):
-        clean[key] = value[key] if isinstance(value.get(key), int) and not isinstance(value[key], bool) else None
-    for key in ("not_scored", "split", "checkpoint"):
-        if isinstance(value.get(key), str):
-            clean[key] = value[key]
-    return clean
 
 
 def read_run(models: Path, web: Path) -> Run:
