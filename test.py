@@ -30,6 +30,7 @@ from pathlib import Path
 
 from logger.logger import setup_logging
 from report.results_table import flatten
+from report.run_files import read_json_file
 from report.run_folder import run_dirs_of_checkpoint
 from report.site import publish_run_safely
 from trainer.build import build_data, build_page_writer, load_model, prepare_data, select_device, trainer_options
@@ -71,7 +72,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-BEST_MODEL_STEM = "trained_model"
 IGNORED_CHANGES = ("trainer.device", "trainer.verbosity", "trainer.tensorboard", "trainer.save_dir",
                    "trainer.eval_chunk_videos", "trainer.log_every")
 """Config keys whose value does not change an evaluation's numbers."""
@@ -89,15 +89,18 @@ def config_changes(state: dict, config: Config) -> dict[str, object]:
 
 
 def output_names(split: str, checkpoint: Path, changes: dict[str, object], replace: bool) -> tuple[str, str]:
-    """(metrics file, ranking page) names. The test split of the best model (``trained_model.pth``)
-    with its own config writes those training writes (``metrics.json``, ``test.html``); another
-    split's carry its name and the checkpoint's; another checkpoint's carry its name, and a
+    """(metrics file, ranking page) names. The test split of a checkpoint with its own config
+    writes those training writes (``metrics.json``, ``test.html``) unless the run's metrics.json
+    is another checkpoint's; another split's carry its name and the checkpoint's; another
+    checkpoint's than the one in metrics.json carry its name, and a
     changed config (``--set``, ``--config``, ``--precision``) its precision when that is all that
     changed, else a hash of the changes (``metrics-bf16.json``, ``metrics-checkpoint-epoch2.json``,
     ``metrics-3f2a9c1e.json``), so they never replace the run's results unless ``replace``."""
     if split != "test":
         return f"metrics-{split}.json", f"{split}-{checkpoint.stem}.html"
-    tags = [checkpoint.stem] if checkpoint.stem != BEST_MODEL_STEM else []
+    recorded, _ = read_json_file(checkpoint.parent / "metrics.json")
+    owner = recorded.get("checkpoint") if isinstance(recorded, dict) else None
+    tags = [checkpoint.stem] if isinstance(owner, str) and Path(owner).name != checkpoint.name else []
     if set(changes) == {"trainer.precision"}:
         tags.append(str(changes["trainer.precision"]))
     elif changes:

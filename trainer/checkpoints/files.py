@@ -1,6 +1,9 @@
 """This project's checkpoints: atomic writes and safe reads (tensors and plain containers only)."""
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -14,6 +17,8 @@ from utils.config.validate import validate
 from utils.errors import CheckpointError
 
 FORMAT = "ce-retrieval-checkpoint"
+LOW_SPACE_BYTES = 64 << 20
+"""Free space under which a failed checkpoint write is taken for a full disk."""
 
 
 def is_own_checkpoint(state: object) -> bool:
@@ -27,7 +32,12 @@ def save_checkpoint(path: Path, state: dict) -> Path:
     An interrupted save leaves the previous file intact and no partial file behind.
     """
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+        try:
+            torch.save({"format": FORMAT, **state}, tmp)
+        except RuntimeError as exc:  # torch's writer reports a failed write without its errno
+            if shutil.disk_usage(tmp.parent).free < LOW_SPACE_BYTES:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+            raise
     return Path(path)
 
 
