@@ -191,9 +191,12 @@ class ExpertDataLoader:
         """StoreError unless the store holds ``split`` (a release converted while it held only some
         splits' videos lacks the others)."""
         if split not in self.store.splits:
+            others = [name for name in sorted(self.store.splits) if name not in (split, self.train_split)]
+            hint = (f"it may hold the split '{others[0]}' you want: test.py --split val evaluates the training "
+                    "config's own split; " if split != self.train_split and others else "")
             raise StoreError(f"{self.store.path}: split '{split}' not in the store (it has: "
-                             f"{', '.join(sorted(self.store.splits))}); if the release now holds its videos, "
-                             "delete the store folder to convert it again")
+                             f"{', '.join(sorted(self.store.splits))}); {hint}if the release now holds its "
+                             "videos, delete the store folder to convert it again")
 
     def load_to_device(self, device: torch.device) -> bool:
         """Keep the store's tensors on ``device`` when they fit (a CUDA device: within

@@ -196,4 +196,4 @@ def config_of_checkpoint(state: dict, path: Path) -> Config:
         raise ConfigError(f"{path}: the checkpoint holds no config; give --config")
     if is_original_config(state["config"]):
         return from_original_dict(state["config"], path)
-    return Config(state["config"], {}, path)
+    return Config(copy.deepcopy(state["config"]), {}, path)  # overrides must not edit the checkpoint's own
