@@ -73,3 +73,11 @@ def test_a_store_holding_another_files_relevance_says_so(tiny):  # noqa: F811
     data = loader(tiny, relevance_files={"test": str(tiny / "other.h5")})
     with pytest.raises(StoreError, match="imported from .*rel.h5, but the config names .*other.h5"):
         data.eval_relevance(data.eval_set())
+
+
+def test_huge_class_id_is_refused_before_anything_is_written(tiny):  # noqa: F811
+    from data_loader.ranp.classes import classes_path
+    annotations = write_json(tiny / "classes.json", {**ANNOTATIONS, "v2": [{"noun_classes": [10 ** 12]}]})
+    with pytest.raises(StoreError, match=r"video 'v2' caption 0: noun_classes: expected a class id \(int in \[0, "):
+        prepare_store("Tiny", tiny, class_annotations=annotations)
+    assert not classes_path(tiny / "store").exists()

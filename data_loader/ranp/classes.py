@@ -41,6 +41,9 @@ from utils.errors import StoreError
 CLASSES_NAME = "classes.h5"
 RELEVANCE_DIR = "relevance"
 RELEVANCE_KEY = "rel_mat"
+MAX_CLASSES = 100_000
+"""Class ids lie below this: relevance is computed on [items, classes] multi-hot sets (EPIC-Kitchens-100
+has 97 verbs and 300 nouns), and an id of 10**12 would ask for petabytes."""
 
 
 @dataclass
@@ -131,8 +134,9 @@ def read_classes(store_dir: Path, raw_captions: list[str]) -> CaptionClasses | N
 
 def _class_ids(value: object, where: str) -> list[int]:
     items = value if isinstance(value, list) else [value]
-    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in items):
-        raise StoreError(f"{where}: expected a class id (int >= 0) or a list of them, got {json.dumps(value)}")
+    if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < MAX_CLASSES for c in items):
+        raise StoreError(f"{where}: expected a class id (int in [0, {MAX_CLASSES})) or a list of them, "
+                         f"got {json.dumps(value)}")
     return items
 
 
