@@ -179,10 +179,12 @@ def write_index(store_dir: Path, *, dataset: str, video_ids: list[str], splits: 
 def write_store(store_dir: Path, *, dataset: str, video_ids: list[str], splits: dict[str, np.ndarray],
                 experts: dict[str, ExpertArrays], captions: list[list[str]],
                 text: dict[str, TokenArrays], attrs: dict | None = None,
-                extras: Callable[[Path, str], None] | None = None) -> Path:
+                extras: Callable[[Path, str], None] | None = None, derived: tuple[str, ...] = ()) -> Path:
     """Write a whole store as one new build, in a fresh folder that replaces ``store_dir`` only once
     complete (:func:`utils.atomic.atomic_dir`): an interrupted write leaves the previous store as it was.
-    ``extras(folder, store_id)`` writes further files of the build into the folder being built."""
+    ``extras(folder, store_id)`` writes further files of the build into the folder being built.
+    Files of the previous build that this one does not write are kept (:func:`carry_additions`),
+    except those named in ``derived`` (relative paths the program derives again from the new build)."""
     store_id = new_store_id()
     with atomic_dir(store_dir) as building:
         if extras is not None:
@@ -193,7 +195,7 @@ def write_store(store_dir: Path, *, dataset: str, video_ids: list[str], splits: 
             write_text(building, name, tokens, store_id)
         write_index(building, dataset=dataset, video_ids=video_ids, splits=splits, captions=captions,
                     store_id=store_id, attrs=attrs)
-        kept = carry_additions(Path(store_dir), building)
+        kept = carry_additions(Path(store_dir), building, derived)
     if kept:
         get_logger().info(f"{store_dir}: rebuilt; kept {len(kept)} file(s) added to the previous build, made for "
                           f"it (teachers are converted or must be exported again, relevance imported again): "
@@ -201,7 +203,7 @@ def write_store(store_dir: Path, *, dataset: str, video_ids: list[str], splits: 
     return Path(store_dir)
 
 
-def carry_additions(old: Path, new: Path) -> list[Path]:
+def carry_additions(old: Path, new: Path, derived: tuple[str, ...] = ()) -> list[Path]:
     """Link into the store being built (``new``) every file of the previous build (``old``) that
     the new build does not write: what users and runs added (exported and converted teachers,
     imported relevance, class files). Returns their paths relative to the store. A rebuild thus
@@ -213,7 +215,8 @@ def carry_additions(old: Path, new: Path) -> list[Path]:
     for path in sorted(old.rglob("*")):
         relative = path.relative_to(old)
         target = new / relative
-        if path.is_symlink() or not path.is_file() or target.exists() or PARTIAL_MARK in path.name:
+        if (path.is_symlink() or not path.is_file() or target.exists() or PARTIAL_MARK in path.name
+                or relative.as_posix() in derived):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
