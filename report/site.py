@@ -78,26 +78,23 @@ def read_run(models: Path, web: Path) -> Run:
     (list for the history) it should be, is listed in the run's ``problems``.
     """
     models, web = Path(models), Path(web)
-    problems = []
-    config, metrics, history = {}, None, []
-    if (models / "config.json").exists():
-        value, problem = read_json_file(models / "config.json")
-        if problem is None and not isinstance(value, dict):
-            problem = "config.json is not a JSON object"
-        config = value if isinstance(value, dict) else {}
-        problems += [problem] if problem else []
-    if (models / "metrics.json").exists():
-        value, problem = read_json_file(models / "metrics.json")
-        if problem is None and not isinstance(value, dict):
-            problem = "metrics.json is not a JSON object"
-        metrics = clean_metrics(value)
-        problems += [problem] if problem else []
-    if (models / HISTORY_FILE).exists():
-        value, problem = read_json_file(models / HISTORY_FILE)
-        if problem is None and not isinstance(value, list):
-            problem = f"{HISTORY_FILE} is not a JSON list"
-        history = clean_history(value)
-        problems += [problem] if problem else []
+    problems: list[str] = []
+
+    def part(name: str, kind: type) -> object:
+        """The JSON value of ``name`` when it exists (else None); a problem when it is unreadable
+        or not of ``kind``."""
+        if not (models / name).exists():
+            return None
+        value, problem = read_json_file(models / name)
+        if problem is None and not isinstance(value, kind):
+            problem = f"{name} is not a JSON {'object' if kind is dict else 'list'}"
+        problems.extend([problem] if problem else [])
+        return value if problem is None else None
+
+    config = part("config.json", dict)
+    metrics = part("metrics.json", dict)
+    history = part(HISTORY_FILE, list)
+    config, metrics, history = config or {}, clean_metrics(metrics), clean_history(history)
     evaluations = {}
     for path in sorted(models.glob("metrics-*.json")):
         value, problem = read_json_file(path)

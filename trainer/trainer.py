@@ -7,7 +7,9 @@ for the best monitored epoch, holding its weights and config only (no optimiser 
 quarter of the size with Ranger; ``--resume`` from it continues from the epoch checkpoint of
 its epoch). Training ends with a test-split evaluation of the best model, written to
 ``<run>/models/metrics.json``. Every epoch appends its loss, learning rate and validation
-metrics to ``<run>/models/history.json`` (``report.history``). Under torchrun
+metrics to ``<run>/models/history.json`` (``report.history``). A step whose loss is NaN or infinite
+stops training (:func:`non_finite_loss`), and a best model with non-finite weights is not scored
+(its metrics.json says why). Under torchrun
 (trainer/distributed.py) every rank trains; evaluation, checkpoints, history and logs are rank 0's.
 """
 from __future__ import annotations
