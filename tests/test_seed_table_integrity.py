@@ -54,3 +54,12 @@ def test_table_of_only_unreadable_runs_is_one_line(tmp_path):
     (bad / "metrics.json").write_text("")
     with pytest.raises(UserError, match="no readable run among 1 run folder"):
         print_and_write_table([bad], tmp_path / "table")
+
+
+def test_compare_runs_takes_its_runs_from_its_own_log(tmp_path):
+    import compare_runs
+    log = ("\rgenerating Synthetic:  50%|\r\x1b[KTraining on cpu: 1000 training videos, epochs 1..1, run folder "
+           f"{tmp_path}/models/exp/2026-01-01_00-00-00\nepoch 1/1 ...\r      \rTraining on cpu: 1000 training videos, "
+           f"epochs 1..1, run folder {tmp_path}/models/exp/run with spaces\n")
+    found = {m["folder"].strip() for m in compare_runs.RUN_FOLDER_LINE.finditer(log)}
+    assert found == {f"{tmp_path}/models/exp/2026-01-01_00-00-00", f"{tmp_path}/models/exp/run with spaces"}
