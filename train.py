@@ -18,12 +18,21 @@ import utils.cpu_memory  # noqa: F401  (first, before torch: how large CPU tenso
 
 import argparse
 import copy
+import sys
 from pathlib import Path
 
 import torch
 
 from logger.logger import setup_logging
-from report.run_folder import RunDirs, experiment_name, new_run_dirs, remove_run_dirs, run_dirs_of_checkpoint
+from report.run_folder import (
+    RunDirs,
+    experiment_name,
+    new_run_dirs,
+    newest_checkpoint,
+    remove_run_dirs,
+    run_dirs_of_checkpoint,
+    runs_of_config,
+)
 from trainer import distributed
 from trainer.build import (
     build_data,
@@ -44,6 +53,7 @@ from trainer.checkpoints.files import (
 )
 from trainer.precision import PrecisionChoice, report_choice, use_precision
 from trainer.trainer import Trainer
+from utils.atomic import remove_stale_partials
 from utils.cli import add_device_options, device_overrides, run_cli
 from utils.config.load import apply_overrides, with_eval_settings
 from utils.config.resolved import Config
@@ -62,7 +72,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dry_run", action="store_true",
                         help="build the model from the config alone, print a summary and the parameter count, exit")
     parser.add_argument("--seeds", type=seed_list, metavar="S1,S2,...",
-                        help="train one run per seed (each sets the config's seed), e.g. 0,1,2")
+                        help="train one run per seed (each sets the config's seed), e.g. 0,1,2; run again "
+                             "after an interruption, it skips the seeds that finished and resumes the "
+                             "interrupted one from its last checkpoint")
     add_device_options(parser)
     args = parser.parse_args()
     args.set += device_overrides(args)
@@ -124,15 +136,36 @@ def main() -> int:
     place = distributed.start(place, device)
     precision = use_precision(config, device)
     for run_config in with_seeds(config, args.seeds):
-        train_run(args, run_config, state, device, place, precision)
+        resume, run_state = args.resume, state
+        if args.seeds:
+            done, checkpoint = earlier_seed_run(run_config, args.config)
+            if done is not None:
+                if place.is_main:
+                    print(f"seed {run_config['seed']}: finished in {done}; skipped", file=sys.stderr)
+                continue
+            if checkpoint is not None:
+                resume, run_state = resumable_checkpoint(checkpoint, load_any_checkpoint(checkpoint))
+        train_run(args, run_config, run_state, resume, device, place, precision)
     distributed.stop(place)
     return 0
 
 
-def train_run(args: argparse.Namespace, config: Config, state: dict | None, device: torch.device,
-              place: distributed.Distributed, precision: PrecisionChoice) -> None:
-    """Train one run of ``config`` in a new run folder (or continue the checkpoint ``state``),
-    at the forward passes' ``precision`` (already written into ``config``).
+def earlier_seed_run(config: Config, config_path: Path) -> tuple[Path | None, Path | None]:
+    """What an earlier ``--seeds`` command left for this seed's config (the same resolved config,
+    seed included, in the same experiment): (a finished run's folder, None) to skip it, (None,
+    the newest epoch checkpoint of an interrupted run) to resume it, or (None, None)."""
+    runs = runs_of_config(Path(trainer_options(config).save_dir), experiment_name(config_path), config.data)
+    finished = [folder for folder in runs if (folder / "metrics.json").is_file()]
+    if finished:
+        return finished[-1], None
+    checkpoints = [found for folder in reversed(runs) if (found := newest_checkpoint(folder)) is not None]
+    return None, (checkpoints[0] if checkpoints else None)
+
+
+def train_run(args: argparse.Namespace, config: Config, state: dict | None, resume: Path | None,
+              device: torch.device, place: distributed.Distributed, precision: PrecisionChoice) -> None:
+    """Train one run of ``config`` in a new run folder (or continue the checkpoint ``state`` read
+    from ``resume``), at the forward passes' ``precision`` (already written into ``config``).
 
     Everything that can fail on bad input (data, model, device, optimiser) is built before the
     run folder exists; a new run that stops before its first checkpoint removes its folders.
@@ -155,7 +188,8 @@ def train_run(args: argparse.Namespace, config: Config, state: dict | None, devi
     dirs = None
     if place.is_main:
         if state is not None:
-            dirs = resumed_run_dirs(args.resume, state, config)
+            dirs = resumed_run_dirs(resume, state, config)
+            remove_stale_partials(dirs.models, min_age_s=0)  # of the killed process this run continues
         else:
             dirs = new_run_dirs(Path(options.save_dir), experiment_name(args.config))
         config.save(dirs.models / "config.json")
@@ -165,7 +199,7 @@ def train_run(args: argparse.Namespace, config: Config, state: dict | None, devi
                       build_page_writer(config), test_data=lambda: build_data(test_config, device, training=False),
                       distillation=distillation, place=place)
     if state is not None:
-        trainer.resume(state, args.resume)
+        trainer.resume(state, resume)
     try:
         trainer.train()
     except BaseException:

@@ -115,7 +115,7 @@ class ExpertDataLoader:
 
     def __init__(self, dataset_name: str, data_dir: str, split_name: str = "val",
                  batch_size: Annotated[int, AtLeast(MIN_BATCH)] = 64,
-                 max_tokens: dict[str, int] | None = None, feat_aggregation: dict | None = None,
+                 max_tokens: dict[str, Count] | None = None, feat_aggregation: dict | None = None,
                  num_test_captions: Count = 20, restrict_train_captions: int = 0, synthetic_seed: int = 0,
                  root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, fuse_captions: bool | None = None,
                  class_annotations: str | None = None, relevance_files: dict[str, str] | None = None, *,
@@ -153,6 +153,7 @@ class ExpertDataLoader:
         classes = read_classes(path, self.store.raw_captions)
         self.class_relevance = None if classes is None else VideoCaptionRelevance(
             classes.verbs, classes.nouns, self.store.caption_offsets)
+        self.relevance_files = dict(relevance_files or {})  # only the files this config names are used
         self._eval_relevance: dict[str, torch.Tensor] = {}
         root = feature_root(dataset_name, data_dir, root_feat_folder)
         self.training_rows = None if training_file is None else self._read_training_file(root / training_file)
@@ -190,9 +191,12 @@ class ExpertDataLoader:
         """StoreError unless the store holds ``split`` (a release converted while it held only some
         splits' videos lacks the others)."""
         if split not in self.store.splits:
+            others = [name for name in sorted(self.store.splits) if name not in (split, self.train_split)]
+            hint = (f"it may hold the split '{others[0]}' you want: test.py --split val evaluates the training "
+                    "config's own split; " if split != self.train_split and others else "")
             raise StoreError(f"{self.store.path}: split '{split}' not in the store (it has: "
-                             f"{', '.join(sorted(self.store.splits))}); if the release now holds its videos, "
-                             "delete the store folder to convert it again")
+                             f"{', '.join(sorted(self.store.splits))}); {hint}if the release now holds its "
+                             "videos, delete the store folder to convert it again")
 
     def load_to_device(self, device: torch.device) -> bool:
         """Keep the store's tensors on ``device`` when they fit (a CUDA device: within
@@ -230,7 +234,7 @@ class ExpertDataLoader:
         if train and self.class_relevance is None:
             raise StoreError(f"{classes_path(path)}: not found; a relevance-aware loss needs the captions' "
                              "semantic classes (data_loader.args.class_annotations, see README)")
-        if evaluate and self.class_relevance is None and not relevance_path(path, self.eval_split).is_file():
+        if evaluate and self.class_relevance is None and self.eval_split not in self.relevance_files:
             raise StoreError(f"{relevance_path(path, self.eval_split)}: not found, nor {classes_path(path)}; "
                              "relevance metrics need the split's relevance (data_loader.args.relevance_files) "
                              "or the captions' semantic classes (see README)")
@@ -286,8 +290,11 @@ class ExpertDataLoader:
         computed from the semantic classes. Read or computed once per split."""
         if eval_set.split not in self._eval_relevance:
             shape = (eval_set.num_videos, eval_set.num_queries)
-            matrix = read_relevance(self.store.path, eval_set.split, shape, captions_sha1(self.store.raw_captions))
-            if matrix is None:
+            source = self.relevance_files.get(eval_set.split)
+            if source is not None:
+                matrix = read_relevance(self.store.path, eval_set.split, shape, captions_sha1(self.store.raw_captions),
+                                        source)
+            else:
                 self.require_relevance(train=False, evaluate=True)
                 matrix = self.class_relevance(eval_set.video_rows.cpu(), eval_set.query_rows.cpu())
             self._eval_relevance[eval_set.split] = matrix

@@ -14,6 +14,7 @@ markdown and CSV. Example, the expert ablation on the embedded default:
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,6 @@ from repo_root import REPO  # the repository root, put on sys.path (misc/repo_ro
 
 # isort: split
 from report.results_table import print_and_write_table
-from report.run_folder import experiment_name
 from utils.cli import run_cli
 
 
@@ -39,17 +39,21 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+RUN_FOLDER_LINE = re.compile(r"Training on [^\n]*?, run folder (?P<folder>[^\r\n]+)")
+"""The line train.py logs as each run starts (trainer/trainer.py), naming its models folder."""
+
+
 def train(config: Path, save_dir: Path, overrides: list[str], seeds: str | None) -> list[Path]:
-    """Train one config (once per seed); returns the run folders it made."""
-    experiment = save_dir / "models" / experiment_name(config)
-    before = set(experiment.iterdir()) if experiment.is_dir() else set()
+    """Train one config (once per seed); returns the run folders it made, as its own log names
+    them (another train.py writing into the same save_dir meanwhile is not mistaken for it)."""
     command = [sys.executable, str(REPO / "train.py"), "--config", str(config),
                *(["--seeds", seeds] if seeds else []),
-               "--set", f"trainer.save_dir={save_dir}", "trainer.tensorboard=false", *overrides]
+               "--set", f"trainer.save_dir={save_dir}", "trainer.tensorboard=false", *overrides,
+               "trainer.verbosity=1"]
     done = subprocess.run(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise SystemExit(f"training {config} failed:\n{done.stderr[-2000:]}")
-    return sorted(set(experiment.iterdir()) - before)
+    return sorted({Path(match["folder"].strip()) for match in RUN_FOLDER_LINE.finditer(done.stderr)})
 
 
 def main() -> int:

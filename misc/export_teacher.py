@@ -21,8 +21,10 @@ import repo_root  # noqa: F401  (the repository root on sys.path: misc/repo_root
 from data_loader.teachtext.teachers import write_teacher
 from trainer.build import build_data, load_model, prepare_data, select_device
 from trainer.checkpoints.files import checkpoint_with_config
+from trainer.evaluate import unscored_reason
 from trainer.teachtext.export import teacher_embeddings
 from utils.cli import run_cli
+from utils.errors import NonFiniteError
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,7 +41,10 @@ def main() -> int:
     args = parse_args()
     state, config = checkpoint_with_config(args.resume, args.config, args.set)
     device = select_device(config)
-    model = load_model(config, state["state_dict"]).to(device)
+    model = load_model(config, state["state_dict"], args.resume).to(device)
+    reason = unscored_reason(model, args.resume)
+    if reason is not None:
+        raise NonFiniteError(reason.replace("not scored", "not a teacher"))
     prepare_data(config, training=False)
     data = build_data(config, training=False)
     path = write_teacher(data.store.path, args.name, teacher_embeddings(model, data, device))

@@ -28,6 +28,7 @@ Examples (from the repository root):
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -36,20 +37,25 @@ import shutil
 import sys
 import tarfile
 import zlib
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Callable, Iterator
 
+import h5py
 import requests
 import urllib3
 from repo_root import REPO  # the repository root, put on sys.path (misc/repo_root.py)
 from tqdm import tqdm
 
 # isort: split
-from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER
+from data_loader.ranp.classes import check_relevance_block
+from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, feature_root
 from data_loader.released.datasets import RELEASES as DATASET_RELEASES
 from data_loader.released.release_plan import config_plans, released_files
-from data_loader.store.feature_store import StoreError
+from data_loader.store.feature_store import STORE_DIR, StoreError
+from data_loader.teachtext.teachers import teacher_name, teacher_path
 from trainer import build  # noqa:F401  (fills the registries that configs are validated against)
+from trainer.build import distil_options
 from utils.atomic import SymlinkError, refuse_symlink, remove_path, write_text_atomic
 from utils.config.load import load_config
 from utils.errors import ConfigError
@@ -402,6 +408,52 @@ def sync_dataset(dataset: str, release: str, url_root: str, data_dir: Path, mani
     if marker_matches(marker, expected):
         report(f"{dataset}: {archive} already verified and unpacked ({marker}); nothing to do")
         return
+    with dataset_lock(folder / f"{archive}.lock", report):
+        if marker_matches(marker, expected):  # another sync_experts.py did it while this one waited
+            report(f"{dataset}: {archive} already verified and unpacked ({marker}); nothing to do")
+            return
+        _fetch_and_unpack(dataset, archive, folder, marker, expected, release, url_root, data_dir, access_code,
+                          keep_archive, report)
+
+
+@contextmanager
+def dataset_lock(path: Path, report: Callable[[str], None]) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created for the time it is held): a second
+    sync_experts.py of the same archive says so and waits, rather than sharing its partial download."""
+    made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    waited = False
+    while True:
+        refuse_symlink(path)
+        handle = open(path, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not waited:
+                report(f"another sync_experts.py is fetching this archive (lock {path}); waiting for it to finish")
+                waited = True
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is not None and current.st_ino == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()  # the holder removed this file as it finished: lock the new one
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before unlocking: a waiter then sees its file is gone
+        handle.close()
+        for folder in made:  # deepest first: a failed first download leaves no empty folders
+            with suppress(OSError):
+                folder.rmdir()
+
+
+def _fetch_and_unpack(dataset: str, archive: str, folder: Path, marker: Path, expected: str | None, release: str,
+                      url_root: str, data_dir: Path, access_code: str | None, keep_archive: bool,
+                      report: Callable[[str], None]) -> None:
+    """Download (or resume), check and unpack ``archive``, then write its marker; under the lock."""
     local = folder / archive
     url = f"{url_root}/{release}/{remote_name(archive, access_code if dataset == 'LSMDC' else None)}"
     if not local.exists():
@@ -479,17 +531,73 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def added_files(config_path: Path, data_dir: Path) -> list[tuple[Path, str | None]]:
+    """The files a config names beyond the release, each with what is wrong with it (None when
+    it is fine): TeachText teacher pickles (``distil_params``; fine when the store holds the
+    teacher already), caption masks, class annotations and relevance files (``data_loader.args``;
+    a relevance file's values must be numbers in [0, 1])."""
+    config = load_config(config_path)
+    args = config["data_loader"]["args"]
+    dataset = args["dataset_name"]
+    root = feature_root(dataset, Path(data_dir) / DATASET_RELEASES[dataset].folder,
+                        args.get("root_feat_folder", DEFAULT_ROOT_FEAT_FOLDER))
+    store = Path(data_dir) / DATASET_RELEASES[dataset].folder / STORE_DIR
+    found: list[tuple[Path, str | None]] = []
+    distil = distil_options(config)
+    for file in distil.teachers if distil else []:
+        pickle_path = root / f"{distil.base_path}{file}"
+        converted = teacher_path(store, teacher_name(distil.base_path, file))
+        found.append((pickle_path, None if pickle_path.is_file() or converted.is_file() else "missing"))
+    for path in ([root / config["caption_masks"]] if config.get("caption_masks") else []) + (
+            [Path(args["class_annotations"])] if args.get("class_annotations") else []):
+        found.append((path, None if path.is_file() else "missing"))
+    for source in (args.get("relevance_files") or {}).values():
+        found.append((Path(source), relevance_problem(Path(source))))
+    return found
+
+
+def relevance_problem(path: Path) -> str | None:
+    """What is wrong with a relevance file (missing, unreadable, values outside [0, 1]), or None."""
+    if not path.is_file():
+        return "missing"
+    try:
+        with h5py.File(path, "r") as f:
+            matrix = f.get("rel_mat")
+            if not isinstance(matrix, h5py.Dataset) or matrix.ndim != 2:
+                return "no 2-D dataset 'rel_mat'"
+            step = max(1, (1 << 24) // max(matrix.shape[1], 1))
+            for lo in range(0, matrix.shape[0], step):
+                check_relevance_block(matrix[lo:lo + step], str(path), lo)
+    except OSError as exc:
+        return f"not a readable HDF5 file ({exc})"
+    except StoreError as exc:
+        return str(exc).removeprefix(f"{path}: ")
+    return None
+
+
 def run_verify(config: Path, data_dir: Path) -> int:
-    """Print the presence of every released file ``config`` needs; 1 if any is missing."""
+    """Print the presence of every released file ``config`` needs, and the state of the files it
+    adds (teachers, caption masks, class annotations, relevance files); 1 if any is missing or bad."""
     folder, root_feat_folder, paths = needed_files(config, data_dir)
     missing = [path for path in paths if not path.exists()]
     for path in paths:
         print(f"{'MISSING' if path in missing else 'ok     '} {path}")
-    print(f"{folder}: {len(paths) - len(missing)} of {len(paths)} files {config} needs present under {data_dir}")
+    try:
+        added = added_files(config, data_dir)
+    except (ConfigError, StoreError) as exc:
+        raise SyncError(str(exc)) from None
+    for path, problem in added:
+        print(f"{'ok     ' if problem is None else 'MISSING' if problem == 'missing' else 'BAD    '} {path}"
+              + ("" if problem in (None, "missing") else f": {problem}"))
+    bad = [path for path, problem in added if problem is not None]
+    print(f"{folder}: {len(paths) - len(missing)} of {len(paths)} files {config} needs present under {data_dir}"
+          + (f"; {len(added) - len(bad)} of {len(added)} teacher, mask, class and relevance files ok" if added else ""))
+    if bad:
+        print("teacher, caption mask, class and relevance files are not in the release: fix or fetch them yourself")
     if missing:
         release = " --release high-quality" if "high-quality" in root_feat_folder else ""
         print(f"fetch them with: python3 misc/sync_experts.py --dataset {folder}{release} --data_dir {data_dir}")
-    return 1 if missing else 0
+    return 1 if missing or bad else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,17 +15,27 @@ import json
 from pathlib import Path
 
 from utils.atomic import write_text_atomic
+from utils.errors import UserError
 
 HISTORY_FILE = "history.json"
 
 
 def read_history(path: Path, before_epoch: int | None = None) -> list[dict]:
     """The entries in ``path`` (none when it does not exist), those of epochs ``< before_epoch``
-    only when it is given (a resumed run drops what it is about to redo)."""
+    only when it is given (a resumed run drops what it is about to redo); a UserError naming the
+    file when it is not such a list."""
     path = Path(path)
     if not path.is_file():
         return []
-    entries = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable ({type(exc).__name__}); move it aside to continue the run "
+                        "without its record of the earlier epochs") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("epoch"), int)
+                                                for e in entries):
+        raise UserError(f"{path}: expected a JSON list of objects with an integer 'epoch'; move it aside to "
+                        "continue the run without its record of the earlier epochs")
     return [e for e in entries if before_epoch is None or e["epoch"] < before_epoch]
 
 

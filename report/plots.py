@@ -23,7 +23,7 @@ def nice_ticks(low: float, high: float, count: int = 5, integer: bool = False) -
     if not high > low:
         pad = abs(low) * 0.1 or 1.0
         low, high = low - pad, high + pad
-    raw = (high - low) / count
+    raw = high / count - low / count  # not (high - low) / count: the span of +-1e308 overflows
     exponent = math.floor(math.log10(raw))
     mantissa = next(m for m in _STEPS if m * 10.0 ** exponent >= raw * (1 - 1e-9))
     if integer and exponent < 0:
@@ -99,10 +99,28 @@ class _Frame:
         return lines
 
 
-def line_chart(series: dict[str, list[tuple[float, float]]], title: str, x_label: str, y_label: str) -> str:
-    """One line (with point markers) per named series of ``(x, y)`` points."""
-    points = [p for values in series.values() for p in values]
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _segments(values: list[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
+    """The runs of consecutive points whose y is a finite number: a NaN, infinity or None
+    between them is a gap in the line."""
+    segments: list[list[tuple[float, float]]] = [[]]
+    for x, y in values:
+        if _finite(y):
+            segments[-1].append((x, y))
+        elif segments[-1]:
+            segments.append([])
+    return [segment for segment in segments if segment]
+
+
+def line_chart(series: dict[str, list[tuple[float, float | None]]], title: str, x_label: str, y_label: str) -> str:
+    """One line (with point markers) per named series of ``(x, y)`` points; a y that is None,
+    NaN or infinite draws no mark and breaks the line (its x still counts for the axis)."""
+    points = [p for values in series.values() for p in values if _finite(p[0])]
+    xs, ys = [p[0] for p in points], [p[1] for p in points if _finite(p[1])]
+    xs, ys = xs or [0.0, 1.0], ys or [0.0, 1.0]
     frame = _Frame(title, x_label, y_label, nice_ticks(min(ys), max(ys)))
     x_ticks = nice_ticks(min(xs), max(xs), integer=all(float(x).is_integer() for x in xs))
     x_low, x_high = x_ticks[0], x_ticks[-1]
@@ -117,9 +135,11 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, x_label
         lines += frame.legend(list(series))
     for i, (name, values) in enumerate(series.items()):
         colour = PALETTE[i % len(PALETTE)]
-        coords = " ".join(f"{x_of(x):.1f},{frame.y(y):.1f}" for x, y in values)
-        lines.append(f"<polyline points=\"{coords}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>")
-        for x, y in values:
+        segments = _segments([(x, y) for x, y in values if _finite(x)])
+        for segment in segments:
+            coords = " ".join(f"{x_of(x):.1f},{frame.y(y):.1f}" for x, y in segment)
+            lines.append(f"<polyline points=\"{coords}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>")
+        for x, y in (point for segment in segments for point in segment):
             lines.append(f"<circle cx=\"{x_of(x):.1f}\" cy=\"{frame.y(y):.1f}\" r=\"2.5\" fill=\"{colour}\">"
                          f"<title>{esc(name)}: {esc(tick_label(x))}, {y:.4g}</title></circle>")
     lines.append("</svg>")

@@ -10,12 +10,15 @@ trainable parameter count. Runs are read from their models folders (``metrics.js
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from report.run_files import clean_metrics, read_json_file
 from utils.atomic import write_text_atomic
+from utils.errors import UserError
 from utils.metric_names import GMEAN_KEY
 
 PUBLISHED_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -39,6 +42,7 @@ class RunResult:
     config: dict[str, object]
     params: int | None
     metrics: dict
+    run_id: str = ""
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -53,12 +57,34 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 
 
 def read_run(models: Path) -> RunResult:
-    """The run whose models folder (``.../<experiment>/<run_id>``) is ``models``."""
+    """The run whose models folder (``.../<experiment>/<run_id>``) is ``models``; a UserError
+    naming the file when its ``metrics.json`` or ``config.json`` cannot be read or its seed is
+    not an integer. Metrics that are not numbers (null for NaN, text) are read as None."""
     models = Path(models)
-    metrics = json.loads((models / "metrics.json").read_text(encoding="utf-8"))
-    config_file = models / "config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-    return RunResult(models.parent.name, int(config.get("seed", 0)), flatten(config), metrics.get("params"), metrics)
+    value, problem = read_json_file(models / "metrics.json")
+    metrics = clean_metrics(value)
+    if problem or metrics is None:
+        raise UserError(f"{models / 'metrics.json'}: {problem or 'not a JSON object'}")
+    config: object = {}
+    if (models / "config.json").exists():
+        config, problem = read_json_file(models / "config.json")
+        if problem or not isinstance(config, dict):
+            raise UserError(f"{models / 'config.json'}: {problem or 'not a JSON object'}")
+    seed = config.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise UserError(f"{models / 'config.json'}: seed is {json.dumps(seed)}, expected an integer")
+    return RunResult(models.parent.name, seed, flatten(config), metrics.get("params"), metrics, models.name)
+
+
+def read_runs(folders: list[Path]) -> tuple[list[RunResult], list[str]]:
+    """The readable runs of ``folders`` and a line for each one skipped (see :func:`read_run`)."""
+    runs, skipped = [], []
+    for folder in folders:
+        try:
+            runs.append(read_run(folder))
+        except UserError as exc:
+            skipped.append(str(exc))
+    return runs, skipped
 
 
 def _labels(runs: list[RunResult]) -> list[str]:
@@ -79,7 +105,7 @@ def per_run_frame(runs: list[RunResult]) -> pd.DataFrame:
     (``"t2v R@1"``, ..., ``"v2t Geom"``, ``"nDCG"`` and ``"mAP"`` in percent or None)."""
     rows = []
     for label, run in zip(_labels(runs), runs):
-        row: dict[str, object] = {"config": label, "seed": run.seed, "params": run.params}
+        row: dict[str, object] = {"config": label, "seed": run.seed, "run_id": run.run_id, "params": run.params}
         for direction, short in DIRECTIONS:
             for key, column in PUBLISHED_COLUMNS:
                 row[f"{short} {column}"] = run.metrics.get(direction, {}).get(key)
@@ -90,10 +116,20 @@ def per_run_frame(runs: list[RunResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _cell(mean: float, std: float, count: int) -> str:
-    if pd.isna(mean):
-        return "–"
-    return f"{mean:.1f}" if count < 2 else f"{mean:.1f}({std:.1f})"
+def _cell(mean: float, std: float, count: int, missing: int = 0) -> str:
+    """``mean(std)``, the mean alone for one value, ``–`` for none; runs without the value are
+    counted after it (``12.5(0.7) [1 missing]``), never silently left out of the mean."""
+    text = "–" if pd.isna(mean) else (f"{mean:.1f}" if count < 2 else f"{mean:.1f}({std:.1f})")
+    return f"{text} [{missing} missing]" if missing else text
+
+
+def unique_seeds(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[int]]]:
+    """``frame`` with one run per (config, seed): the newest (the last run id) of a seed run
+    more than once; and config label -> the seeds that were repeated."""
+    ordered = frame.sort_values(["config", "seed", "run_id"], kind="stable")
+    repeated = ordered[ordered.duplicated(["config", "seed"], keep=False)]
+    repeats = {label: sorted(set(group["seed"])) for label, group in repeated.groupby("config")}
+    return ordered.drop_duplicates(["config", "seed"], keep="last"), repeats
 
 
 def _params(values: pd.Series) -> str:
@@ -103,16 +139,21 @@ def _params(values: pd.Series) -> str:
 
 def seed_table(runs: list[RunResult]) -> pd.DataFrame:
     """The published-layout table: ``Config``, ``Seeds``, each metric as ``mean(std)`` text,
-    ``Params`` (millions); one row per config, sorted by label."""
-    frame = per_run_frame(runs)
+    ``Params`` (millions); one row per config, sorted by label. A seed run more than once
+    counts once (its newest run), and the Seeds cell says so."""
+    frame, repeats = unique_seeds(per_run_frame(runs))
     metric_columns = [f"{short} {column}" for _, short in DIRECTIONS for _, column in PUBLISHED_COLUMNS]
     metric_columns += [column for _, column in RELEVANCE_COLUMNS if frame[column].notna().any()]
     rows = []
     for label, group in frame.groupby("config", sort=True):
-        row = {"Config": label, "Seeds": ",".join(str(s) for s in sorted(group["seed"]))}
+        seeds = ",".join(str(s) for s in sorted(group["seed"]))
+        if label in repeats:
+            seeds += f" (seed {','.join(map(str, repeats[label]))} run again: newest kept)"
+        row = {"Config": label, "Seeds": seeds}
         for column in metric_columns:
             values = group[column].astype(float)
-            row[column] = _cell(values.mean(), values.std(ddof=1), int(values.count()))
+            count = int(values.count())
+            row[column] = _cell(values.mean(), values.std(ddof=1), count, len(values) - count)
         row["Params"] = _params(group["params"])
         rows.append(row)
     return pd.DataFrame(rows, columns=["Config", "Seeds", *metric_columns, "Params"])
@@ -139,6 +180,11 @@ def write_tables(table: pd.DataFrame, prefix: Path) -> tuple[Path, Path]:
 def print_and_write_table(runs: list[Path], prefix: Path) -> tuple[Path, Path]:
     """Print the seed table of the finished run folders ``runs`` as markdown and write it as
     ``<prefix>.md`` and ``<prefix>.csv``; returns both paths."""
-    table = seed_table([read_run(run) for run in runs])
+    found, skipped = read_runs(runs)
+    for line in skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    if not found:
+        raise UserError(f"no readable run among {len(runs)} run folder(s)")
+    table = seed_table(found)
     print(to_markdown(table))
     return write_tables(table, prefix)

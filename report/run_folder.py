@@ -1,6 +1,7 @@
 """The run folder layout: ``<save_dir>/{models,log,web}/<experiment>/<run_id>/``."""
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -64,3 +65,25 @@ def remove_run_dirs(dirs: RunDirs) -> None:
     """Delete a run's three folders (a run that stopped before writing any checkpoint)."""
     for path in (dirs.models, dirs.log, dirs.web):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def runs_of_config(save_dir: Path, experiment: str, config: dict) -> list[Path]:
+    """The models folders of ``experiment`` under ``save_dir`` whose ``config.json`` holds exactly
+    ``config`` (the resolved config of a run), oldest first; unreadable ones are left out."""
+    wanted = json.loads(json.dumps(config))
+    found = []
+    for folder in sorted((Path(save_dir) / "models" / experiment).glob("*/")):
+        try:
+            if json.loads((folder / "config.json").read_text(encoding="utf-8")) == wanted:
+                found.append(folder)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def newest_checkpoint(models: Path) -> Path | None:
+    """The epoch checkpoint of the highest epoch in a models folder (written atomically, so
+    complete), or None."""
+    epochs = {int(p.stem.removeprefix("checkpoint-epoch")): p for p in Path(models).glob("checkpoint-epoch*.pth")
+              if p.stem.removeprefix("checkpoint-epoch").isdigit()}
+    return epochs[max(epochs)] if epochs else None

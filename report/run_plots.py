@@ -71,7 +71,10 @@ def summary_plots(summary: dict | None) -> list[str]:
                         "video has that expert. Box: quartiles; line: median; whiskers: min to max; dot: mean.")
     else:
         lines.append("<p class=\"note\">This model does not weigh its experts by MoE weights.</p>")
-    histogram = summary["rank_histogram"]
+    histogram = summary.get("rank_histogram")
+    if not isinstance(histogram, dict) or not all(key in summary for key in ("num_queries", "num_videos")):
+        return lines + ["<p class=\"note\">The test evaluation summary (test-summary.json) has no rank "
+                        "histogram.</p>"]
     labels = rank_bin_labels(histogram["edges"], summary["num_videos"])
     lines += figure(bar_chart(labels, histogram["counts"], "Rank of the ground truth, test (text → video)",
                               "rank (doubling bins)", "queries"),

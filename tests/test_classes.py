@@ -140,7 +140,7 @@ def test_a_relevance_file_is_imported_and_used_for_its_split(tiny):
         f["rel_mat"] = matrix
     prepare_store("Tiny", tiny, relevance_files={"test": str(tiny / "rel.hdf5")})
     assert relevance_path(tiny / "store", "test").is_file() and not classes_path(tiny / "store").is_file()
-    data = loader(tiny)
+    data = loader(tiny, relevance_files={"test": str(tiny / "rel.hdf5")})
     np.testing.assert_array_equal(data.eval_relevance(data.eval_set()).numpy(), matrix)
     with pytest.raises(StoreError, match="classes.h5: not found; a relevance-aware loss"):
         next(iter(data.train_batches(torch.Generator(), relevance=True)))
@@ -181,10 +181,14 @@ def test_bad_relevance_files_are_refused_in_one_line(tiny):
         lambda: prepare_store("Tiny", tiny, relevance_files={"test": str(path)}))
     with h5py.File(path, "w") as f:
         f["rel_mat"] = np.zeros((3, 2))
+    assert "rel_mat has shape (3, 2), the test split has 2 videos" in one_line_error(
+        lambda: prepare_store("Tiny", tiny, relevance_files={"test": str(path)}))
+    with h5py.File(path, "w") as f:
+        f["rel_mat"] = np.zeros((2, 2))
     prepare_store("Tiny", tiny, relevance_files={"test": str(path)})
-    data = loader(tiny)
+    data = loader(tiny, relevance_files={"test": str(path)})
     text = one_line_error(lambda: data.eval_relevance(data.eval_set()))
-    assert "rel.hdf5): rel_mat has shape (3, 2), the test split needs (2, 3)" in text
+    assert "rel.hdf5): rel_mat has shape (2, 2), the test split needs (2, 3)" in text
 
 
 def test_relevance_metrics_without_classes_or_matrix_are_refused(tiny):

@@ -6,6 +6,7 @@ of ``utils.registry`` that configs name their components from.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -18,6 +19,7 @@ from data_loader.teachtext.teachers import load_teacher, teacher_name
 from model.dims import feature_width, model_inputs
 from report import ranking_page  # noqa: F401  (registers RankingPage)
 from trainer import optim  # noqa: F401  (registers optimisers and schedulers)
+from trainer.checkpoints.files import check_weights_fit
 from trainer.evaluate import needs_relevance
 from trainer.teachtext.distill import Distillation
 from utils.config.options import DistilOptions, TrainerOptions, options_from, used_experts
@@ -35,13 +37,22 @@ def build_model(config: Config) -> torch.nn.Module:
     return MODELS.build(config["arch"], **model_inputs(config.data))
 
 
-def load_model(config: Config, state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
+def load_model(config: Config, state_dict: dict[str, torch.Tensor], source: str | Path = "the checkpoint"
+               ) -> torch.nn.Module:
     """The model of ``config`` holding ``state_dict`` (every key, strictly), on the CPU. It is
     built on the meta device and takes the given tensors as they are, so no weights are
-    initialised only to be overwritten (2 s for MSR-VTT CE) and none are held twice."""
+    initialised only to be overwritten (2 s for MSR-VTT CE) and none are held twice.
+
+    Floating-point weights of another precision (float16, float64) are cast to the model's. Keys
+    or shapes that differ from the config's model are a CheckpointError naming ``source``.
+    """
     with torch.device("meta"):
         model = build_model(config)
-    model.load_state_dict(state_dict, assign=True)
+    expected = model.state_dict()
+    check_weights_fit(expected, state_dict, source)
+    cast = {key: value.to(expected[key].dtype) if value.is_floating_point() and expected[key].is_floating_point()
+            else value for key, value in state_dict.items()}
+    model.load_state_dict(cast, assign=True)
     return model
 
 

@@ -175,6 +175,29 @@ def write_metrics_json(path: Path, result: EvalResult, **extra: object) -> Path:
     return write_text_atomic(path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
 
+def non_finite_weights(model: torch.nn.Module) -> list[str]:
+    """Names of the model's floating-point parameters and buffers holding a NaN or infinity."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    return [name for name, tensor in tensors
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+
+
+def unscored_reason(model: torch.nn.Module, checkpoint: Path | str) -> str | None:
+    """Why ``model`` (loaded from ``checkpoint``) must not be scored: None when every weight is
+    finite, else a line naming how many tensors are not and the first of them."""
+    bad = non_finite_weights(model)
+    if not bad:
+        return None
+    total = sum(1 for t in [*model.parameters(), *model.buffers()] if t.is_floating_point())
+    return f"{checkpoint}: {len(bad)} of {total} weight tensors hold NaN or infinity (first: {bad[0]}); not scored"
+
+
+def write_unscored_json(path: Path, reason: str, **extra: object) -> Path:
+    """Write a metrics file that holds no metric, only ``not_scored``: why the model was not
+    evaluated (readers show its metrics as absent, never as numbers)."""
+    return write_text_atomic(path, json.dumps({"not_scored": reason, **extra}, indent=2) + "\n")
+
+
 def write_page(page_writer: Callable[..., Path], path: Path, result: EvalResult, data: ExpertDataLoader,
                title: str) -> Path:
     """Write the HTML ranking pages of an evaluation with ``page_writer`` (the visualizer), and

@@ -40,6 +40,7 @@ from typing import Callable, Iterable
 import torch
 from torch.optim import Optimizer
 
+from utils.config.options import Above, AtLeast, Positive
 from utils.errors import ConfigError
 from utils.registry import OPTIMIZERS
 
@@ -114,7 +115,7 @@ class Ranger(Optimizer):
     :func:`can_fuse`); False always steps with plain tensor operations.
     """
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, alpha: float = 0.5, k: int = 6,
+    def __init__(self, params: Iterable, lr: Positive = 1e-3, alpha: float = 0.5, k: int = 6,
                  N_sma_threshhold: float = 5.0, betas: tuple[float, float] = (0.95, 0.999),
                  eps: float = 1e-5, weight_decay: float = 0.0, fused: bool = True):
         if not 0.0 <= alpha <= 1.0:
@@ -165,7 +166,7 @@ class Ranger(Optimizer):
         return loss
 
 
-@OPTIMIZERS.register("RAdam")
+@OPTIMIZERS.register("RAdam", bounds={"lr": Above(0), "weight_decay": AtLeast(0)})
 class RAdam(torch.optim.RAdam):
     """``torch.optim.RAdam`` (same arguments, state and steps) stepping through :func:`radam_update`'s
     fused kernel where it can; torch's own step otherwise (capturable, differentiable, maximize,

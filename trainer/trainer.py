@@ -7,7 +7,9 @@ for the best monitored epoch, holding its weights and config only (no optimiser 
 quarter of the size with Ranger; ``--resume`` from it continues from the epoch checkpoint of
 its epoch). Training ends with a test-split evaluation of the best model, written to
 ``<run>/models/metrics.json``. Every epoch appends its loss, learning rate and validation
-metrics to ``<run>/models/history.json`` (``report.history``). Under torchrun
+metrics to ``<run>/models/history.json`` (``report.history``). A step whose loss is NaN or infinite
+stops training (:func:`non_finite_loss`), and a best model with non-finite weights is not scored
+(its metrics.json says why). Under torchrun
 (trainer/distributed.py) every rank trains; evaluation, checkpoints, history and logs are rank 0's.
 """
 from __future__ import annotations
@@ -28,15 +30,23 @@ from model.loss import RankingLoss
 from model.metric import GMEAN_KEY
 from report.history import HISTORY_FILE, read_history, write_history
 from report.run_folder import RunDirs
-from report.site import publish_run
-from trainer.checkpoints.files import is_own_checkpoint, load_any_checkpoint, save_checkpoint
+from report.site import publish_run_safely
+from trainer.checkpoints.files import check_weights_fit, is_own_checkpoint, load_any_checkpoint, save_checkpoint
 from trainer.distributed import Distributed, broadcast, data_parallel, global_similarities
-from trainer.evaluate import EvalResult, evaluate, format_table, write_metrics_json, write_page
+from trainer.evaluate import (
+    EvalResult,
+    evaluate,
+    format_table,
+    unscored_reason,
+    write_metrics_json,
+    write_page,
+    write_unscored_json,
+)
 from trainer.precision import autocast
 from trainer.teachtext.distill import Distillation
 from utils.config.options import TrainerOptions
 from utils.config.resolved import Config
-from utils.errors import ConfigError
+from utils.errors import ConfigError, NonFiniteError
 from utils.summary import count_trainable
 
 
@@ -80,6 +90,15 @@ def epoch_line(epoch: int, epochs: int, loss: float, lr: float, logs: dict[str, 
             line += f" | v2t geom {logs[f'val_v2t_metrics_{GMEAN_KEY}']:.1f}"
         line += "  (best)" if improved else ""
     return line
+
+
+def non_finite_loss(epoch: int, step: int, parts: dict[str, float], run: Path) -> NonFiniteError:
+    """The one-line error of a training step whose loss is NaN or infinite: the epoch, the step
+    and the parts of the loss that are not finite (ranking ``t2v``/``v2t``/``loss``, ``distil``)."""
+    bad = ", ".join(f"{name} {value}" for name, value in parts.items() if not math.isfinite(value))
+    return NonFiniteError(f"{run}: training stopped at epoch {epoch}, step {step}: the loss is not finite "
+                          f"({bad or 'sum of finite parts overflowed'}); the run's checkpoints are those of the "
+                          "epochs before (check the learning rate, loss settings and teacher files)")
 
 
 class Trainer:
@@ -140,6 +159,7 @@ class Trainer:
         trainer holds weights, optimiser state and the best monitored value only: the scheduler
         continues from the resumed epoch and batches are drawn from this run's seed.
         """
+        check_weights_fit(self.model.state_dict(), state["state_dict"], path)
         self.model.load_state_dict(state["state_dict"])
         if state.get("optimizer"):
             self.optimizer.load_state_dict(state["optimizer"])
@@ -216,6 +236,8 @@ class Trainer:
             # where they were (full-scale MSR-VTT CE: 0.45 GiB less peak memory)
             self.optimizer.zero_grad(set_to_none=True)
             loss_value, *part_values = torch.stack([loss, *parts.values()]).detach().tolist()  # one device sync
+            if not math.isfinite(loss_value):  # stops before any checkpoint holds this step's weights
+                raise non_finite_loss(epoch, i + 1, dict(zip(parts, part_values)), self.dirs.models)
             total, count = total + loss_value, count + 1
             for name, value in zip(parts, part_values):
                 part_totals[name] = part_totals.get(name, 0.0) + value
@@ -294,6 +316,12 @@ class Trainer:
         best_path = self.best_path
         state = load_any_checkpoint(best_path, mmap=True)  # mapped: read once, into the model's weights
         self.model.load_state_dict(state.pop("state_dict"))
+        reason = unscored_reason(self.model, best_path)
+        if reason is not None:
+            write_unscored_json(self.dirs.models / "metrics.json", reason, epoch=state["epoch"],
+                                checkpoint=str(best_path), params=count_trainable(self.model))
+            publish_run_safely(self.dirs.models, self.dirs.web)
+            raise NonFiniteError(reason)
         result = self._evaluate("test", self.test_data(), state["epoch"])
         metrics_path = write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"],
                                           checkpoint=str(best_path), params=count_trainable(self.model),
@@ -301,7 +329,7 @@ class Trainer:
         self.log.info(f"Test metrics of the best model (epoch {state['epoch']}):\n{format_table(result)}")
         site = self.dirs.web.parent.parent
         self.log.info(f"Best model:    {best_path}\nTest metrics:  {metrics_path}\n"
-                      f"Run page:      {publish_run(self.dirs.models, self.dirs.web)}\n"
+                      f"Run page:      {publish_run_safely(self.dirs.models, self.dirs.web)}\n"
                       f"Site:          {site / 'index.html'}  (or python3 -m http.server --directory {site})\n"
                       f"Log:           {self.dirs.log / 'info.log'}")
         if self.writer:

@@ -58,15 +58,16 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def remove_stale_partials(folder: Path) -> list[Path]:
+def remove_stale_partials(folder: Path, min_age_s: float = STALE_AFTER_S) -> list[Path]:
     """Delete the ``*.partial-<pid>`` files and folders in ``folder`` of processes that no longer run
-    and that were not modified for ``STALE_AFTER_S`` seconds; returns the deleted paths."""
+    and that were not modified for ``min_age_s`` seconds; returns the deleted paths. A run that
+    starts (or resumes) in its own folder passes 0: no other writer can be at work there."""
     removed = []
     with os.scandir(folder) as entries:
         for entry in entries:
             if not _stale_owner(entry.name) or entry.is_symlink():
                 continue
-            if time.time() - entry.stat(follow_symlinks=False).st_mtime >= STALE_AFTER_S:
+            if time.time() - entry.stat(follow_symlinks=False).st_mtime >= min_age_s:
                 remove_path(Path(entry.path))
                 removed.append(Path(entry.path))
     return removed

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import Callable
 
@@ -21,11 +22,37 @@ def run_cli(main: Callable[[], int | None]) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:
+        line = environment_error(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print("interrupted: checkpoints written so far are complete; continue with --resume <checkpoint>",
               file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+ENVIRONMENT_ERRORS = {
+    errno.ENOSPC: "no space left on device (ENOSPC); files written before are intact",
+    errno.EDQUOT: "disk quota exceeded (EDQUOT); files written before are intact",
+    errno.ENOTDIR: "a component of this path is a file, not a folder (ENOTDIR)",
+    errno.EEXIST: "exists and is not a folder (EEXIST)",
+    errno.EACCES: "permission denied (EACCES)",
+    errno.EROFS: "read-only file system (EROFS)",
+}
+"""What the machine, not the program, got wrong: said in one line naming the path."""
+
+
+def environment_error(exc: OSError) -> str | None:
+    """One line for an OSError the user's machine caused (a full disk, a path through a file,
+    no permission), naming the path; None for any other OSError (a bug keeps its traceback)."""
+    reason = ENVIRONMENT_ERRORS.get(exc.errno)
+    if reason is None:
+        return None
+    return f"{exc.filename or 'writing a file'}: {reason}"
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:

@@ -20,3 +20,7 @@ class StoreError(UserError):
 
 class CheckpointError(UserError):
     """A missing or unreadable checkpoint, naming the file."""
+
+
+class NonFiniteError(UserError):
+    """A loss, weight or input array that is NaN or infinite, naming where it was found."""

@@ -24,17 +24,26 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Callable[..., Any]] = {}
+        self._bounds: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(self, name: str | None = None, bounds: dict[str, Any] | None = None
+                 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def add(factory: Callable[..., Any]) -> Callable[..., Any]:
-            self.add(name or factory.__name__, factory)
+            self.add(name or factory.__name__, factory, bounds)
             return factory
         return add
 
-    def add(self, name: str, factory: Callable[..., Any]) -> None:
+    def add(self, name: str, factory: Callable[..., Any], bounds: dict[str, Any] | None = None) -> None:
+        """Register ``factory`` as ``name``; ``bounds``: argument name -> the range the config
+        validator enforces on it, for a factory whose own hints cannot say (e.g. torch's classes)."""
         if name in self._entries and self._entries[name] is not factory:
             raise KeyError(f"{self.kind} '{name}' is registered twice")
         self._entries[name] = factory
+        self._bounds[name] = dict(bounds or {})
+
+    def bounds(self, name: str) -> dict[str, Any]:
+        """The argument ranges registered with ``name`` (see :meth:`add`)."""
+        return self._bounds.get(name, {})
 
     def get(self, name: str) -> Callable[..., Any]:
         if name not in self._entries:

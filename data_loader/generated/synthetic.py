@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from data_loader.ranp.classes import CLASSES_NAME
 from data_loader.store.feature_store import STORE_DIR, ExpertArrays, TokenArrays, write_store
 from data_loader.teachtext.caption_masks import write_caption_mask
 
@@ -215,4 +216,5 @@ def generate_synthetic(data_dir: Path, seed: int = 0, split_sizes: dict[str, int
         attrs={"generator": "synthetic", "generator_version": GENERATOR_VERSION, "seed": seed,
                "num_videos": num_videos},
         extras=write_mask,
+        derived=(CLASSES_NAME,),  # derived from the captions when the store is prepared
     )

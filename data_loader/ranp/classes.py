@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,9 @@ from utils.errors import StoreError
 CLASSES_NAME = "classes.h5"
 RELEVANCE_DIR = "relevance"
 RELEVANCE_KEY = "rel_mat"
+MAX_CLASSES = 100_000
+"""Class ids lie below this: relevance is computed on [items, classes] multi-hot sets (EPIC-Kitchens-100
+has 97 verbs and 300 nouns), and an id of 10**12 would ask for petabytes."""
 
 
 @dataclass
@@ -130,8 +134,9 @@ def read_classes(store_dir: Path, raw_captions: list[str]) -> CaptionClasses | N
 
 def _class_ids(value: object, where: str) -> list[int]:
     items = value if isinstance(value, list) else [value]
-    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in items):
-        raise StoreError(f"{where}: expected a class id (int >= 0) or a list of them, got {json.dumps(value)}")
+    if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < MAX_CLASSES for c in items):
+        raise StoreError(f"{where}: expected a class id (int in [0, {MAX_CLASSES})) or a list of them, "
+                         f"got {json.dumps(value)}")
     return items
 
 
@@ -174,37 +179,79 @@ def classes_from_annotations(path: Path, video_ids: list[str], caption_offsets: 
     return CaptionClasses(verbs, nouns)
 
 
+def check_relevance_block(block: np.ndarray, label: str, first_row: int = 0) -> None:
+    """StoreError naming ``label`` when a block of a relevance matrix (rows from ``first_row``)
+    is not numeric, holds NaN or infinity, or a value outside [0, 1] (relevance is a share of
+    classes in common: 1 for the same classes, 0 for none)."""
+    if block.dtype.kind not in "biuf":
+        raise StoreError(f"{label}: {RELEVANCE_KEY} holds {block.dtype} values, expected numbers in [0, 1]")
+    values = block.astype(np.float64, copy=False)
+    bad = ~np.isfinite(values) | (values < 0) | (values > 1)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise StoreError(f"{label}: {RELEVANCE_KEY}[{first_row + row}, {col}] = {float(values[row, col])!r}, "
+                         f"expected relevance in [0, 1] ({int(bad.sum())} such value(s) in rows "
+                         f"{first_row}..{first_row + len(block) - 1})")
+
+
+def _blocks(matrix: h5py.Dataset) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, rows) of a 2-D dataset, about 16 M values at a time."""
+    step = max(1, (1 << 24) // max(matrix.shape[1], 1))
+    for lo in range(0, matrix.shape[0], step):
+        yield lo, matrix[lo:lo + step]
+
+
 def import_relevance(source: Path, store_dir: Path, split: str, *, sha1: str) -> Path:
     """Copy the ``rel_mat`` [video, caption] matrix of an HDF5 file into the store as the
-    relevance of ``split`` (its shape is checked against the split when it is read). A missing
-    file or key, or a matrix that is not 2-D, is a StoreError."""
+    relevance of ``split``. A missing file or key, a matrix that is not 2-D, whose rows are not
+    the split's videos, or whose values are not numbers in [0, 1] is a StoreError, and nothing
+    is written (its columns are checked against the split's captions when it is read)."""
     source = Path(source)
     path = relevance_path(store_dir, split)
     with _open(source, "relevance file (data_loader.args.relevance_files)") as f:
         matrix = f.get(RELEVANCE_KEY)
         if not isinstance(matrix, h5py.Dataset) or matrix.ndim != 2:
             raise StoreError(f"{source}: expected a 2-D dataset '{RELEVANCE_KEY}' (the [video, caption] relevance)")
+        videos = split_size(store_dir, split)
+        if videos is not None and matrix.shape[0] != videos:
+            raise StoreError(f"{source}: {RELEVANCE_KEY} has shape {tuple(matrix.shape)}, the {split} split has "
+                             f"{videos} videos (rows: its videos, columns: its captions video by video)")
+        for lo, block in _blocks(matrix):
+            check_relevance_block(block, str(source), lo)
         with atomic_h5(path) as out:
             out.attrs.update({"captions_sha1": sha1, "source": str(source)})
             copy = out.create_dataset(RELEVANCE_KEY, shape=matrix.shape, dtype=matrix.dtype)
-            step = max(1, (1 << 24) // max(matrix.shape[1], 1))
-            for lo in range(0, matrix.shape[0], step):
-                copy[lo:lo + step] = matrix[lo:lo + step]
+            for lo, block in _blocks(matrix):
+                copy[lo:lo + len(block)] = block
     return path
 
 
-def read_relevance(store_dir: Path, split: str, shape: tuple[int, int], sha1: str) -> torch.Tensor | None:
-    """The stored relevance [video, caption] of ``split`` (None without a file), checked
-    against the split's ``shape`` and the captions' fingerprint ``sha1``."""
+def split_size(store_dir: Path, split: str) -> int | None:
+    """The number of videos of ``split`` in a store's index; None when it has no such split."""
+    with _open(Path(store_dir) / INDEX_NAME, "feature store index") as f:
+        rows = f.get(f"splits/{split}")
+        return None if rows is None else int(rows.shape[0])
+
+
+def read_relevance(store_dir: Path, split: str, shape: tuple[int, int], sha1: str, source: str) -> torch.Tensor:
+    """The stored relevance [video, caption] of ``split``, imported from ``source`` (the file
+    the config names), checked against the split's ``shape``, the captions' fingerprint
+    ``sha1`` and the values' range [0, 1]."""
     path = relevance_path(store_dir, split)
     if not path.is_file():
-        return None
+        raise StoreError(f"{path}: not found; the config names {source} for the {split} split "
+                         "(it is imported when train.py or test.py prepares the store)")
     with _open(path, "relevance file") as f:
         if f.attrs.get("captions_sha1") != sha1:
             raise StoreError(f"{path}: the relevance belongs to other captions than the index's; "
                              "delete the file and prepare the store again")
-        source = f.attrs.get("source")
-        matrix = torch.from_numpy(_read(f, RELEVANCE_KEY))
+        if str(f.attrs.get("source")) != str(source):
+            raise StoreError(f"{path}: imported from {f.attrs.get('source')}, but the config names {source}; "
+                             "prepare the store again (train.py and test.py do)")
+        array = _read(f, RELEVANCE_KEY)
+        if array.ndim == 2:
+            check_relevance_block(array, str(path))
+        matrix = torch.from_numpy(array)
     if tuple(matrix.shape) != tuple(shape):
         raise StoreError(f"{path} (from {source}): {RELEVANCE_KEY} has shape {tuple(matrix.shape)}, the {split} "
                          f"split needs {tuple(shape)} ([video, caption]: its videos, its captions video by video)")

@@ -44,6 +44,8 @@ are laid out in ``data_loader/ranp/classes.py``.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,6 +57,8 @@ import numpy as np
 import torch
 
 from data_loader.store.file_rows import FileRows
+from logger.logger import get_logger
+from utils.atomic import PARTIAL as PARTIAL_MARK
 from utils.atomic import atomic_dir, atomic_path
 from utils.errors import StoreError
 
@@ -193,10 +197,12 @@ def write_index(store_dir: Path, *, dataset: str, video_ids: list[str], splits: 
 def write_store(store_dir: Path, *, dataset: str, video_ids: list[str], splits: dict[str, np.ndarray],
                 experts: dict[str, ExpertArrays], captions: list[list[str]],
                 text: dict[str, TokenArrays], attrs: dict | None = None,
-                extras: Callable[[Path, str], None] | None = None) -> Path:
+                extras: Callable[[Path, str], None] | None = None, derived: tuple[str, ...] = ()) -> Path:
     """Write a whole store as one new build, in a fresh folder that replaces ``store_dir`` only once
     complete (:func:`utils.atomic.atomic_dir`): an interrupted write leaves the previous store as it was.
-    ``extras(folder, store_id)`` writes further files of the build into the folder being built."""
+    ``extras(folder, store_id)`` writes further files of the build into the folder being built.
+    Files of the previous build that this one does not write are kept (:func:`carry_additions`),
+    except those named in ``derived`` (relative paths the program derives again from the new build)."""
     store_id = new_store_id()
     with atomic_dir(store_dir) as building:
         if extras is not None:
@@ -207,7 +213,36 @@ def write_store(store_dir: Path, *, dataset: str, video_ids: list[str], splits: 
             write_text(building, name, tokens, store_id)
         write_index(building, dataset=dataset, video_ids=video_ids, splits=splits, captions=captions,
                     store_id=store_id, attrs=attrs)
+        kept = carry_additions(Path(store_dir), building, derived)
+    if kept:
+        get_logger().info(f"{store_dir}: rebuilt; kept {len(kept)} file(s) added to the previous build, made for "
+                          f"it (teachers are converted or must be exported again, relevance imported again): "
+                          f"{', '.join(str(path) for path in kept)}")
     return Path(store_dir)
+
+
+def carry_additions(old: Path, new: Path, derived: tuple[str, ...] = ()) -> list[Path]:
+    """Link into the store being built (``new``) every file of the previous build (``old``) that
+    the new build does not write: what users and runs added (exported and converted teachers,
+    imported relevance, class files). Returns their paths relative to the store. A rebuild thus
+    never deletes them; their ``store_id`` or captions fingerprint marks them as made for the
+    previous build, so readers convert or refuse them as for any stale file."""
+    if not old.is_dir():
+        return []
+    kept = []
+    for path in sorted(old.rglob("*")):
+        relative = path.relative_to(old)
+        target = new / relative
+        if (path.is_symlink() or not path.is_file() or target.exists() or PARTIAL_MARK in path.name
+                or relative.as_posix() in derived):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)  # files are replaced by renames, never edited in place: sharing is safe
+        except OSError:
+            shutil.copy2(path, target)
+        kept.append(relative)
+    return kept
 
 
 @dataclass

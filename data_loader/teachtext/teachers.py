@@ -17,6 +17,7 @@ converted on first use. For training, teachers are loaded once into tensors and 
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -45,20 +46,50 @@ class TeacherArrays:
 
 
 def teacher_name(base_path: str, file: str) -> str:
-    """The store name of teacher ``file`` under ``base_path`` (its suffix dropped)."""
-    return str(PurePosixPath(f"{base_path}{file}").with_suffix(""))
+    """The store name of teacher ``file`` under ``base_path`` (its suffix dropped), always inside
+    the store: a leading ``/`` and ``..`` parts are dropped (``/data/t/a.pkl`` -> ``data/t/a``)."""
+    path = PurePosixPath(f"{base_path}{file}").with_suffix("")
+    return str(PurePosixPath(*[part for part in path.parts if part not in ("/", "..", ".")]))
 
 
 def teacher_path(store_dir: Path, name: str) -> Path:
     return Path(store_dir) / f"{name}.h5"
 
 
-def write_teacher(store_dir: Path, name: str, teacher: TeacherArrays, source: str = "") -> Path:
-    """Write teacher ``name`` into the store atomically."""
+def check_teacher(teacher: TeacherArrays, num_videos: int, num_captions: int, label: str) -> None:
+    """StoreError naming ``label`` unless ``teacher`` fits a store of ``num_videos`` videos and
+    ``num_captions`` captions: ``covered`` [N], each expert's ``video`` [N, D] and ``text``
+    [C, D] of one width D, every value finite."""
+    covered = np.asarray(teacher.covered)
+    if covered.shape != (num_videos,):
+        raise StoreError(f"{label}: covered has shape {list(covered.shape)}, the store has {num_videos} videos")
+    if not teacher.experts:
+        raise StoreError(f"{label}: names no expert")
+    for expert in teacher.experts:
+        video, text = teacher.video[expert], teacher.text[expert]
+        if video.ndim != 2 or len(video) != num_videos:
+            raise StoreError(f"{label}: video/{expert} has shape {list(video.shape)}, expected "
+                             f"[{num_videos}, D] (one row per video of the store)")
+        if text.ndim != 2 or len(text) != num_captions or text.shape[1] != video.shape[1]:
+            raise StoreError(f"{label}: text/{expert} has shape {list(text.shape)}, expected "
+                             f"[{num_captions}, {video.shape[1]}] (one row per caption, the videos' width)")
+        for kind, array in (("video", video), ("text", text)):
+            finite = np.isfinite(array)
+            if not finite.all():
+                row = int(np.argwhere(~finite)[0][0])
+                raise StoreError(f"{label}: {kind}/{expert} holds NaN or infinity ({int((~finite).sum())} values, "
+                                 f"first in row {row}); a teacher must be a model with finite weights")
+
+
+def write_teacher(store_dir: Path, name: str, teacher: TeacherArrays, source: str = "", stamp: str = "") -> Path:
+    """Write teacher ``name`` into the store atomically, once :func:`check_teacher` passes.
+    ``source``: the pickle it was converted from, ``stamp`` that file's :func:`file_stamp`."""
     path = teacher_path(store_dir, name)
+    layout = read_layout(store_dir)
+    check_teacher(teacher, len(layout.video_ids), int(layout.caption_offsets[-1]), f"teacher {name}")
     with atomic_h5(path) as f:
         f.attrs.update({"format": FORMAT, "experts": teacher.experts, STORE_ID: current_store_id(store_dir),
-                        "source": source})
+                        "source": source, "source_stamp": stamp})
         f.create_dataset("covered", data=np.asarray(teacher.covered, dtype=bool))
         for expert in teacher.experts:
             f.create_dataset(f"video/{expert}", data=np.asarray(teacher.video[expert], dtype=np.float32))
@@ -67,9 +98,12 @@ def write_teacher(store_dir: Path, name: str, teacher: TeacherArrays, source: st
 
 
 def read_teacher(path: Path) -> TeacherArrays:
-    """A stored teacher as arrays."""
+    """A stored teacher as arrays; a StoreError names a dataset it lacks."""
     with h5py.File(path, "r") as f:
-        experts = [str(e) for e in f.attrs["experts"]]
+        experts = [str(e) for e in np.atleast_1d(f.attrs.get("experts", []))]
+        for key in ["covered", *(f"{kind}/{e}" for e in experts for kind in ("video", "text"))]:
+            if not isinstance(f.get(key), h5py.Dataset):
+                raise StoreError(f"{path}: has no dataset '{key}' (attribute experts = {experts})")
         return TeacherArrays(f["covered"][()], {e: f[f"video/{e}"][()] for e in experts},
                              {e: f[f"text/{e}"][()] for e in experts})
 
@@ -129,21 +163,54 @@ def teacher_from_table(table: object, video_ids: list[str], caption_offsets: np.
     return TeacherArrays(covered, video, text)
 
 
+def file_stamp(path: Path) -> str:
+    """``<size>:<mtime ns>:<sha1>`` of a file: changes when the file is edited or replaced."""
+    stat = Path(path).stat()
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{digest.hexdigest()}"
+
+
+def _stored_stamp(path: Path) -> str | None:
+    try:
+        with h5py.File(path, "r") as f:
+            return str(f.attrs.get("source_stamp", ""))
+    except OSError:
+        return None
+
+
+def _same_file(stamp: str | None, path: Path) -> bool:
+    """Whether ``path`` is the file ``stamp`` (:func:`file_stamp`) was taken of: the same size
+    and time, or (touched or copied) the same content; only the latter reads the file."""
+    if not stamp or stamp.count(":") != 2:
+        return False
+    size, mtime, digest = stamp.split(":")
+    stat = Path(path).stat()
+    if (str(stat.st_size), str(stat.st_mtime_ns)) == (size, mtime):
+        return True
+    return str(stat.st_size) == size and file_stamp(path).rsplit(":", 1)[1] == digest
+
+
 def convert_teacher(pickle_path: Path, store_dir: Path, name: str) -> Path:
     """Convert an original teacher pickle into the store's teacher ``name``."""
     layout = read_layout(store_dir)
     teacher = teacher_from_table(load_pickle(pickle_path), layout.video_ids, layout.caption_offsets, str(pickle_path))
-    return write_teacher(store_dir, name, teacher, source=str(pickle_path))
+    return write_teacher(store_dir, name, teacher, source=str(pickle_path), stamp=file_stamp(pickle_path))
 
 
 def ensure_teacher(store_dir: Path, feature_root: Path, base_path: str, file: str) -> Path:
     """The store file of a teacher; an original pickle ``<feature_root>/<base_path><file>`` is
-    converted when the store lacks it, or holds it for another build of the index."""
+    converted when the store lacks it, holds it for another build of the index, or holds a
+    conversion of an earlier version of the pickle (another size, time or content)."""
     name = teacher_name(base_path, file)
     path = teacher_path(store_dir, name)
     source = Path(feature_root) / f"{base_path}{file}"
-    if teacher_is_current(store_dir, name) or (path.is_file() and not source.is_file()):
-        return path  # a stale exported teacher is reported by load_teacher
+    if path.is_file() and not source.is_file():
+        return path  # an exported teacher (a stale one is reported by load_teacher)
+    if teacher_is_current(store_dir, name) and _same_file(_stored_stamp(path), source):
+        return path
     if not source.is_file():
         raise StoreError(f"{path}: teacher '{name}' not in the store and {source} does not exist; export one with "
                          f"python3 misc/export_teacher.py --resume <trained_model.pth> --name {name}")
@@ -185,6 +252,8 @@ def load_teacher(store_dir: Path, name: str, dims: dict[str, int], train_rows: t
     if not teacher_is_current(store_dir, name):
         raise StoreError(f"{path}: made for another version of {store_dir / INDEX_NAME}; export the teacher again")
     arrays = read_teacher(path)
+    layout = read_layout(store_dir)
+    check_teacher(arrays, len(layout.video_ids), int(layout.caption_offsets[-1]), str(path))
     for expert in arrays.experts:
         if expert not in dims:
             raise StoreError(f"{path}: names expert '{expert}', which the config does not know "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from model.loss import RankingLoss, _log_softmax_both
+from utils.config.options import Fraction
 from utils.registry import LOSSES
 
 DIRECTIONS = ("bi", "i2t", "t2i")
@@ -26,7 +27,7 @@ class RelevanceAwareLoss(RankingLoss):
 
     needs_relevance = True
 
-    def __init__(self, threshold_pos: float):
+    def __init__(self, threshold_pos: Fraction):
         super().__init__()
         self.threshold_pos = threshold_pos
 
@@ -80,7 +81,7 @@ class RANLoss(RelevanceAwareLoss):
     relevance is exactly 1.0.
     """
 
-    def __init__(self, margin: float = 0.2, threshold_pos: float = 0.15,
+    def __init__(self, margin: float = 0.2, threshold_pos: Fraction = 0.15,
                  max_violation: bool = True, direction: str = "bi"):
         super().__init__(threshold_pos)
         self.margin = margin
@@ -116,7 +117,7 @@ class RANPLoss(RANLoss):
     above ``1 - margin_pos`` are then penalised. True reproduces that.
     """
 
-    def __init__(self, margin: float = 0.2, margin_pos: float = 0.2, threshold_pos: float = 0.15,
+    def __init__(self, margin: float = 0.2, margin_pos: float = 0.2, threshold_pos: Fraction = 0.15,
                  max_violation: bool = True, direction: str = "bi",
                  original_missing_positive: bool = False):
         super().__init__(margin, threshold_pos, max_violation, direction)
@@ -169,7 +170,7 @@ class NormSoftmaxRANPLoss(RelevanceAwareLoss):
     non-positives with 1.1 rather than excluding them, as the original does.
     """
 
-    def __init__(self, temperature: float = 0.05, threshold_pos: float = 0.15,
+    def __init__(self, temperature: float = 0.05, threshold_pos: Fraction = 0.15,
                  original_transpose_bug: bool = False, original_missing_positive: bool = False):
         super().__init__(threshold_pos)
         self.temperature = temperature

@@ -1,6 +1,9 @@
 """This project's checkpoints: atomic writes and safe reads (tensors and plain containers only)."""
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -14,6 +17,8 @@ from utils.config.validate import validate
 from utils.errors import CheckpointError
 
 FORMAT = "ce-retrieval-checkpoint"
+LOW_SPACE_BYTES = 64 << 20
+"""Free space under which a failed checkpoint write is taken for a full disk."""
 
 
 def is_own_checkpoint(state: object) -> bool:
@@ -27,7 +32,12 @@ def save_checkpoint(path: Path, state: dict) -> Path:
     An interrupted save leaves the previous file intact and no partial file behind.
     """
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+        try:
+            torch.save({"format": FORMAT, **state}, tmp)
+        except RuntimeError as exc:  # torch's writer reports a failed write without its errno
+            if shutil.disk_usage(tmp.parent).free < LOW_SPACE_BYTES:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+            raise
     return Path(path)
 
 
@@ -49,8 +59,23 @@ def load_any_checkpoint(path: Path, mmap: bool = False) -> dict:
     """
     state = safe_load(path, mmap)
     if is_own_checkpoint(state):
-        return state
+        return checked_state(state, path)
     return from_original(Path(path), state)
+
+
+def checked_state(state: dict, path: Path) -> dict:
+    """``state`` when it holds what every reader of a checkpoint of this project relies on: a
+    ``state_dict`` of tensors, an integer ``epoch`` and a ``config`` that is an object (or
+    absent); a one-line CheckpointError naming ``path`` and the entry otherwise."""
+    weights = state.get("state_dict")
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CheckpointError(f"{path}: holds no 'state_dict' of tensors (the model's weights)")
+    if not isinstance(state.get("epoch"), int) or isinstance(state.get("epoch"), bool):
+        raise CheckpointError(f"{path}: 'epoch' is {state.get('epoch')!r}, expected the integer epoch it was saved at")
+    if state.get("config") is not None and not isinstance(state["config"], dict):
+        raise CheckpointError(f"{path}: 'config' is a {type(state['config']).__name__}, expected an object "
+                              "(or give --config)")
+    return state
 
 
 def resumable_checkpoint(path: Path, state: dict) -> tuple[Path, dict]:
@@ -88,3 +113,24 @@ def checkpoint_with_config(path: Path, config_path: Path | None = None,
     tensors memory-mapped: they are only read) and its config (:func:`config_for_checkpoint`)."""
     state = load_any_checkpoint(path, mmap=True)
     return state, config_for_checkpoint(state, path, config_path, overrides)
+
+
+def check_weights_fit(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], source: str | Path) -> None:
+    """One-line CheckpointError naming ``source`` when ``weights`` lack a key of ``expected``,
+    have one it lacks, or a tensor of another shape (the config is not the checkpoint's model)."""
+    missing = [key for key in expected if key not in weights]
+    unexpected = [key for key in weights if key not in expected]
+    reshaped = [key for key in expected if key in weights and tuple(weights[key].shape) != tuple(expected[key].shape)]
+    if not (missing or unexpected or reshaped):
+        return
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} weight(s) missing (first: {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected weight(s) (first: {unexpected[0]})")
+    if reshaped:
+        key = reshaped[0]
+        problems.append(f"{len(reshaped)} of another shape (first: {key} is {list(weights[key].shape)}, "
+                        f"the config's model has {list(expected[key].shape)})")
+    raise CheckpointError(f"{source}: the weights do not fit the config's model: {'; '.join(problems)} "
+                          "(is --config or --set describing another model?)")

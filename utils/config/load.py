@@ -29,9 +29,20 @@ YAML_SUFFIXES = (".yaml", ".yml")
 MAX_INHERIT_DEPTH = 32
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (``*name``): an alias can repeat an anchored node any
+    number of times, so a few lines can expand beyond any memory (a "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a config; "
+                                              "write the value out", self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
 def _parse_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_NoAliasLoader)  # a SafeLoader without aliases
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -48,6 +59,8 @@ def read_json(path: Path) -> dict:
         raise ConfigError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
     return data
@@ -136,6 +149,8 @@ def apply_overrides(config: Config, overrides: list[str]) -> None:
         keypath, value = parse_override(text)
         node = config.data
         parts = keypath.split(".")
+        if not all(part.strip() for part in parts):
+            raise ConfigError(f"--set {text}: empty key name in {keypath!r}; expected KEY.PATH=VALUE")
         for i, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
@@ -181,4 +196,4 @@ def config_of_checkpoint(state: dict, path: Path) -> Config:
         raise ConfigError(f"{path}: the checkpoint holds no config; give --config")
     if is_original_config(state["config"]):
         return from_original_dict(state["config"], path)
-    return Config(state["config"], {}, path)
+    return Config(copy.deepcopy(state["config"]), {}, path)  # overrides must not edit the checkpoint's own

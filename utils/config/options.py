@@ -5,6 +5,7 @@ against these dataclasses: an unknown key or a wrong type is an error before any
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Annotated, Literal, get_args
 
@@ -12,13 +13,59 @@ from utils.metric_names import GMEAN_KEY
 
 
 @dataclass(frozen=True)
-class AtLeast:
-    """A lower bound on a numeric config value, read by the validator from ``Annotated`` hints."""
+class Bounds:
+    """The range of a numeric config value, read by the validator from ``Annotated`` hints:
+    ``low`` to ``high``, each end included unless ``low_open`` / ``high_open``."""
 
-    minimum: float
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        """``">= 1"``, ``"> 0"`` or ``"in (0, 1]"``."""
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {_number(self.low)}"
+        if self.low == -math.inf:
+            return f"{'<' if self.high_open else '<='} {_number(self.high)}"
+        return (f"in {'(' if self.low_open else '['}{_number(self.low)}, "
+                f"{_number(self.high)}{')' if self.high_open else ']'}")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
+
+
+def AtLeast(minimum: float) -> Bounds:
+    """Values >= ``minimum`` (named as the annotation it makes: ``Annotated[int, AtLeast(1)]``)."""
+    return Bounds(low=minimum)
+
+
+def Above(minimum: float) -> Bounds:
+    """Values > ``minimum``."""
+    return Bounds(low=minimum, low_open=True)
 
 
 Count = Annotated[int, AtLeast(1)]
+Positive = Annotated[float, Above(0)]
+NonNegative = Annotated[float, AtLeast(0)]
+Fraction = Annotated[float, Bounds(0, 1, low_open=True)]
+"""A share in (0, 1], e.g. a relevance threshold."""
+Seed = Annotated[int, Bounds(-2 ** 63, 2 ** 64 - 1)]
+"""What ``torch.manual_seed`` accepts."""
+
+
+@dataclass(frozen=True)
+class NonEmpty:
+    """A string config value that must not be empty, read by the validator from ``Annotated`` hints."""
+
+
+NonEmptyText = Annotated[str, NonEmpty()]
 
 
 @dataclass
@@ -49,7 +96,7 @@ class TrainerOptions:
     """
 
     epochs: Count = 100
-    save_dir: str = "data/saved"
+    save_dir: NonEmptyText = "data/saved"
     save_period: Count = 1
     num_keep_ckpts: Count = 3
     monitor: str = f"max val_t2v_metrics_{GMEAN_KEY}"
@@ -77,7 +124,7 @@ class DistilOptions:
     base_path: str = "teachers/"
     teachers: list[str] = field(default_factory=list)
     moee: bool | list[bool] = False
-    distil_weight: float = 1.0
+    distil_weight: NonNegative = 1.0
 
 
 def options_from(cls: type, section: dict) -> object:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import types
 import typing
 from dataclasses import fields, is_dataclass
 from typing import Any, Callable
 
-from utils.config.options import AtLeast, DistilOptions, ExpertsOptions, TrainerOptions
+from utils.config.options import Bounds, DistilOptions, ExpertsOptions, NonEmpty, Seed, TrainerOptions
 from utils.config.resolved import Config
 from utils.registry import (
     DATASETS,
@@ -41,7 +42,7 @@ BUILT_SECTIONS: dict[str, tuple[Registry, set[str]]] = {
 REQUIRED_SECTIONS = ("arch", "data_loader", "experts", "loss", "optimizer")
 OPTION_SECTIONS: dict[str, type] = {"experts": ExpertsOptions, "trainer": TrainerOptions,
                                     "distil_params": DistilOptions}
-SCALARS: dict[str, Any] = {"n_gpu": int, "seed": int, "disable_nan_checks": bool,
+SCALARS: dict[str, Any] = {"n_gpu": int, "seed": Seed, "disable_nan_checks": bool,
                            "metrics": list[str], "eval_settings": dict, "name": str, "distil_loss": bool,
                            "caption_masks": str | None, "training_file": str | None}
 
@@ -51,7 +52,8 @@ def _describe(hint: Any) -> str:
         return "any value"
     if typing.get_origin(hint) is typing.Annotated:
         base, *marks = typing.get_args(hint)
-        bounds = [f">= {mark.minimum}" for mark in marks if isinstance(mark, AtLeast)]
+        bounds = [mark.describe() if isinstance(mark, Bounds) else "non-empty" for mark in marks
+                  if isinstance(mark, (Bounds, NonEmpty))]
         return " ".join([_describe(base), *bounds])
     if typing.get_origin(hint) is typing.Literal:
         return "one of " + ", ".join(json.dumps(value) for value in typing.get_args(hint))
@@ -71,15 +73,17 @@ def _matches(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if origin is typing.Annotated:
         base, *marks = typing.get_args(hint)
-        return _matches(value, base) and all(value >= mark.minimum for mark in marks if isinstance(mark, AtLeast))
+        return _matches(value, base) and all(
+            mark.contains(value) if isinstance(mark, Bounds) else value != "" for mark in marks
+            if isinstance(mark, (Bounds, NonEmpty)))
     if origin is typing.Literal:
         return value in typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, arg) for arg in typing.get_args(hint))
     if hint is type(None):
         return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float:  # NaN and infinity are no setting's meaningful value
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is bool:
@@ -144,7 +148,7 @@ def validate(config: Config) -> None:
         if not registry.names():
             raise RuntimeError(f"the {registry.kind} registry is empty: import trainer.build first")
     for key in REQUIRED_SECTIONS:
-        if key not in config.data:
+        if config.data.get(key) is None:
             raise config.error(key, "missing required section; a complete config has "
                                     f"{', '.join(REQUIRED_SECTIONS)} (inherit them from a parent config)")
     known = set(BUILT_SECTIONS) | set(OPTION_SECTIONS) | set(SCALARS)
@@ -173,5 +177,8 @@ def validate(config: Config) -> None:
         if kind not in registry:
             raise config.error(f"{key}.type", f"unknown {registry.kind} {json.dumps(kind)}; "
                                               f"expected one of: {', '.join(registry.names())}")
-        check_args(config, f"{key}.args", section.get("args", {}), _signature_hints(arguments_of(registry.get(kind))),
-                   injected)
+        params = _signature_hints(arguments_of(registry.get(kind)))
+        for name, bounds in registry.bounds(kind).items():
+            if name in params:
+                params[name] = (typing.Annotated[params[name][0], bounds], params[name][1])
+        check_args(config, f"{key}.args", section.get("args", {}), params, injected)
