@@ -5,12 +5,16 @@ pages into the run's web folder, and refreshes the run's page and the site index
 --split val: metrics-val.json and val-<checkpoint>.html, so training's results are never
 replaced). The config saved in the checkpoint is used unless --config is given.
 Checkpoints and config.json files written by the original CE code are read too (safely:
-no code in a checkpoint can run).
+no code in a checkpoint can run). A published model fetched by misc/sync_models.py is evaluated
+with the config.json downloaded beside it, and its published numbers are printed under the
+table: the seed's own numbers from its summary log and the paper's mean (std) over three seeds
+(metrics.json records both under "published").
 
 Examples:
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth
   python3 test.py --config original/config.json --resume original/trained_model.pth
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth --precision bf16
+  python3 test.py --resume data/models/msrvtt-train-full-ce/074e6b24/seed-0/2020-01-07_15-24-30/trained_model.pth
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import argparse
 from pathlib import Path
 
 from logger.logger import setup_logging
+from report.published import downloaded_config, format_published, published_numbers
 from report.run_folder import run_dirs_of_checkpoint
 from report.site import publish_run
 from trainer.build import build_data, build_page_writer, load_model, prepare_data, select_device, trainer_options
@@ -60,7 +65,7 @@ def output_names(split: str, checkpoint: Path) -> tuple[str, str]:
 
 def main() -> int:
     args = parse_args()
-    state, config = checkpoint_with_config(args.resume, args.config, args.set)
+    state, config = checkpoint_with_config(args.resume, args.config or downloaded_config(args.resume), args.set)
     if args.split == "test":
         config = with_eval_settings(config)
     device = select_device(config)
@@ -73,11 +78,15 @@ def main() -> int:
     result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"),
                       precision=options.precision)
     metrics_name, page_name = output_names(args.split, args.resume)
+    published = published_numbers(args.resume) if args.split == "test" else None
     metrics_path = write_metrics_json(args.resume.parent / metrics_name, result, epoch=state["epoch"],
-                                      checkpoint=str(args.resume), params=count_trainable(model))
+                                      checkpoint=str(args.resume), params=count_trainable(model),
+                                      **({"published": published} if published else {}))
     page = write_page(build_page_writer(config), dirs.web / page_name, result, data,
                       f"{args.resume} - {result.split}")
     log.info(format_table(result))
+    if published:
+        log.info(format_published(published))
     log.info(f"Wrote {metrics_path} and {page}; run page {publish_run(dirs.models, dirs.web)}")
     return 0
 
