@@ -29,7 +29,7 @@ from pathlib import Path
 import repo_root  # noqa: F401  (the repository root on sys.path: misc/repo_root.py)
 
 # isort: split
-from report.published import RECORD, PublishedModel, for_experiment, load_registry, url_roots
+from report.published import RECORD, PublishedModel, for_experiment, load_registry, url_roots, with_docs_table
 from utils.atomic import write_text_atomic
 from utils.cli import run_cli
 from utils.download import DownloadError, download, file_digest
@@ -140,15 +140,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--registry", type=Path, help="registry file (default: misc/published/models.json)")
     parser.add_argument("--force", action="store_true",
                         help="download the files again (refused when the bytes differ from the recorded sha256)")
+    parser.add_argument("--write_docs", type=Path, metavar="PAGE",
+                        help="regenerate the registry table in PAGE (docs/published-models.md) and exit")
     args = parser.parse_args()
-    if not args.list and not (args.experiment or args.dataset):
-        parser.error("give --experiment NAME [NAME ...], --dataset DATASET [...] or --list")
+    if not (args.list or args.write_docs) and not (args.experiment or args.dataset):
+        parser.error("give --experiment NAME [NAME ...], --dataset DATASET [...], --list or --write_docs PAGE")
     return args
 
 
 def main() -> int:
     args = parse_args()
     registry = load_registry(args.registry)
+    if args.write_docs:
+        write_text_atomic(args.write_docs, with_docs_table(args.write_docs.read_text(encoding="utf-8"), registry))
+        print(f"wrote the table of {len(registry)} published models into {args.write_docs}")
+        return 0
     datasets = {d.lower() for d in args.dataset}
     chosen = [model for model in registry.values() if model.dataset.lower() in datasets]
     for name in args.experiment:

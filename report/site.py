@@ -22,6 +22,7 @@ from pathlib import Path
 from report.eval_summary import summary_path
 from report.history import HISTORY_FILE, read_history
 from report.html_page import document, esc, fmt, href
+from report.published import experiments_section, published_rows
 from report.results_table import DIRECTIONS, PUBLISHED_COLUMNS
 from report.run_plots import run_plots
 from report.v2t_page import v2t_path
@@ -123,6 +124,7 @@ def evaluations_table(run: Run) -> list[str]:
         checkpoint = run.metrics.get("checkpoint")
         source = f" ({Path(checkpoint).name})" if checkpoint else ""
         rows.append((f"{run.metrics.get('split', 'test')}{source}", best_epoch, run.metrics))
+        rows += [(label, None, numbers) for label, numbers in published_rows(run.metrics)]
     rows += [("val", entry["epoch"], entry["val"]) for entry in run.history if "val" in entry]
     if not rows:
         return ["<p class=\"note\">No evaluation recorded yet.</p>"]
@@ -202,6 +204,7 @@ def write_site_index(save_dir: Path) -> Path:
     body += ["</tbody>", "</table>"]
     if not runs:
         body.append("<p class=\"note\">No runs yet.</p>")
+    body += experiments_section([(run.experiment, run.config, run.metrics) for run in runs])
     return write_text_atomic(web / INDEX, document("Runs", body))
 
 

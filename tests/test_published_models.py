@@ -23,8 +23,11 @@ from report.published import (
     for_experiment,
     load_registry,
     published_layout,
+    with_docs_table,
 )
 from report.results_table import RunResult
+from report.site import read_run as read_site_run
+from report.site import write_run_index, write_site_index
 from trainer.build import build_model
 from trainer.checkpoints.original import load_original_checkpoint
 from utils.config.load import load_config, with_eval_settings
@@ -51,8 +54,10 @@ def test_registry_holds_every_published_entry_well_formed():
     assert models["msrvtt-train-full-ce-hq"].group_id == "6becbb74"
     assert for_experiment(models, NAME) is full
     assert for_experiment(models, "msvd-train-gpt2-xl-finetuned-adam").name == "msvd-train-gpt2-xl-finetuned-adam"
+    assert all((REPO / model.config).is_file() for model in models.values() if model.config is not None)
 
 
+@pytest.mark.slow
 def test_every_shipped_config_resolves_with_its_test_settings():
     for model in load_registry().values():
         if model.config is not None:
@@ -266,3 +271,28 @@ def test_a_missing_teachtext_model_names_the_url_and_the_other_root(tmp_path):
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
     assert f"{url}/data/models/msrvtt-train-gpt2-xl-finetuned-adam/244af891/seed-0/" in missing.stderr
     assert "HTTP 404" in missing.stderr and "teachtext/data-hq" in missing.stderr
+
+
+def test_the_docs_table_is_the_registrys():
+    page = (REPO / "docs" / "published-models.md").read_text()
+    assert with_docs_table(page, load_registry()) == page, "run: python3 misc/sync_models.py --write_docs " \
+                                                           "docs/published-models.md"
+
+
+def test_site_groups_an_experiments_runs_beside_the_published_row(tmp_path):
+    for seed, run_id in ((0, "2026-01-01_00-00-00"), (1, "2026-01-01_00-00-01")):
+        models = tmp_path / "models" / NAME / run_id
+        models.mkdir(parents=True)
+        (models / "config.json").write_text(json.dumps({"seed": seed}))
+        metrics = {"t2v_metrics": {"R1": 10.0 + seed, GMEAN_KEY: 22.0}, "v2t_metrics": {"R1": 9.0}, "params": 5}
+        if seed == 0:
+            metrics["published"] = {"model": NAME, "seed": "0", "seed_metrics": {"t2v_metrics": {"R1": 10.25}},
+                                    "paper": load_registry()[NAME].paper(), "summary_log": "log"}
+        (models / "metrics.json").write_text(json.dumps(metrics))
+    index = write_site_index(tmp_path).read_text()
+    experiments = index.split("<h2>Experiments</h2>")[1]
+    assert f"<td>{NAME}</td>" in experiments and "10.5(0.7)" in experiments
+    assert f"published: {NAME}" in experiments and "+0.5" in experiments
+    run = read_site_run(tmp_path / "models" / NAME / "2026-01-01_00-00-00", tmp_path / "web" / "run")
+    page = write_run_index(run).read_text()
+    assert "published: seed 0 (log)" in page and "10.25" in page and "published: paper mean of 3 seeds" in page
