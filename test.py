@@ -86,7 +86,7 @@ def main() -> int:
                       f"{args.resume} - {result.split}")
     log.info(format_table(result))
     if published:
-        log.info(format_published(published))
+        log.info(format_published(published, result.metrics))
     log.info(f"Wrote {metrics_path} and {page}; run page {publish_run(dirs.models, dirs.web)}")
     return 0
 

@@ -182,29 +182,42 @@ def _entry_of(checkpoint: Path, subdir: str) -> PublishedModel | None:
 def published_numbers(checkpoint: Path) -> dict | None:
     """For a checkpoint in the published layout: ``{"model", "seed", "seed_metrics", "paper",
     "summary_log"}`` (the seed's own numbers from the downloaded summary log, the exact target of
-    this checkpoint, and the paper's three-seed mean and std); None for any other checkpoint."""
+    this checkpoint, and the paper's three-seed mean and std, each None when unknown); None for
+    any other checkpoint, or one with neither a registry entry nor a summary log."""
     layout = published_layout(checkpoint)
     if layout is None:
         return None
     save, subdir = layout
     entry = _entry_of(checkpoint, subdir)
-    logs = sorted((save / "log" / subdir).glob("summary-*.json")) if entry is None else \
-        [save / "log" / subdir / entry.summary_log]
+    folder = save / "log" / subdir
+    logs = [folder / entry.summary_log] if entry is not None else sorted(folder.glob("summary-*.json"))
+    logs = [log for log in logs if log.is_file()]
+    if entry is None and not logs:
+        return None
     result: dict = {"model": entry.name if entry else None, "seed": None, "seed_metrics": None,
                     "paper": entry.paper() if entry else None, "summary_log": None}
-    if logs and logs[0].is_file():
+    if logs:
         log = read_summary_log(logs[0])
         result.update(seed=log.seeds[0], seed_metrics=log.first_seed, summary_log=str(logs[0]))
     return result
+
+
+def largest_difference(measured: dict, seed_metrics: dict) -> tuple[float, str] | None:
+    """(|measured - logged|, "t2v R1") of the metric that differs most between an evaluation's
+    metrics and a seed's logged ones (both direction -> key -> value); None when none is shared."""
+    pairs = [(abs(measured[d][k] - v), f"{d.split('_')[0]} {k}") for d, values in seed_metrics.items()
+             for k, v in values.items() if isinstance(measured.get(d, {}).get(k), (int, float))]
+    return max(pairs) if pairs else None
 
 
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def format_published(published: dict) -> str:
-    """Lines to print under test.py's table: this checkpoint's seed as published (its summary
-    log), the paper's mean (std) over three seeds, and which is which."""
+def format_published(published: dict, measured: dict) -> str:
+    """Lines to print under test.py's table (``measured``: its metrics, direction -> key -> value):
+    this checkpoint's seed as published (its summary log), the paper's mean (std) over three
+    seeds, which is which, and how far the evaluation is from the seed's logged numbers."""
     keys = [key for key, _ in PUBLISHED_COLUMNS]
     head = f"{'':5s}" + "".join(f"{label:>11s}" for _, label in PUBLISHED_COLUMNS)
     lines = [f"published ({published['model'] or 'not in the registry'}):", head]
@@ -219,6 +232,11 @@ def format_published(published: dict) -> str:
             lines.append(f"{short:5s}" + "".join(f"{c:>11s}" for c in cells) + "   paper")
     lines.append("log: the numbers the original code reported for this very checkpoint (its seed), which "
                  "the table above should reproduce; paper: mean (std) over three seeds, of which this is one")
+    gap = largest_difference(measured, published["seed_metrics"]) if published.get("seed_metrics") else None
+    if gap is not None:
+        verdict = "reproduces" if gap[0] < 0.005 else "differs from"
+        lines.append(f"this evaluation {verdict} the log of seed {published['seed']}: largest difference "
+                     f"{gap[0]:.4f} ({gap[1]})")
     return "\n".join(lines)
 
 

@@ -37,6 +37,8 @@ from utils.summary import count_trainable
 
 NAME = "msrvtt-train-full-ce"
 SUBDIR = "msrvtt-train-full-ce/074e6b24/seed-0/2020-01-07_15-24-30"
+FIXED = "msrvtt-train-jsfusion-ce"
+FIXED_SUBDIR = "msrvtt-train-jsfusion-ce/2b66fed2/seed-0/2020-01-07_15-30-39"
 KEYS = ("R1", "R5", "R10", "R50", "MedR", "MeanR", GMEAN_KEY)
 
 
@@ -200,7 +202,26 @@ def mirror(tmp_path_factory) -> dict:
     shutil.copyfile(checkpoint, models / "trained_model.pth")
     seeds = {"0": seed0, "1": shifted(seed0, -1.0), "2": shifted(seed0, -2.0)}
     (logs / "summary-seed-0_seed-1_seed-2.json").write_text("\n".join(summary_lines(seeds)) + "\n")
-    return {"site": site, "data_dir": data_dir, "seed0": seed0}
+    # a fixed-length run (1k-A): eval_settings false, so it is evaluated on its own split, which
+    # test.py --split val evaluates with the plain original config
+    val_run = work / "val" / "checkpoint.pth"
+    val_run.parent.mkdir()
+    shutil.copyfile(checkpoint, val_run)
+    tested = run("test.py", "--config", str(config_path), "--resume", str(val_run), "--split", "val",
+                 "--set", f"data_loader.args.data_dir={data_dir}")
+    assert tested.returncode == 0, tested.stderr
+    val0 = json.loads((val_run.parent / "metrics-val.json").read_text())
+    models, logs = site / "data" / "models" / FIXED_SUBDIR, site / "data" / "log" / FIXED_SUBDIR
+    models.mkdir(parents=True)
+    logs.mkdir(parents=True)
+    fixed_config = json.loads(config_path.read_text())
+    fixed_config["eval_settings"] = False
+    (models / "config.json").write_text(json.dumps(fixed_config, indent=4))
+    shutil.copyfile(checkpoint, models / "trained_model.pth")
+    val_metrics = {d: {k: val0[d][k] for k in KEYS} for d in ("t2v_metrics", "v2t_metrics")}
+    seeds = {"0": val_metrics, "1": shifted(val_metrics, 1.0), "2": shifted(val_metrics, 0.5)}
+    (logs / "summary-seed-0_seed-1_seed-2.json").write_text("\n".join(summary_lines(seeds, fixed=2)) + "\n")
+    return {"site": site, "data_dir": data_dir, "seed0": seed0, "val0": val0}
 
 
 @pytest.mark.slow
@@ -226,9 +247,28 @@ def test_fetch_by_name_from_a_mirror_then_test_prints_the_published_numbers(mirr
     out = tested.stdout + tested.stderr
     r1 = f"{mirror['seed0']['t2v_metrics']['R1']:.2f}"
     assert f"published ({NAME}):" in out and "seed 0 (log)" in out and "22.9(0.1)" in out and r1 in out
-    assert "paper: mean (std) over three seeds" in out
+    assert "paper: mean (std) over three seeds" in out and "reproduces the log of seed 0" in out
     log_dir = save / "log" / SUBDIR
     assert (log_dir / "summary-seed-0_seed-1_seed-2.json").is_file() and (log_dir / "info.log").is_file()
+
+
+@pytest.mark.slow
+def test_a_fixed_length_model_with_eval_settings_false_is_evaluated_on_its_own_split(mirror, tmp_path):
+    save = tmp_path / "data"
+    with http_server(mirror["site"] / "data") as url:
+        fetched = run("misc/sync_models.py", "--experiment", FIXED, "--save_dir", str(save), "--root_url", url)
+    assert fetched.returncode == 0, fetched.stderr
+    checkpoint = save / "models" / FIXED_SUBDIR / "trained_model.pth"
+    tested = run("test.py", "--resume", str(checkpoint), "--set", f"data_loader.args.data_dir={mirror['data_dir']}")
+    assert tested.returncode == 0, tested.stderr
+    written = json.loads((checkpoint.parent / "metrics.json").read_text())
+    assert written["split"] == mirror["val0"]["split"] and written["num_queries"] == mirror["val0"]["num_queries"]
+    for direction in ("t2v_metrics", "v2t_metrics"):
+        for key in KEYS:
+            assert written[direction][key] == pytest.approx(mirror["val0"][direction][key], abs=1e-6)
+            assert written["published"]["seed_metrics"][direction][key] == pytest.approx(written[direction][key])
+    assert written["published"]["paper"]["t2v_metrics"]["R1"] == [20.9, 1.2]
+    assert "reproduces the log of seed 0" in tested.stdout + tested.stderr
 
 
 @pytest.mark.slow

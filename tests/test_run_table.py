@@ -11,13 +11,13 @@ from conftest import REPO
 
 from data_loader.generated.synthetic import generate_synthetic
 
-EXPERIMENTS = ("configs/synthetic/train-ce.json", "configs/synthetic/train-single-scene.json")
+EXPERIMENTS = ("configs/synthetic/train-single-scene.json", "configs/synthetic/train-single-audio.json")
 
 
 @pytest.mark.slow
 def test_local_and_submitit_launchers_write_the_same_table(tmp_path):
     data = tmp_path / "Synthetic"
-    generate_synthetic(data, seed=0, split_sizes={"train": 200, "val": 50, "test": 50})
+    generate_synthetic(data, seed=0, split_sizes={"train": 64, "val": 20, "test": 20})
     tables = {}
     for launcher in ("local", "submitit-local"):
         save = tmp_path / launcher
@@ -29,7 +29,7 @@ def test_local_and_submitit_launchers_write_the_same_table(tmp_path):
         assert (save / "table.md").is_file()
         tables[launcher] = pd.read_csv(save / "table.csv")
     local = tables["local"]
-    assert list(local["Config"]) == ["synthetic-train-ce", "synthetic-train-single-scene"]
+    assert list(local["Config"]) == ["synthetic-train-single-audio", "synthetic-train-single-scene"]
     assert list(local["Seeds"]) == ["0,1", "0,1"]
     assert all("(" in cell for cell in local["t2v Geom"])  # mean(std) over the two seeds
     pd.testing.assert_frame_equal(local, tables["submitit-local"])
