@@ -16,7 +16,8 @@ Examples (from the repository root):
 
   python3 misc/run_table.py --experiments msrvtt-train-full-ce msrvtt-train-full-moee --seeds 0,1,2
   python3 misc/run_table.py --experiments msrvtt-train-full-ce --seeds 0,1,2 --launcher slurm --partition gpu
-  python3 misc/run_table.py --experiments configs/synthetic/train-ce.json --seeds 0,1 --set trainer.epochs=1
+  python3 misc/run_table.py --experiments configs/synthetic/train-ce.json --seeds 0,1 --group_seeds \
+      --set trainer.epochs=1
 """
 from __future__ import annotations
 
@@ -42,15 +43,18 @@ LAUNCHERS = ("local", "submitit-local", "slurm")
 
 @dataclass(frozen=True)
 class Job:
-    """One training run: a config, a seed and the train.py ``--set`` overrides."""
+    """One train.py process: a config, its seeds (one run each, in order) and the ``--set`` overrides."""
 
     config: str
-    seed: int
+    seeds: tuple[int, ...]
     overrides: tuple[str, ...]
 
     def command(self) -> list[str]:
-        return [sys.executable, "train.py", "--config", self.config, "--seeds", str(self.seed), "--set",
-                *self.overrides]
+        return [sys.executable, "train.py", "--config", self.config, "--seeds", ",".join(map(str, self.seeds)),
+                "--set", *self.overrides]
+
+    def __str__(self) -> str:
+        return f"{self.config} seed{'s' if len(self.seeds) > 1 else ''} {','.join(map(str, self.seeds))}"
 
 
 def train(job: Job) -> str:
@@ -59,7 +63,7 @@ def train(job: Job) -> str:
     done = subprocess.run(job.command(), cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-        raise RuntimeError(f"train.py --config {job.config} --seeds {job.seed} exited {done.returncode}: {tail}")
+        raise RuntimeError(f"train.py ({job}) exited {done.returncode}: {tail}")
     lines = (done.stdout + done.stderr).strip().splitlines()
     return lines[-1] if lines else ""
 
@@ -83,7 +87,7 @@ def launch_local(jobs: list[Job], workers: int) -> None:
     """Run ``jobs`` on this machine, ``workers`` at a time."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for job, line in zip(jobs, pool.map(train, jobs)):
-            print(f"done: {job.config} seed {job.seed}: {line}", flush=True)
+            print(f"done: {job}: {line}", flush=True)
 
 
 def launch_submitit(jobs: list[Job], args: argparse.Namespace) -> None:
@@ -106,9 +110,9 @@ def launch_submitit(jobs: list[Job], args: argparse.Namespace) -> None:
             try:
                 line = handle.result()
             except submitit.core.utils.FailedJobError as exc:
-                raise UserError(f"job {handle.job_id} ({job.config} seed {job.seed}) failed: "
+                raise UserError(f"job {handle.job_id} ({job}) failed: "
                                 f"{str(exc).strip().splitlines()[-1]}") from None
-            print(f"done: {job.config} seed {job.seed} (job {handle.job_id}): {line}", flush=True)
+            print(f"done: {job} (job {handle.job_id}): {line}", flush=True)
 
 
 def new_runs(save_dir: Path, experiments: list[str], before: set[Path]) -> list[Path]:
@@ -137,6 +141,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--partition", help="Slurm partition (--launcher slurm)")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs per Slurm job (default 1)")
     parser.add_argument("--cpus", type=int, default=8, help="CPUs per Slurm job (default 8)")
+    parser.add_argument("--group_seeds", action="store_true",
+                        help="one job per experiment training its seeds one after another (start-up paid once: "
+                             "for short runs), instead of one job per experiment x seed")
     parser.add_argument("--timeout_min", type=int, default=24 * 60, help="time limit per job, minutes (default 1440)")
     args = parser.parse_args()
     if args.launcher == "slurm" and not args.partition:
@@ -156,17 +163,19 @@ def main() -> int:
     configs = [config_of(experiment) for experiment in args.experiments]
     names = [experiment_name(Path(config)) for config in configs]
     overrides = (f"trainer.save_dir={args.save_dir}", *args.set)
-    jobs = [Job(config, seed, overrides) for config in configs for seed in args.seeds]
+    groups = [tuple(args.seeds)] if args.group_seeds else [(seed,) for seed in args.seeds]
+    jobs = [Job(config, seeds, overrides) for config in configs for seeds in groups]
     before = {run for name in names for run in (args.save_dir / "models" / name).glob("*")}
     started = time.monotonic()
-    print(f"{len(jobs)} runs ({len(configs)} experiments x {len(args.seeds)} seeds) via {args.launcher}", flush=True)
+    print(f"{len(configs)} experiments x {len(args.seeds)} seeds in {len(jobs)} jobs via {args.launcher}", flush=True)
     if args.launcher == "local":
         launch_local(jobs, args.jobs)
     else:
         launch_submitit(jobs, args)
     runs = new_runs(args.save_dir, names, before)
-    if len(runs) != len(jobs):
-        raise UserError(f"expected {len(jobs)} finished runs under {args.save_dir / 'models'}, found {len(runs)}")
+    expected = len(configs) * len(args.seeds)
+    if len(runs) != expected:
+        raise UserError(f"expected {expected} finished runs under {args.save_dir / 'models'}, found {len(runs)}")
     table = comparison_table([read_run(run) for run in runs])
     print(to_markdown(table))
     markdown, csv = write_tables(table, args.out or args.save_dir / "table")

@@ -331,7 +331,11 @@ def experiments_section(runs: list[tuple[str, dict, dict]]) -> list[str]:
                for experiment, config, metrics in runs if metrics]
     if not results:
         return []
-    table = comparison_table(results)
+    try:
+        models = load_registry()
+    except UserError:  # the site is still written without the published rows
+        models = {}
+    table = comparison_table(results, models)
     head = "".join(f"<th>{esc(column)}</th>" for column in table.columns)
     lines = ["<h2>Experiments</h2>",
              "<p class=\"note\">Test metrics as mean (std) over each experiment's runs (seeds), with the "
