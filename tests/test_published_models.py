@@ -79,6 +79,15 @@ def test_every_shipped_config_builds_the_published_parameter_count_or_lists_its_
             assert any("config drift" in note for note in entry["notes"]), entry["name"]
 
 
+@pytest.mark.slow
+def test_a_teachtext_config_reading_other_features_is_listed_as_drift():
+    for model in load_registry().values():
+        if model.url_root == "teachtext" and model.config is not None:
+            folder = load_config(REPO / model.config)["data_loader"]["args"].get("root_feat_folder") or ""
+            drift = any("config drift" in note and "high-quality" in note for note in model.notes)
+            assert drift == ("high-quality" not in folder), model.name
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("url_root", "mirror", "url_root: expected one of ce, teachtext"),
     ("seed_dir", "0", "seed_dir: expected seed-<n>"),
