@@ -168,6 +168,11 @@ def main() -> int:
         write_text_atomic(args.write_docs, with_docs_table(args.write_docs.read_text(encoding="utf-8"), registry))
         print(f"wrote the table of {len(registry)} published models into {args.write_docs}")
         return 0
+    known = {model.dataset.lower(): model.dataset for model in registry.values()}
+    for dataset in args.dataset:
+        if dataset.lower() not in known:
+            raise UserError(f"--dataset {dataset}: no published model; expected one of "
+                            f"{', '.join(sorted(known.values()))}")
     datasets = {d.lower() for d in args.dataset}
     chosen = [model for model in registry.values() if model.dataset.lower() in datasets]
     for name in args.experiment:
