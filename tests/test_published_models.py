@@ -23,6 +23,7 @@ from report.published import (
     for_experiment,
     load_registry,
     published_layout,
+    url_roots,
     with_docs_table,
 )
 from report.results_table import RunResult
@@ -345,3 +346,20 @@ def test_site_groups_an_experiments_runs_beside_the_published_row(tmp_path):
     run = read_site_run(tmp_path / "models" / NAME / "2026-01-01_00-00-00", tmp_path / "web" / "run")
     page = write_run_index(run).read_text()
     assert "published: seed 0 (log)" in page and "10.25" in page and "published: paper mean of 3 seeds" in page
+
+
+def test_urls_are_joined_as_strings_with_the_mirror_override(monkeypatch):
+    import sync_models
+
+    models, defaults = load_registry(), url_roots()
+    plus = models["msrvtt-train-gpt2-xl-finetuned-adam"]
+    monkeypatch.delenv(sync_models.ROOT_URL_ENV, raising=False)
+    assert sync_models.root_url(plus, None, defaults) == "http://www.robots.ox.ac.uk/~vgg/research/teachtext/data-hq"
+    assert sync_models.root_url(models[NAME], None, defaults) == \
+        "http://www.robots.ox.ac.uk/~vgg/research/collaborative-experts/data"
+    monkeypatch.setenv(sync_models.ROOT_URL_ENV, "http://127.0.0.1:9/mirror/")
+    assert sync_models.root_url(plus, None, defaults) == "http://127.0.0.1:9/mirror"
+    assert sync_models.root_url(plus, "http://127.0.0.1:8", defaults) == "http://127.0.0.1:8"
+    assert list(models[NAME].files()) == [f"models/{SUBDIR}/config.json", f"models/{SUBDIR}/trained_model.pth",
+                                          f"log/{SUBDIR}/summary-seed-0_seed-1_seed-2.json"]
+    assert "teachtext/data-hq" in sync_models.not_found_hint(plus, defaults, mirror=False)
