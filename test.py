@@ -75,10 +75,10 @@ def main() -> int:
     model = load_model(config, state.pop("state_dict")).to(device)
     prepare_data(config, training=False)
     data = build_data(config, device, training=False)
+    published = published_numbers(args.resume) if args.split == "test" else None  # a bad log fails first
     result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"),
                       precision=options.precision)
     metrics_name, page_name = output_names(args.split, args.resume)
-    published = published_numbers(args.resume) if args.split == "test" else None
     metrics_path = write_metrics_json(args.resume.parent / metrics_name, result, epoch=state["epoch"],
                                       checkpoint=str(args.resume), params=count_trainable(model),
                                       **({"published": published} if published else {}))

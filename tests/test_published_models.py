@@ -33,7 +33,7 @@ from trainer.build import build_model
 from trainer.checkpoints.original import load_original_checkpoint
 from utils.config.load import load_config, with_eval_settings
 from utils.metric_names import GMEAN_KEY
-from utils.original.summary_log import read_summary_log
+from utils.original.summary_log import SummaryLogError, read_summary_log
 from utils.summary import count_trainable
 
 NAME = "msrvtt-train-full-ce"
@@ -363,3 +363,13 @@ def test_urls_are_joined_as_strings_with_the_mirror_override(monkeypatch):
     assert list(models[NAME].files()) == [f"models/{SUBDIR}/config.json", f"models/{SUBDIR}/trained_model.pth",
                                           f"log/{SUBDIR}/summary-seed-0_seed-1_seed-2.json"]
     assert "teachtext/data-hq" in sync_models.not_found_hint(plus, defaults, mirror=False)
+
+
+def test_a_summary_log_without_metrics_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "summary-seed-0_seed-1_seed-2.json"
+    path.write_text("<html>404 Not Found</html>\n")
+    with pytest.raises(SummaryLogError, match=r"summary-seed-0_seed-1_seed-2\.json: no 'test_t2v_metrics_<key>"):
+        read_summary_log(path)
+    path.write_text("x - test - INFO -  test_t2v_metrics_R1: abc\n")
+    with pytest.raises(SummaryLogError, match="expected a number after test_t2v_metrics_R1:"):
+        read_summary_log(path)
