@@ -32,7 +32,7 @@ import repo_root  # noqa: F401  (the repository root on sys.path: misc/repo_root
 from report.published import RECORD, PublishedModel, for_experiment, load_registry, url_roots, with_docs_table
 from utils.atomic import write_text_atomic
 from utils.cli import run_cli
-from utils.download import DownloadError, download, file_digest
+from utils.download import DownloadError, NotFoundError, download, file_digest
 from utils.errors import UserError
 
 ROOT_URL_ENV = "CE_MODELS_ROOT_URL"
@@ -91,31 +91,30 @@ def fetch_from(bases: list[str], relative: str, local: Path, recorded: str | Non
                hint: str) -> tuple[str, bool, list[str]]:
     """:func:`fetch_file` from the first of ``bases`` that has ``relative`` (a 404 tries the next);
     returns (sha256, downloaded, ``[the base that served it]``)."""
-    for position, base in enumerate(bases):
+    for base in bases[:-1]:
         try:
-            digest, fetched = fetch_file(f"{base}/{relative}", local, recorded, force, hint)
-            return digest, fetched, [base]  # a mirror's layout, once found, serves the other files too
-        except DownloadError as exc:
-            if position + 1 == len(bases) or "HTTP 404" not in str(exc):
-                raise
-    raise AssertionError("bases is never empty")
+            return (*fetch_file(f"{base}/{relative}", local, recorded, force, hint), [base])
+        except NotFoundError:
+            continue  # a mirror's layout, once found, serves the other files too
+    return (*fetch_file(f"{bases[-1]}/{relative}", local, recorded, force, hint), bases[-1:])
 
 
-def sync_model(model: PublishedModel, root: str, save_dir: Path, force: bool, hint: str) -> Path:
-    """Fetch every file of ``model`` from ``root`` into ``save_dir``; returns the checkpoint path."""
+def sync_model(model: PublishedModel, root: str, save_dir: Path, force: bool, hint: str, mirror: bool) -> Path:
+    """Fetch every file of ``model`` from ``root`` into ``save_dir``; returns the checkpoint path.
+    A ``mirror`` root may also be a copy of the original site, holding ``data/models`` and ``data/log``."""
     files = model.files()
     checkpoint = save_dir / next(rel for rel, name in files.items() if name == "trained_model.pth")
     record_path = checkpoint.parent / RECORD
     record = read_record(record_path)
-    bases = [root] if root.endswith("/data") else [root, f"{root}/data"]
+    bases = [root, f"{root}/data"] if mirror and not root.endswith("/data") else [root]
     for relative, name in files.items():
         local = save_dir / relative
         local.parent.mkdir(parents=True, exist_ok=True)
         recorded = record["files"].get(relative, {}).get("sha256")
         try:
             digest, fetched, bases = fetch_from(bases, relative, local, recorded, force, hint)
-        except DownloadError as exc:
-            if name != model.summary_log or "HTTP 404" not in str(exc):
+        except NotFoundError as exc:
+            if name != model.summary_log:
                 raise
             print(f"warning: {exc}; no summary log, so test.py will show the paper's numbers only", file=sys.stderr)
             continue
@@ -189,7 +188,8 @@ def main() -> int:
         for model in chosen:
             mirror = bool(args.root_url or os.environ.get(ROOT_URL_ENV))
             root = root_url(model, args.root_url, defaults)
-            checkpoint = sync_model(model, root, args.save_dir, args.force, not_found_hint(model, defaults, mirror))
+            hint = not_found_hint(model, defaults, mirror)
+            checkpoint = sync_model(model, root, args.save_dir, args.force, hint, mirror)
             print(f"{model.name}: evaluate with: python3 test.py --resume {checkpoint}")
     except DownloadError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -24,6 +24,10 @@ class DownloadError(Exception):
     """A failed transfer the user can act on (server unreachable, HTTP error, cut connection), in one line."""
 
 
+class NotFoundError(DownloadError):
+    """The server answered 404 Not Found."""
+
+
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
     """Hex digest (``sha256``, ``sha1``, ... as hashlib names them) of a file, read in chunks."""
     digest = hashlib.new(algorithm)
@@ -89,9 +93,10 @@ def download(url: str, partial: Path, hint_404: str = "") -> None:
         elif offset and response.status_code in (206, 416):
             partial.unlink()
             return download(url, partial, hint_404)
+        elif response.status_code == 404:
+            raise NotFoundError(f"{url}: HTTP 404 {response.reason}{hint_404}")
         else:
-            hint = hint_404 if response.status_code == 404 else ""
-            raise DownloadError(f"{url}: HTTP {response.status_code} {response.reason}{hint}")
+            raise DownloadError(f"{url}: HTTP {response.status_code} {response.reason}")
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None
         partial.parent.mkdir(parents=True, exist_ok=True)
