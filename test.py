@@ -8,12 +8,16 @@ beside the run's own (metrics-bf16.json and test-bf16.html, or metrics-<hash>.js
 changes) unless --replace is given; every metrics file records the command and the changes.
 The config saved in the checkpoint is used unless --config is given.
 Checkpoints and config.json files written by the original CE code are read too (safely:
-no code in a checkpoint can run).
+no code in a checkpoint can run). A published model fetched by misc/sync_models.py is evaluated
+with the config.json downloaded beside it, and its published numbers are printed under the
+table: the seed's own numbers from its summary log and the paper's mean (std) over three seeds
+(metrics.json records both under "published").
 
 Examples:
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth
   python3 test.py --config original/config.json --resume original/trained_model.pth
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth --precision bf16
+  python3 test.py --resume data/models/msrvtt-train-full-ce/074e6b24/seed-0/2020-01-07_15-24-30/trained_model.pth
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import sys
 from pathlib import Path
 
 from logger.logger import setup_logging
+from report.published import downloaded_config, format_published, published_numbers
 from report.results_table import flatten
 from report.run_files import read_json_file
 from report.run_folder import run_dirs_of_checkpoint
@@ -114,7 +119,7 @@ def output_names(split: str, checkpoint: Path, changes: dict[str, object], repla
 
 def main() -> int:
     args = parse_args()
-    state, config = checkpoint_with_config(args.resume, args.config, args.set)
+    state, config = checkpoint_with_config(args.resume, args.config or downloaded_config(args.resume), args.set)
     changes = config_changes(state, config)
     if args.split == "test":
         config = with_eval_settings(config)
@@ -136,12 +141,17 @@ def main() -> int:
         raise NonFiniteError(reason)
     prepare_data(config, training=False)
     data = build_data(config, device, training=False)
+    published = published_numbers(args.resume) if args.split == "test" else None  # a bad log fails first
     result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"),
                       precision=options.precision)
+    if published:
+        record["published"] = published
     metrics_path = write_metrics_json(args.resume.parent / metrics_name, result, **record)
     page = write_page(build_page_writer(config), dirs.web / page_name, result, data,
                       f"{args.resume} - {result.split}")
     log.info(format_table(result))
+    if published:
+        log.info(format_published(published, result.metrics))
     log.info(f"Wrote {metrics_path} and {page}; run page {publish_run_safely(dirs.models, dirs.web)}")
     return 0
 

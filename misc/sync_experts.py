@@ -42,10 +42,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
 import h5py
-import requests
-import urllib3
 from repo_root import REPO  # the repository root, put on sys.path (misc/repo_root.py)
-from tqdm import tqdm
 
 # isort: split
 from data_loader.ranp.classes import check_relevance_block
@@ -58,6 +55,7 @@ from trainer import build  # noqa:F401  (fills the registries that configs are v
 from trainer.build import distil_options
 from utils.atomic import SymlinkError, refuse_symlink, remove_path, write_text_atomic
 from utils.config.load import load_config
+from utils.download import DownloadError, download, file_digest
 from utils.errors import ConfigError
 
 MANIFEST_DIR = REPO / "misc" / "manifests"
@@ -68,13 +66,11 @@ DEFAULT_ROOT_URLS = {
     "high-quality": "https://www.robots.ox.ac.uk/~vgg/research/teachtext/data-hq",
 }
 ROOT_URL_ENV = "CE_FEATURES_ROOT_URL"
-CHUNK = 1 << 20
 MAX_LINK_HOPS = 40  # as the Linux kernel allows
-TIMEOUT = (15, 60)  # seconds: connect, between bytes
 SHA1 = re.compile(r"[0-9a-f]{40}")
 
 
-class SyncError(Exception):
+class SyncError(DownloadError):
     """A failure the user can act on, described in one line."""
 
 
@@ -111,93 +107,6 @@ def load_manifest(release: str, extra: Path | None) -> dict[str, str]:
                 raise SyncError(f"{path}: {name}: expected a 40-character hex sha1, got {digest!r}")
             manifest[name] = digest.lower()
     return manifest
-
-
-def sha1_of(path: Path) -> str:
-    """Hex sha1 of a file, read in chunks."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _reason(exc: BaseException) -> str:
-    """A short reason for a network error: the OS-level one if any (e.g. 'Connection refused')."""
-    seen: BaseException | None = exc
-    for _ in range(10):  # the chain is short; the bound guards against cycles
-        if seen is None:
-            break
-        if isinstance(seen, OSError) and seen.strerror:
-            return seen.strerror
-        inner = getattr(seen, "reason", None)
-        seen = inner if isinstance(inner, BaseException) else (seen.__cause__ or seen.__context__)
-    text = next((arg for arg in exc.args if isinstance(arg, str)), "")
-    return text or type(exc).__name__
-
-
-def _request(url: str, offset: int) -> requests.Response:
-    """GET ``url`` streamed, asking for bytes from ``offset`` on when it is non-zero."""
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
-    try:
-        return requests.get(url, headers=headers, stream=True, timeout=TIMEOUT)
-    except requests.Timeout:
-        raise SyncError(f"{url}: the server did not answer in time; re-run later or check --root_url") from None
-    except requests.RequestException as exc:
-        raise SyncError(f"{url}: cannot connect ({_reason(exc)}); check your network or --root_url") from None
-
-
-def _range_start(response: requests.Response) -> int | None:
-    """First byte of a 206 answer (``Content-Range: bytes START-END/TOTAL``)."""
-    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
-    return int(match.group(1)) if match else None
-
-
-def _range_total(response: requests.Response) -> int | None:
-    """Full size the server reports in a 416 answer (``Content-Range: bytes */TOTAL``)."""
-    match = re.match(r"bytes \*/(\d+)", response.headers.get("Content-Range", ""))
-    return int(match.group(1)) if match else None
-
-
-def download(url: str, partial: Path) -> None:
-    """Stream ``url`` into ``partial``, resuming from its current size when the server allows it.
-
-    A server that ignores the Range header (200) or answers with another start restarts the
-    download from zero. Raises SyncError on HTTP errors or a broken connection (the bytes
-    received so far stay in ``partial`` for the next run).
-    """
-    offset = partial.stat().st_size if partial.exists() else 0
-    with _request(url, offset) as response:
-        if response.status_code == 416 and offset and _range_total(response) == offset:
-            return  # the previous run had already received every byte
-        if response.status_code == 206 and _range_start(response) == offset:
-            mode = "ab"
-        elif response.status_code == 200:
-            offset, mode = 0, "wb"
-        elif offset and response.status_code in (206, 416):
-            partial.unlink()
-            return download(url, partial)
-        else:
-            hint = " (check --root_url, --release and, for LSMDC, --access_code)" if response.status_code == 404 else ""
-            raise SyncError(f"{url}: HTTP {response.status_code} {response.reason}{hint}")
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length and length.isdigit() else None
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        refuse_symlink(partial)
-        with open(partial, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                              unit_divisor=1024, desc=partial.name.removesuffix(".partial"),
-                                              disable=None) as bar:
-            try:
-                for chunk in response.raw.stream(CHUNK, decode_content=False):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise SyncError(f"{url}: download interrupted ({_reason(exc)}) after {out.tell()} bytes; "
-                                f"re-run the same command to resume") from None
-            received = out.tell()
-    if total is not None and received != total:
-        raise SyncError(f"{url}: download ended after {received} of {total} bytes; "
-                        f"re-run the same command to resume")
 
 
 def check_member(member: tarfile.TarInfo, dataset: str) -> None:
@@ -459,10 +368,10 @@ def _fetch_and_unpack(dataset: str, archive: str, folder: Path, marker: Path, ex
     if not local.exists():
         report(f"{dataset}: downloading {url}")
         partial = folder / f"{archive}.partial"
-        download(url, partial)
+        download(url, partial, hint_404=" (check --root_url, --release and, for LSMDC, --access_code)")
         partial.replace(local)
     report(f"{dataset}: checking sha1 of {local}")
-    actual = sha1_of(local)
+    actual = file_digest(local, "sha1")
     if expected is not None and actual != expected:
         local.unlink()
         raise SyncError(f"{archive}: sha1 {actual} does not match the manifest's {expected}; the archive was "
@@ -614,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         for dataset in args.dataset:
             sync_dataset(dataset, args.release, url_root, args.data_dir, manifest, args.access_code,
                          args.allow_unverified, args.keep_archive, report=print)
-    except (SyncError, SymlinkError) as exc:
+    except (DownloadError, SymlinkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -53,8 +53,14 @@ def run_dirs(save_dir: Path, experiment: str, run_id: str) -> RunDirs:
 
 
 def run_dirs_of_checkpoint(checkpoint: Path) -> RunDirs:
-    """The run folders a checkpoint belongs to; a stray checkpoint gets folders beside it."""
+    """The run folders a checkpoint belongs to; a stray checkpoint gets folders beside it.
+
+    A published model of the original (``<save_dir>/models/<experiment>/<group>/seed-<n>/<stamp>/``)
+    logs to ``<save_dir>/log/<experiment>/<group>/seed-<n>/<stamp>/``, as the original did."""
     folder = Path(checkpoint).resolve().parent
+    if len(folder.parents) >= 5 and folder.parents[3].name == "models" and folder.parent.name.startswith("seed-"):
+        run_id = f"{folder.parents[1].name}/{folder.parent.name}/{folder.name}"
+        return run_dirs(folder.parents[4], folder.parents[2].name, run_id).create()
     if len(folder.parents) >= 3 and folder.parents[1].name == "models":
         save_dir, experiment, run_id = folder.parents[2], folder.parent.name, folder.name
         return run_dirs(save_dir, experiment, run_id).create()

@@ -24,6 +24,7 @@ from logger.logger import get_logger
 from report.eval_summary import summary_path
 from report.history import HISTORY_FILE
 from report.html_page import document, esc, fmt, href
+from report.published import experiments_section, published_rows
 from report.results_table import DIRECTIONS, PUBLISHED_COLUMNS
 from report.run_files import clean_history, clean_metrics, read_json_file
 from report.run_plots import run_plots
@@ -160,6 +161,8 @@ def evaluations_table(run: Run) -> list[str]:
             source = f" ({Path(checkpoint).name})" if checkpoint else ""
             label = "" if name == "metrics.json" else f" [{name}]"
             rows.append((f"{metrics.get('split', 'test')}{source}{label}", metrics.get("epoch"), metrics))
+            if name == "metrics.json":
+                rows += [(label, None, numbers) for label, numbers in published_rows(metrics)]
     rows += [("val", entry["epoch"], entry["val"]) for entry in run.history if "val" in entry]
     if not rows:
         return ["<p class=\"note\">No evaluation recorded yet.</p>"]
@@ -277,6 +280,7 @@ def write_site_index(save_dir: Path) -> Path:
     body += ["</tbody>", "</table>"]
     if not runs:
         body.append("<p class=\"note\">No runs yet.</p>")
+    body += experiments_section([(run.experiment, run.config, run.metrics) for run in runs])
     body += skipped_runs([run for run in found if run.problems])
     return write_text_atomic(web / INDEX, document("Runs", body))
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from utils import download
+
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("sync_experts", REPO / "misc" / "sync_experts.py")
 sync = importlib.util.module_from_spec(_spec)
@@ -224,7 +226,7 @@ def test_connection_refused_is_one_line(tmp_path, capsys):
 @pytest.mark.slow
 def test_silent_server_times_out_in_one_line(server, tmp_path, monkeypatch, capsys):
     manifest = publish(server, b"never sent", tmp_path)
-    monkeypatch.setattr(sync, "TIMEOUT", (2, 0.2))
+    monkeypatch.setattr(download, "TIMEOUT", (2, 0.2))
     server.stall = 0.6
     assert fetch(server, tmp_path, manifest) == 1
     err = capsys.readouterr().err
