@@ -7,6 +7,10 @@ replaced). The config saved in the checkpoint is used unless --config is given.
 Checkpoints and config.json files written by the original CE code are read too (safely:
 no code in a checkpoint can run).
 
+In challenge mode (the configs under configs/cvpr2020-challenge/) it also writes the
+submission file <Dataset>-<split>-predictions.csv into the run's log folder and prints its
+path; the test phase (public_server_test) gets no metrics. See docs/challenge.md.
+
 Examples:
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth
   python3 test.py --config original/config.json --resume original/trained_model.pth
@@ -24,6 +28,7 @@ from pathlib import Path
 from logger.logger import setup_logging
 from report.run_folder import run_dirs_of_checkpoint
 from report.site import publish_run
+from trainer import challenge
 from trainer.build import build_data, build_page_writer, load_model, prepare_data, select_device, trainer_options
 from trainer.checkpoints.files import checkpoint_with_config
 from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
@@ -70,8 +75,14 @@ def main() -> int:
     model = load_model(config, state.pop("state_dict")).to(device)
     prepare_data(config, training=False)
     data = build_data(config, device, training=False)
-    result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"),
-                      precision=options.precision)
+    challenge_mode = bool(config.get("challenge_mode"))
+    names = challenge.metric_names(config.get("metrics"), data.eval_split) if challenge_mode else config.get("metrics")
+    result = evaluate(model, data, device, options.eval_chunk_videos, names, precision=options.precision)
+    if challenge_mode:
+        challenge.write_submission(dirs.log, data.dataset_name, result.split, result.sims, result.query_masks)
+    if not result.metrics:
+        log.info(f"No metrics for {result.split} (no ground truth is shown for it)")
+        return 0
     metrics_name, page_name = output_names(args.split, args.resume)
     metrics_path = write_metrics_json(args.resume.parent / metrics_name, result, epoch=state["epoch"],
                                       checkpoint=str(args.resume), params=count_trainable(model))

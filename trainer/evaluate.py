@@ -132,9 +132,10 @@ def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device
              precision: str = "fp32") -> EvalResult:
     """Similarities and metrics of ``model`` on the loader's evaluation split.
 
-    Every metric named is called as ``metric(sims, query_masks=masks)`` with ``sims``
-    [N*Q, N] and ``masks`` [N, Q]; one that takes ``relevance`` (``relevance_metrics``) also
-    gets the split's [N, K] relevance from the loader (``ExpertDataLoader.eval_relevance``).
+    Every metric named (the default ones when ``metric_names`` is None; none for ``[]``) is
+    called as ``metric(sims, query_masks=masks)`` with ``sims`` [N*Q, N] and ``masks`` [N, Q];
+    one that takes ``relevance`` (``relevance_metrics``) also gets the split's [N, K] relevance
+    from the loader (``ExpertDataLoader.eval_relevance``).
     ``precision`` is the forward passes' (see trainer/precision.py); similarities and metrics
     are float32.
     """
@@ -143,7 +144,7 @@ def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device
     sims = sims.numpy()
     masks = eval_set.query_masks.cpu().numpy().astype(np.float64)
     metrics = {}
-    for name in metric_names or DEFAULT_METRICS:
+    for name in DEFAULT_METRICS if metric_names is None else metric_names:
         extra = {"relevance": data.eval_relevance(eval_set)} if needs_relevance(name) else {}
         metrics[name] = METRICS.get(name)(sims, query_masks=masks, **extra)
     return EvalResult(eval_set.split, sims, masks, metrics, experts)
