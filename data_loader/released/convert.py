@@ -90,8 +90,11 @@ def load_pickle(path: Path) -> object:
 
 
 def missing_release(path: Path, dataset_name: str) -> StoreError:
+    """The error of a missing released file, with the command fetching its release."""
+    challenge = [part for part in Path(path).parts if part.startswith("challenge-release-")]
+    release = f" --release {challenge[-1]}" if challenge else ""
     return StoreError(f"{path}: released file not found; fetch the features with "
-                      f"python3 misc/sync_experts.py --dataset {RELEASES[dataset_name].folder}")
+                      f"python3 misc/sync_experts.py --dataset {RELEASES[dataset_name].folder}{release}")
 
 
 def load_released(root: Path, relative: str, dataset_name: str) -> object:
