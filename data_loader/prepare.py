@@ -36,6 +36,7 @@ from data_loader.released.datasets import (
     RELEASES,
     feature_root,
     release_key,
+    test_release_folders,
 )
 from data_loader.released.datasets import store_dir as store_dir_of
 from data_loader.released.release_plan import plan_store
@@ -76,7 +77,7 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
     elif dataset_name in RELEASES:
         check_release(key, Path(data_dir), root_feat_folder)
         plan = plan_store(key, list(experts), feat_aggregation or {}, text_feat, split_name)
-        extra = [challenge_test_root_feat_folder] if challenge_mode else []
+        extra = test_release_folders(key, challenge_test_root_feat_folder)
         if needs_conversion(plan, Path(data_dir), root_feat_folder, extra):
             convert_plan(plan, Path(data_dir), root_feat_folder, extra_folders=extra)
     elif not (store_dir / INDEX_NAME).is_file():

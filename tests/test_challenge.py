@@ -29,7 +29,7 @@ from utils.errors import ConfigError
 CONFIGS = REPO / "configs" / "cvpr2020-challenge"
 FOLDERS = ("msrvtt", "msvd", "didemo", "activity-net", "youcook2", "lsmdc")
 PENTATHLON = FOLDERS[:5]
-TINY = SplitSizes(train=8, val=4, public_server_val=5, public_server_test=6)
+TINY = SplitSizes(train=8, val=4, public_server_val=10, public_server_test=11)  # phases: 10 videos to rank
 DEFAULT_SIZES = SplitSizes()  # what misc/challenge.py generate writes
 
 
@@ -84,6 +84,24 @@ def test_challenge_splits_and_release_paths():
                     "ActivityNet": ("aggregated_text_feats/openai.pkl",)}
     assert RELEASES[challenge_key("ActivityNet")].raw_captions == "raw-captions-train-val_1.pkl"
     assert RELEASES[challenge_key("DiDeMo")].fused_captions and RELEASES[challenge_key("DiDeMo")].strip_list_suffix
+
+
+def test_sync_experts_knows_the_challenge_releases(tmp_path, monkeypatch):
+    import sync_experts
+
+    assert sync_experts.archive_name("activity-net", "challenge-release-2") == \
+        "challenge-release-2-activity-net-experts.tar.gz"
+    monkeypatch.setattr(sys, "argv", ["sync_experts.py", "--release", "challenge-release-1"])
+    assert sync_experts.parse_args(None).dataset == ["MSRVTT", "MSVD", "DiDeMo", "activity-net", "YouCook2"]
+    folder, root_feat_folder, paths = sync_experts.needed_files(CONFIGS / "msrvtt" / "baseline-public-test.json",
+                                                                tmp_path)
+    second = tmp_path / "MSRVTT" / "challenge-release-2"
+    assert (folder, root_feat_folder) == ("MSRVTT", "challenge-release-1")
+    assert {p for p in paths if p.parent.parent == second or p.parent == second} == {
+        second / "public_server_test.txt", second / "raw-captions.pkl", second / "aggregated_text_feats/openai.pickle"}
+    first = tmp_path / "MSRVTT" / "challenge-release-1"
+    assert first / "aggregated_imagenet_25fps_256px_stride1_offset0/senet154-avg.pickle" in paths
+    assert first / "public_server_val.txt" in paths
 
 
 # ----------------------------------------------------------------------------- predictions

@@ -220,6 +220,12 @@ for _name, (_dev, _dev_list, _phases) in _CHALLENGE_DEV.items():
         store_folder=CHALLENGE_STORE_FOLDER)
 
 
+def test_release_folders(dataset_name: str, challenge_test_root_feat_folder: str) -> list[str]:
+    """The release folders holding the ``public_server_test`` list, text and captions of a release
+    key: the challenge's second release where the dataset has that phase, else none."""
+    return [challenge_test_root_feat_folder] if "public_server_test" in SPLITS.get(dataset_name, {}) else []
+
+
 def store_dir(dataset_name: str, data_dir: str | Path) -> Path:
     """The store folder of a dataset (or release key) under ``data_dir``."""
     release = RELEASES.get(dataset_name)
