@@ -255,7 +255,8 @@ def _generated_walkthrough() -> str:
 def test_documented_sequence_on_a_generated_msrvtt_release(tmp_path):
     """The walkthrough of docs/challenge.md, run as written (in a temporary folder): one epoch of
     the MSR-VTT baseline, the test phase's CSV (videos x 20 - missing rows), packed; the packer
-    refuses broken copies with one line each; the local score equals the run's t2v metrics."""
+    refuses broken copies with one line each; the local score equals the run's t2v metrics.
+    (One epoch on 48 videos checks the sequence, not learning: its recalls are near chance.)"""
     script = _generated_walkthrough().replace("/tmp/challenge", str(tmp_path))
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -294,3 +295,53 @@ def test_documented_sequence_on_a_generated_msrvtt_release(tmp_path):
         assert float(scored[key]) == pytest.approx(metrics[key], abs=0.005), score_line
     assert metrics["R10"] > 100 * 10 / test_count.videos  # above chance after one epoch
 
+
+
+def test_run_commands_are_the_original_lines():
+    train = cli.run_command("train", "activity-net", [], "0")
+    assert train[1:] == ["-u", "train.py", "--config", "configs/cvpr2020-challenge/activity-net/"
+                         "baseline-public-trainval.json", "--device", "0"]
+    test = cli.run_command("test", "MSRVTT", ["trainer.epochs=1"], None, Path("best/trained_model.pth"))
+    assert test[1:] == ["-u", "test.py", "--config", "configs/cvpr2020-challenge/msrvtt/baseline-public-test.json",
+                        "--eval_from_training_config", "--resume", "best/trained_model.pth",
+                        "--set", "trainer.epochs=1"]
+
+
+def test_baselines_collect_parse_and_pack(tmp_path, monkeypatch):
+    """run_baselines with each run replaced by one printing the two parsed lines."""
+    count = cli.PhaseCount(videos=12, captions_per_video=1, invalid=0)
+    csvs = {(d, p): _csv(tmp_path / d / f"{d}-{p}-predictions.csv", count.rows, 12)
+            for d in ("MSVD", "DiDeMo") for p in ("public_server_val", "public_server_test")}
+    counts = tmp_path / "counts.json"
+    counts.write_text(json.dumps({d: {p: vars(count) for p in ("public_server_val", "public_server_test")}
+                                  for d in ("MSVD", "DiDeMo")}))
+
+    def fake(kind, dataset, overrides, device, resume=None):
+        phase = "public_server_val" if kind == "train" else "public_server_test"
+        lines = [f"{cli.SAVED_LINE} {csvs[dataset, phase]}", "noise"]
+        lines += [f"{cli.BEST_LINE} {tmp_path / dataset / 'trained_model.pth'}"] if kind == "train" else []
+        return [sys.executable, "-c", "print(" + repr("\n".join(lines)) + ")"]
+
+    monkeypatch.setattr(cli, "run_command", fake)
+    zips = cli.run_baselines(["MSVD", "DiDeMo"], tmp_path / "out", [], None, counts)
+    assert [z.name.split("-")[0] for z in zips] == ["public_server_val", "public_server_test"]
+    ckpts = json.loads(next((tmp_path / "out").glob("ckpts-baselines-*-public_server_val-MSVD-DiDeMo.json")).read_text())
+    assert ckpts == {"MSVD": str(tmp_path / "MSVD" / "trained_model.pth"),
+                     "DiDeMo": str(tmp_path / "DiDeMo" / "trained_model.pth")}
+    tests = json.loads(next((tmp_path / "out").glob("predictions-baselines-*-public_server_test-*.json")).read_text())
+    assert tests == {d: {"public_server_test": str(csvs[d, "public_server_test"])} for d in ("MSVD", "DiDeMo")}
+    with zipfile.ZipFile(zips[1]) as archive:
+        assert sorted(archive.namelist()) == ["DiDeMo-public_server_test-predictions.csv",
+                                              "MSVD-public_server_test-predictions.csv"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_baseline_configs_dry_run(folder, monkeypatch, capsys):
+    from conftest import load_script
+
+    train = load_script("train")
+    monkeypatch.setattr(sys, "argv", ["train.py", "--config", str(CONFIGS / folder / "baseline-public-test.json"),
+                                      "--dry_run"])
+    assert train.main() == 0
+    assert re.search(r"Trainable parameters: [\d,]+", capsys.readouterr().out)
