@@ -49,6 +49,7 @@ from tqdm import tqdm
 from data_loader.released.datasets import (
     CHALLENGE_ROOT_FEAT_FOLDER,
     CHALLENGE_TEST_ROOT_FEAT_FOLDER,
+    DATASET_NAMES,
     DEFAULT_ROOT_FEAT_FOLDER,
 )
 from data_loader.released.datasets import RELEASES as DATASET_RELEASES
@@ -452,9 +453,9 @@ def needed_files(config_path: Path, data_dir: Path) -> tuple[str, str, list[Path
         config = load_config(config_path)
         args = config["data_loader"]["args"]
         dataset = args["dataset_name"]
-        if dataset not in DATASET_RELEASES:
+        if dataset not in DATASET_NAMES:
             raise SyncError(f"{config_path}: data_loader.args.dataset_name: {dataset!r} has no released "
-                            f"features; expected one of: {', '.join(DATASET_RELEASES)}")
+                            f"features; expected one of: {', '.join(DATASET_NAMES)}")
         plans = config_plans(config, dataset)
         files = dict.fromkeys(path for plan in plans for path in released_files(plan))
     except (ConfigError, StoreError) as exc:

@@ -214,6 +214,8 @@ def test_generated_release_converts_and_evaluates(tmp_path, folder):
     assert (release_1 / "public_server_val.txt").is_file() and not (release_1 / "public_server_test.txt").exists()
     assert (release_2 / "public_server_test.txt").is_file() == (folder != "lsmdc")
     assert not list(release_2.rglob("*senet154*"))  # visual features only in release-1
+    first_line = (release_1 / "public_server_val.txt").read_text().splitlines()[0]
+    assert first_line.endswith(".mp4") == (folder == "didemo")  # DiDeMo lists name files
     phases = ["public_server_val"] + (["public_server_test"] if folder != "lsmdc" else [])
     torch.manual_seed(0)
     for phase in phases:

@@ -174,6 +174,9 @@ RELEASES: dict[str, Release] = {
 }
 
 
+# The released datasets (RELEASES gains their challenge keys below).
+DATASET_NAMES: tuple[str, ...] = tuple(RELEASES)
+
 # ----------------------------------------------------------------------------- CVPR 2020 challenge
 # The Video Pentathlon releases: ``challenge-release-1`` holds the visual features of every video,
 # the training and dev lists and ``public_server_val.txt`` with their text; ``challenge-release-2``
