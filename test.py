@@ -76,8 +76,9 @@ def main() -> int:
     prepare_data(config, training=False)
     data = build_data(config, device, training=False)
     challenge_mode = bool(config.get("challenge_mode"))
-    names = challenge.metric_names(config.get("metrics"), data.eval_split) if challenge_mode else config.get("metrics")
-    result = evaluate(model, data, device, options.eval_chunk_videos, names, precision=options.precision)
+    result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"),
+                      precision=options.precision,
+                      with_metrics=not challenge_mode or challenge.has_metrics(data.eval_split))
     if challenge_mode:
         challenge.write_submission(dirs.log, data.dataset_name, result.split, result.sims, result.query_masks)
     if not result.metrics:

@@ -227,7 +227,8 @@ def test_generated_release_converts_and_evaluates(tmp_path, folder):
         assert [data.store.video_ids[int(r)] for r in data.store.splits[phase]] == written.lists[phase]
         per_video = config["data_loader"]["args"]["num_test_captions"]
         videos, invalid = written.phase_count(phase, per_video, RELEASES[dataset].fused_captions)
-        result = evaluate(build_model(config), data, torch.device("cpu"), metric_names=[], progress=False)
+        result = evaluate(build_model(config), data, torch.device("cpu"), progress=False,
+                          with_metrics=False)
         path = write_submission(tmp_path / "log", dataset, phase, result.sims, result.query_masks)
         assert path.name == f"{dataset}-{phase}-predictions.csv"
         count = cli.PhaseCount(videos, per_video, invalid)

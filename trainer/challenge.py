@@ -32,9 +32,9 @@ def predictions_name(dataset_name: str, split: str) -> str:
     return f"{dataset_name}-{split}-predictions.csv"
 
 
-def metric_names(config_metrics: list[str] | None, split: str) -> list[str] | None:
-    """The metrics of a challenge test run on ``split``: none for the test phase, else the config's."""
-    return [] if split in NO_METRICS_SPLITS else config_metrics
+def has_metrics(split: str) -> bool:
+    """Whether a challenge test run on ``split`` computes metrics (not for the test phase)."""
+    return split not in NO_METRICS_SPLITS
 
 
 def top_k_predictions(sims: np.ndarray, query_masks: np.ndarray, k: int = TOP_K,

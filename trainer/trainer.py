@@ -233,11 +233,9 @@ class Trainer:
         """Evaluate on ``data``; a challenge-mode test run writes its predictions CSV into the log
         folder and skips the metrics and pages of the test phase (trainer/challenge.py)."""
         submission = which == "test" and bool(self.config.get("challenge_mode"))
-        names = self.config.get("metrics")
-        if submission:
-            names = challenge.metric_names(names, data.eval_split)
-        result = evaluate(self.model, data, self.device, self.opts.eval_chunk_videos, names,
-                          progress=self.place.is_main, precision=self.opts.precision)
+        result = evaluate(self.model, data, self.device, self.opts.eval_chunk_videos, self.config.get("metrics"),
+                          progress=self.place.is_main, precision=self.opts.precision,
+                          with_metrics=not submission or challenge.has_metrics(data.eval_split))
         if submission:
             challenge.write_submission(self.dirs.log, data.dataset_name, result.split, result.sims,
                                        result.query_masks)
