@@ -13,6 +13,10 @@ with the config.json downloaded beside it, and its published numbers are printed
 table: the seed's own numbers from its summary log and the paper's mean (std) over three seeds
 (metrics.json records both under "published").
 
+In challenge mode (the configs under configs/cvpr2020-challenge/) it also writes the
+submission file <Dataset>-<split>-predictions.csv into the run's log folder and prints its
+path; the test phase (public_server_test) gets no metrics. See docs/challenge.md.
+
 Examples:
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth
   python3 test.py --config original/config.json --resume original/trained_model.pth
@@ -38,6 +42,7 @@ from report.results_table import flatten
 from report.run_files import read_json_file
 from report.run_folder import run_dirs_of_checkpoint
 from report.site import publish_run_safely
+from trainer import challenge
 from trainer.build import build_data, build_page_writer, load_model, prepare_data, select_device, trainer_options
 from trainer.checkpoints.files import checkpoint_with_config
 from trainer.evaluate import (
@@ -142,8 +147,15 @@ def main() -> int:
     prepare_data(config, training=False)
     data = build_data(config, device, training=False)
     published = published_numbers(args.resume) if args.split == "test" else None  # a bad log fails first
+    challenge_mode = bool(config.get("challenge_mode"))
     result = evaluate(model, data, device, options.eval_chunk_videos, config.get("metrics"),
-                      precision=options.precision)
+                      precision=options.precision,
+                      with_metrics=not challenge_mode or challenge.has_metrics(data.eval_split))
+    if challenge_mode:
+        challenge.write_submission(dirs.log, data.dataset_name, result.split, result.sims, result.query_masks)
+    if not result.metrics:
+        log.info(f"No metrics for {result.split} (no ground truth is shown for it)")
+        return 0
     if published:
         record["published"] = published
     metrics_path = write_metrics_json(args.resume.parent / metrics_name, result, **record)

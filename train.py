@@ -206,6 +206,8 @@ def train_run(args: argparse.Namespace, config: Config, state: dict | None, resu
         if state is None and place.is_main and not any(dirs.models.glob("*.pth")):
             remove_run_dirs(dirs)
         raise
+    if place.is_main:
+        print(f"The best performing ckpt can be found at {trainer.best_path}", flush=True)
 
 
 if __name__ == "__main__":

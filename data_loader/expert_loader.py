@@ -18,9 +18,18 @@ from data_loader.batches import Batch, caption_table, make_batch, sample_caption
 from data_loader.ranp.classes import captions_sha1, classes_path, read_classes, read_relevance, relevance_path
 from data_loader.ranp.relevance import VideoCaptionRelevance
 from data_loader.released.convert import check_release, read_test_captions
-from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root, read_video_list, split_pair
+from data_loader.released.datasets import (
+    CHALLENGE_TEST_ROOT_FEAT_FOLDER,
+    DEFAULT_ROOT_FEAT_FOLDER,
+    RELEASES,
+    feature_root,
+    read_video_list,
+    release_key,
+    split_pair,
+    store_dir,
+)
 from data_loader.released.release_plan import StorePlan, plan_store, test_captions_path
-from data_loader.store.feature_store import STORE_DIR, FeatureStore, load_store
+from data_loader.store.feature_store import FeatureStore, load_store
 from data_loader.teachtext.caption_masks import load_caption_mask
 from utils.config.options import AtLeast, Count
 from utils.errors import ConfigError, StoreError
@@ -102,11 +111,14 @@ class ExpertDataLoader:
     (released datasets: the folder under ``data_dir`` holding the unpacked feature release,
     converted into ``<data_dir>/store/`` by ``data_loader.prepare.prepare_store``),
     ``fuse_captions`` (the original's key: when given it must agree with the dataset's own rule,
-    which fuses the captions of DiDeMo, ActivityNet and QuerYD into one per video).
+    which fuses the captions of DiDeMo, ActivityNet and QuerYD into one per video),
+    ``challenge_test_root_feat_folder`` (the CVPR 2020 challenge's second release, holding the
+    ``public_server_test`` list, text and captions; read in challenge mode only).
     ``class_annotations`` and ``relevance_files`` (a JSON file of per-caption semantic classes
     and ``{split: HDF5 file}`` of precomputed relevance, for RANP) are imported into the store
     by ``prepare_store``; the loader reads what the store holds (``data_loader/ranp/classes.py``).
     ``experts`` and ``text_feat`` come from the program, and so do the config's top-level keys
+    ``challenge_mode`` (the dataset's challenge splits and store, ``datasets.release_key``),
     ``caption_masks`` (training samples only the captions a mask keeps, see
     ``data_loader/teachtext/caption_masks.py``) and ``training_file`` (a list of video ids, one per line,
     replacing the training split); both are paths relative to the feature root
@@ -118,9 +130,10 @@ class ExpertDataLoader:
                  max_tokens: dict[str, Count] | None = None, feat_aggregation: dict | None = None,
                  num_test_captions: Count = 20, restrict_train_captions: int = 0, synthetic_seed: int = 0,
                  root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, fuse_captions: bool | None = None,
-                 class_annotations: str | None = None, relevance_files: dict[str, str] | None = None, *,
+                 class_annotations: str | None = None, relevance_files: dict[str, str] | None = None,
+                 challenge_test_root_feat_folder: str = CHALLENGE_TEST_ROOT_FEAT_FOLDER, *,
                  experts: list[str], text_feat: str, caption_masks: str | None = None,
-                 training_file: str | None = None):
+                 training_file: str | None = None, challenge_mode: bool = False):
         self.dataset_name = dataset_name
         self.batch_size = batch_size
         self.max_tokens = {**DEFAULT_MAX_TOKENS, **(max_tokens or {})}
@@ -135,14 +148,16 @@ class ExpertDataLoader:
             raise ConfigError(f"data_loader.args.fuse_captions: {str(fuse_captions).lower()} is not supported for "
                               f"{dataset_name}; captions are fused by the dataset's own rule here "
                               "(DiDeMo, ActivityNet, QuerYD)")
-        path = Path(data_dir) / STORE_DIR
+        key = release_key(dataset_name, challenge_mode) if release is not None else dataset_name
+        self.challenge_mode = challenge_mode
+        path = store_dir(key, data_dir)
         plan = None
         if release is not None:
-            check_release(dataset_name, Path(data_dir), root_feat_folder)
-            plan = plan_store(dataset_name, list(experts), feat_aggregation or {}, text_feat, split_name)
+            check_release(key, Path(data_dir), root_feat_folder)
+            plan = plan_store(key, list(experts), feat_aggregation or {}, text_feat, split_name)
         self.store: FeatureStore = _load(path, experts, text_feat, plan)
         self._check(feat_aggregation or {})
-        self.train_split, self.eval_split = split_pair(dataset_name, split_name, list(self.store.splits))
+        self.train_split, self.eval_split = split_pair(key, split_name, list(self.store.splits))
         self._require_split(self.eval_split)
         self.test_captions = None
         if plan is not None and plan.test_split:

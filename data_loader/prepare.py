@@ -30,7 +30,15 @@ from data_loader.ranp.classes import (
     write_classes,
 )
 from data_loader.released.convert import check_release, convert_plan, needs_conversion
-from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root
+from data_loader.released.datasets import (
+    CHALLENGE_TEST_ROOT_FEAT_FOLDER,
+    DEFAULT_ROOT_FEAT_FOLDER,
+    RELEASES,
+    feature_root,
+    release_key,
+    test_release_folders,
+)
+from data_loader.released.datasets import store_dir as store_dir_of
 from data_loader.released.release_plan import plan_store
 from data_loader.store.feature_store import INDEX_NAME, STORE_DIR, read_index_attrs
 from data_loader.teachtext.caption_masks import ensure_caption_mask
@@ -48,23 +56,30 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
                   experts: Sequence[str] = (), feat_aggregation: dict | None = None,
                   text_feat: str | None = None, class_annotations: str | None = None,
                   relevance_files: dict[str, str] | None = None, caption_masks: str | None = None,
-                  teachers: Sequence[tuple[str, str]] = ()) -> Path:
+                  teachers: Sequence[tuple[str, str]] = (), challenge_mode: bool = False,
+                  challenge_test_root_feat_folder: str = CHALLENGE_TEST_ROOT_FEAT_FOLDER) -> Path:
     """Generate or convert what the store of ``dataset_name`` under ``data_dir`` lacks; returns
     the store folder. A missing released file or store is a StoreError naming it.
+
+    With ``challenge_mode`` a released dataset's challenge data is converted into its own store
+    (``datasets.release_key``): experts, lists and text from ``root_feat_folder``, the
+    ``public_server_test`` list, text and captions from ``challenge_test_root_feat_folder``.
 
     ``class_annotations`` (a JSON file) and ``relevance_files`` (``{split: HDF5 file}``) are
     imported into the store (see :func:`prepare_semantics`). ``caption_masks`` and ``teachers``
     ((base_path, file) pairs) name original pickles under the feature root
     (``datasets.feature_root``), converted when the store lacks them."""
-    store_dir = Path(data_dir) / STORE_DIR
+    key = release_key(dataset_name, challenge_mode) if dataset_name in RELEASES else dataset_name
+    store_dir = store_dir_of(key, data_dir)
     if dataset_name == "Synthetic":
         if not _synthetic_is_current(store_dir, synthetic_seed):
             generate_synthetic(Path(data_dir), seed=synthetic_seed)
     elif dataset_name in RELEASES:
-        check_release(dataset_name, Path(data_dir), root_feat_folder)
-        plan = plan_store(dataset_name, list(experts), feat_aggregation or {}, text_feat, split_name)
-        if needs_conversion(plan, Path(data_dir), root_feat_folder):
-            convert_plan(plan, Path(data_dir), root_feat_folder)
+        check_release(key, Path(data_dir), root_feat_folder)
+        plan = plan_store(key, list(experts), feat_aggregation or {}, text_feat, split_name)
+        extra = test_release_folders(key, challenge_test_root_feat_folder)
+        if needs_conversion(plan, Path(data_dir), root_feat_folder, extra):
+            convert_plan(plan, Path(data_dir), root_feat_folder, extra_folders=extra)
     elif not (store_dir / INDEX_NAME).is_file():
         raise StoreError(f"{store_dir / INDEX_NAME}: feature store for {dataset_name} not found; "
                          f"set data_loader.args.data_dir to the folder holding {STORE_DIR}/")

@@ -7,13 +7,16 @@ converted are kept, so an interrupted conversion resumes where it stopped. Train
 on first use too; this tool does it ahead of time.
 
 With --config: the experts, text feature and splits that config uses (its split_name and
-the one in its eval_settings). Without: every expert and text feature file present.
+the one in its eval_settings); a challenge config (configs/cvpr2020-challenge/) converts both
+challenge releases into <data_dir>/challenge-store/. Without: every expert and text feature
+file present.
 
 Examples (from the repository root):
 
   python3 misc/convert_features.py --dataset MSRVTT --config <config.json>
   python3 misc/convert_features.py --dataset MSRVTT
   python3 misc/convert_features.py --dataset MSRVTT --root_feat_folder high-quality/structured-symlinks
+  python3 misc/convert_features.py --dataset MSRVTT --config configs/cvpr2020-challenge/msrvtt/baseline-public-test.json
 """
 from __future__ import annotations
 
@@ -24,7 +27,13 @@ import repo_root  # noqa: F401  (the repository root on sys.path: misc/repo_root
 
 # isort: split
 from data_loader.released.convert import convert_plan
-from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES
+from data_loader.released.datasets import (
+    CHALLENGE_TEST_ROOT_FEAT_FOLDER,
+    DATASET_NAMES,
+    DEFAULT_ROOT_FEAT_FOLDER,
+    RELEASES,
+    test_release_folders,
+)
 from data_loader.released.release_plan import config_plans, present_plans
 from trainer import build  # noqa:F401  (fills the registries that configs are validated against)
 from utils.cli import run_cli
@@ -34,7 +43,7 @@ from utils.errors import StoreError
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, choices=sorted(RELEASES), help="dataset to convert")
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASET_NAMES), help="dataset to convert")
     parser.add_argument("--data_dir", type=Path,
                         help="dataset folder (default: the config's data_loader.args.data_dir, else data/<folder>)")
     parser.add_argument("--root_feat_folder",
@@ -56,8 +65,10 @@ def main() -> int:
             raise StoreError(f"{data_dir / root_feat_folder}: released features folder not found; fetch it with "
                              f"python3 misc/sync_experts.py --dataset {RELEASES[args.dataset].folder}")
         plans = present_plans(args.dataset, data_dir / root_feat_folder)
+    test_folder = config_args.get("challenge_test_root_feat_folder", CHALLENGE_TEST_ROOT_FEAT_FOLDER)
     for plan in plans:
-        store_dir = convert_plan(plan, data_dir, root_feat_folder)
+        store_dir = convert_plan(plan, data_dir, root_feat_folder,
+                                 extra_folders=test_release_folders(plan.dataset, test_folder))
     experts = {source.store_name for plan in plans for source in plan.experts.values()}
     texts = sorted({plan.text_feat for plan in plans if plan.text_feat})
     print(f"{store_dir}: index, {len(experts)} experts, text features: {', '.join(texts) or 'none'}")

@@ -14,9 +14,8 @@ run end to end without the real features. Under <out>/structured-symlinks/ it wr
   of the videos, as the release marks a missing feature;
 * jsfusion_val_caption_idx.pkl: video id -> index of the one caption the 1k-A split evaluates.
 
-Features are noise plus shared random concepts: each video has two, every expert carries a weak
-direction per concept and each caption contains words naming them, so a short training run
-ranks above chance.
+Features are noise plus shared random concepts (data_loader/generated/release_tables.py), so a
+short training run ranks above chance.
 
 Reduced scale (--scale < 1): each list is a prefix of the official one and only the videos of
 those prefixes get captions and features; above 1 each list continues with renamed copies of
@@ -37,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import pickle
 import shutil
 import sys
 from dataclasses import dataclass
@@ -48,6 +46,13 @@ import repo_root  # noqa: F401  (the repository root on sys.path: misc/repo_root
 from tqdm import tqdm
 
 # isort: split
+from data_loader.generated.release_tables import (
+    ExpertFile,
+    captions_and_text,
+    dump,
+    expert_table,
+    video_concepts,
+)
 from data_loader.released import datasets
 from data_loader.released.convert import write_released_index
 from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER
@@ -66,14 +71,6 @@ CAPTIONS_PER_VIDEO = 20
 # Videos with one caption fewer at scale 1, as in the release: 6 of test_list_full, of which 2
 # are in val_list_jsfusion.
 SHORT_IN_JSFUSION_VAL, SHORT_ELSEWHERE_IN_TEST = 2, 4
-PICKLE_PROTOCOL = 4
-
-NUM_CONCEPTS = 100
-CONCEPTS_PER_VIDEO = 2
-EXPERT_SNR = 4.0  # norm of a concept's direction in an expert, against unit noise per coordinate
-WORD_NOISE = 0.5  # noise added to a word's vector in each caption
-FILLER_WORDS = ("a", "the", "man", "woman", "people", "is", "are", "in", "on", "of", "with", "and",
-                "video", "someone", "playing", "talking", "showing", "about", "while", "there")
 
 # Fraction of videos lacking a flaky expert (approximately as in the MSRVTT release).
 MISSING_FRACTION = {"face": 0.35, "ocr": 0.55, "speech": 0.45, "audio": 0.08}
@@ -81,25 +78,6 @@ DEFAULT_MISSING_FRACTION = 0.3
 # Token count range (inclusive) per video of token experts: vggish frames, OCR and speech words.
 TOKEN_RANGE = {"audio": (10, 32), "ocr": (1, 20), "speech": (3, 60)}
 DEFAULT_TOKEN_RANGE = (1, 30)
-
-NAN = float("nan")
-
-
-@dataclass(frozen=True)
-class ExpertFile:
-    """One released expert file: its path under the feature root, kind ("fixed" or "tokens"),
-    feature width, fraction of videos without the feature and token count range."""
-
-    relative: str
-    kind: str
-    dim: int
-    missing: float
-    tokens: tuple[int, int]
-
-    def expected_bytes(self, num_videos: int) -> int:
-        per_video = 1 if self.kind == "fixed" else sum(self.tokens) / 2
-        return int(num_videos * (1 - self.missing) * per_video * self.dim * 4)
-
 
 @dataclass(frozen=True)
 class FixturePlan:
@@ -179,11 +157,6 @@ def plan_fixture(config: Config, scale: float) -> FixturePlan:
                        root_feat_folder)
 
 
-def text_token_range(text_tokens: int) -> tuple[int, int]:
-    """Words per caption (inclusive range, mean ``text_tokens``)."""
-    return text_tokens - text_tokens // 2, text_tokens + text_tokens // 2
-
-
 def expected_sizes(plan: FixturePlan, text_tokens: int) -> dict[str, int]:
     """Approximate bytes of every feature file."""
     num_videos = len(plan.video_ids)
@@ -209,48 +182,6 @@ def report_sizes(plan: FixturePlan, text_tokens: int, out: Path) -> None:
               f"{2 * total / 1e9:.1f} GB", file=sys.stderr)
 
 
-def dump(path: Path, obj: object) -> None:
-    """Pickle ``obj`` as the release does (protocol 4, arrays through numpy's _reconstruct).
-
-    The memo is off (fast mode): it would keep a copy of every array's bytes until the end,
-    doubling the memory a large file needs; the tables hold no shared or recursive objects.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        pickler = pickle.Pickler(f, protocol=PICKLE_PROTOCOL)
-        pickler.fast = True
-        pickler.dump(obj)
-
-
-def video_concepts(rng: np.random.Generator, num_videos: int) -> np.ndarray:
-    """[N, 2] distinct concepts of every video."""
-    first = rng.integers(NUM_CONCEPTS, size=num_videos)
-    second = (first + rng.integers(1, NUM_CONCEPTS, size=num_videos)) % NUM_CONCEPTS
-    return np.stack([first, second], axis=1)
-
-
-def expert_table(spec: ExpertFile, video_ids: list[str], concepts: np.ndarray,
-                 rng: np.random.Generator) -> dict[str, np.ndarray | float]:
-    """Video id -> feature of one expert file: [d] (fixed) or [T, d] (tokens), NaN when missing.
-
-    A video's feature is unit Gaussian noise plus its concepts' directions (a random one per
-    token for token experts)."""
-    directions = rng.standard_normal((NUM_CONCEPTS, spec.dim), dtype=np.float32) * np.float32(
-        EXPERT_SNR / np.sqrt(spec.dim))
-    present = np.flatnonzero(rng.random(len(video_ids)) >= spec.missing)
-    if spec.kind == "fixed":
-        rows = directions[concepts[present]].sum(axis=1)
-    else:
-        lengths = rng.integers(spec.tokens[0], spec.tokens[1] + 1, size=len(present))
-        owner = np.repeat(present, lengths)
-        token_concepts = concepts[owner, rng.integers(CONCEPTS_PER_VIDEO, size=len(owner))]
-        rows = np.split(directions[token_concepts], np.cumsum(lengths)[:-1])
-    table: dict[str, np.ndarray | float] = dict.fromkeys(video_ids, NAN)
-    for index, row in zip(present, rows):
-        table[video_ids[index]] = row + rng.standard_normal(row.shape, dtype=np.float32)
-    return table
-
-
 def short_captioned(lists: dict[str, list[str]], scale: float) -> set[str]:
     """Test videos given one caption fewer (at least one in and one outside val_list_jsfusion)."""
     jsfusion = lists["val_list_jsfusion"]
@@ -258,28 +189,6 @@ def short_captioned(lists: dict[str, list[str]], scale: float) -> set[str]:
     elsewhere = [v for v in lists["test_list_full"] if v not in in_jsfusion]
     return {*jsfusion[:max(1, round(SHORT_IN_JSFUSION_VAL * scale))],
             *elsewhere[:max(1, round(SHORT_ELSEWHERE_IN_TEST * scale))]}
-
-
-def captions_and_text(video_ids: list[str], concepts: np.ndarray, short: set[str], text_tokens: int,
-                      text_dim: int, rng: np.random.Generator) -> tuple[dict, dict]:
-    """Raw captions (video id -> lists of words) and their word embeddings (video id -> [words, D]
-    arrays). Each caption names one or both of its video's concepts among filler words."""
-    vocabulary = [f"concept{c:03d}" for c in range(NUM_CONCEPTS)] + list(FILLER_WORDS)
-    vectors = rng.standard_normal((len(vocabulary), text_dim), dtype=np.float32)
-    low, high = text_token_range(text_tokens)
-    raw, text = {}, {}
-    for index, video in enumerate(tqdm(video_ids, desc="captions", unit="video")):
-        count = CAPTIONS_PER_VIDEO - (video in short)
-        lengths = rng.integers(low, high + 1, size=count)
-        words = rng.integers(NUM_CONCEPTS, len(vocabulary), size=int(lengths.sum()))
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        for start, length in zip(starts, lengths):
-            named = rng.permutation(concepts[index])[:rng.integers(1, CONCEPTS_PER_VIDEO + 1)][:length]
-            words[start + rng.choice(length, len(named), replace=False)] = named
-        embedded = vectors[words] + WORD_NOISE * rng.standard_normal((len(words), text_dim), dtype=np.float32)
-        raw[video] = [[vocabulary[w] for w in words[s:s + n]] for s, n in zip(starts, lengths)]
-        text[video] = np.split(embedded, starts[1:])
-    return raw, text
 
 
 def write_lists(root: Path, lists: dict[str, list[str]], scale: float) -> None:
@@ -303,8 +212,9 @@ def write_fixture(out: Path, plan: FixturePlan, scale: float, seed: int, text_to
     release = datasets.RELEASES[DATASET]
     files = [release.raw_captions, plan.text_file, *release.test_captions.values(),
              *(e.relative for e in plan.experts)]
-    raw, text = captions_and_text(video_ids, concepts, short_captioned(plan.lists, scale), text_tokens,
-                                  plan.text_dim, rng)
+    short = short_captioned(plan.lists, scale)
+    raw, text = captions_and_text(video_ids, concepts, [CAPTIONS_PER_VIDEO - (v in short) for v in video_ids],
+                                  text_tokens, plan.text_dim, rng)
     with tqdm(total=len(files), desc="writing", unit="file") as bar:
         def write(relative: str, table: dict) -> None:
             bar.set_postfix_str(relative)

@@ -23,6 +23,7 @@ Examples (from the repository root):
   python3 misc/sync_experts.py --dataset MSRVTT MSVD
   python3 misc/sync_experts.py --dataset MSRVTT --release high-quality
   python3 misc/sync_experts.py --dataset LSMDC --access_code <code from the CE authors>
+  python3 misc/sync_experts.py --release challenge-release-1 --allow_unverified   (then challenge-release-2)
   python3 misc/sync_experts.py --verify --config <original CE config.json>
 """
 from __future__ import annotations
@@ -46,7 +47,13 @@ from repo_root import REPO  # the repository root, put on sys.path (misc/repo_ro
 
 # isort: split
 from data_loader.ranp.classes import check_relevance_block
-from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, feature_root
+from data_loader.released.datasets import (
+    CHALLENGE_ROOT_FEAT_FOLDER,
+    CHALLENGE_TEST_ROOT_FEAT_FOLDER,
+    DATASET_NAMES,
+    DEFAULT_ROOT_FEAT_FOLDER,
+    feature_root,
+)
 from data_loader.released.datasets import RELEASES as DATASET_RELEASES
 from data_loader.released.release_plan import config_plans, released_files
 from data_loader.store.feature_store import STORE_DIR, StoreError
@@ -60,11 +67,17 @@ from utils.errors import ConfigError
 
 MANIFEST_DIR = REPO / "misc" / "manifests"
 DATASETS = ("MSRVTT", "MSVD", "DiDeMo", "activity-net", "LSMDC", "YouCook2", "QuerYD", "QuerYDSegments")
-RELEASES = ("features-v2", "high-quality")
+CHALLENGE_RELEASES = (CHALLENGE_ROOT_FEAT_FOLDER, CHALLENGE_TEST_ROOT_FEAT_FOLDER)
+RELEASES = ("features-v2", "high-quality", *CHALLENGE_RELEASES)
+CE_DATA_URL = "https://www.robots.ox.ac.uk/~vgg/research/collaborative-experts/data"
 DEFAULT_ROOT_URLS = {
-    "features-v2": "https://www.robots.ox.ac.uk/~vgg/research/collaborative-experts/data",
+    "features-v2": CE_DATA_URL,
     "high-quality": "https://www.robots.ox.ac.uk/~vgg/research/teachtext/data-hq",
+    **dict.fromkeys(CHALLENGE_RELEASES, CE_DATA_URL),
 }
+# The five datasets of the CVPR 2020 challenge, fetched when --dataset is not given (LSMDC, dropped
+# from it, has a release-1 only).
+CHALLENGE_DATASETS = ("MSRVTT", "MSVD", "DiDeMo", "activity-net", "YouCook2")
 ROOT_URL_ENV = "CE_FEATURES_ROOT_URL"
 MAX_LINK_HOPS = 40  # as the Linux kernel allows
 SHA1 = re.compile(r"[0-9a-f]{40}")
@@ -75,7 +88,8 @@ class SyncError(DownloadError):
 
 
 def archive_name(dataset: str, release: str) -> str:
-    """Local archive file name: ``MSRVTT-experts.tar.gz`` or ``high-quality-MSRVTT-experts.tar.gz``."""
+    """Local archive file name: ``MSRVTT-experts.tar.gz``, ``high-quality-MSRVTT-experts.tar.gz``
+    or ``challenge-release-1-MSRVTT-experts.tar.gz``."""
     return f"{dataset}-experts.tar.gz" if release == "features-v2" else f"{release}-{dataset}-experts.tar.gz"
 
 
@@ -394,20 +408,30 @@ def _fetch_and_unpack(dataset: str, archive: str, folder: Path, marker: Path, ex
 
 def needed_files(config_path: Path, data_dir: Path) -> tuple[str, str, list[Path]]:
     """(data folder, root_feat_folder, local paths) of the released files a config reads, for
-    training and for its test run (``eval_settings``), as the conversion into the store reads them."""
+    training and for its test run (``eval_settings``), as the conversion into the store reads them.
+    In challenge mode the ``public_server_test`` list is in the second release folder
+    (``challenge_test_root_feat_folder``), the raw captions and text features in both."""
     try:
         config = load_config(config_path)
         args = config["data_loader"]["args"]
         dataset = args["dataset_name"]
-        if dataset not in DATASET_RELEASES:
+        if dataset not in DATASET_NAMES:
             raise SyncError(f"{config_path}: data_loader.args.dataset_name: {dataset!r} has no released "
-                            f"features; expected one of: {', '.join(DATASET_RELEASES)}")
-        files = dict.fromkeys(path for plan in config_plans(config, dataset) for path in released_files(plan))
+                            f"features; expected one of: {', '.join(DATASET_NAMES)}")
+        plans = config_plans(config, dataset)
+        files = dict.fromkeys(path for plan in plans for path in released_files(plan))
     except (ConfigError, StoreError) as exc:
         raise SyncError(str(exc)) from None
     root_feat_folder = args.get("root_feat_folder", DEFAULT_ROOT_FEAT_FOLDER)
-    root = data_dir / DATASET_RELEASES[dataset].folder / root_feat_folder
-    return DATASET_RELEASES[dataset].folder, root_feat_folder, [root / relative for relative in files]
+    folder = data_dir / DATASET_RELEASES[dataset].folder
+    paths = [folder / root_feat_folder / relative for relative in files if relative != "public_server_test.txt"]
+    if config.get("challenge_mode"):
+        release = DATASET_RELEASES[plans[0].dataset]
+        text = [p for plan in plans if plan.text_feat for p in release.text_files(plan.text_feat).paths]
+        second = folder / args.get("challenge_test_root_feat_folder", CHALLENGE_TEST_ROOT_FEAT_FOLDER)
+        if "public_server_test.txt" in files:
+            paths += [second / relative for relative in ["public_server_test.txt", release.raw_captions, *text]]
+    return DATASET_RELEASES[dataset].folder, root_feat_folder, list(dict.fromkeys(paths))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -416,7 +440,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", nargs="+", choices=DATASETS, metavar="DATASET",
                         help=f"datasets to fetch, any of: {', '.join(DATASETS)}")
     parser.add_argument("--release", default="features-v2", choices=RELEASES,
-                        help="features-v2: the CE paper's features (default); high-quality: the TeachText ones")
+                        help="features-v2: the CE paper's features (default); high-quality: the TeachText ones; "
+                             "challenge-release-1 / challenge-release-2: the CVPR 2020 challenge's (with no "
+                             f"--dataset: {' '.join(CHALLENGE_DATASETS)})")
     parser.add_argument("--root_url", help=f"server folder holding <release>/<archive> (default: ${ROOT_URL_ENV}, "
                                            f"else {DEFAULT_ROOT_URLS['features-v2']} for features-v2 and "
                                            f"{DEFAULT_ROOT_URLS['high-quality']} for high-quality)")
@@ -435,6 +461,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.verify and args.config is None:
         parser.error("--verify needs --config CONFIG")
+    if not args.verify and not args.dataset and args.release in CHALLENGE_RELEASES:
+        args.dataset = list(CHALLENGE_DATASETS)
     if not args.verify and not args.dataset:
         parser.error("give --dataset DATASET [DATASET ...] (or --verify --config CONFIG)")
     return args
@@ -504,8 +532,13 @@ def run_verify(config: Path, data_dir: Path) -> int:
     if bad:
         print("teacher, caption mask, class and relevance files are not in the release: fix or fetch them yourself")
     if missing:
-        release = " --release high-quality" if "high-quality" in root_feat_folder else ""
-        print(f"fetch them with: python3 misc/sync_experts.py --dataset {folder}{release} --data_dir {data_dir}")
+        releases = [""]
+        if "high-quality" in root_feat_folder:
+            releases = [" --release high-quality"]
+        elif root_feat_folder in CHALLENGE_RELEASES:
+            releases = [f" --release {release}" for release in CHALLENGE_RELEASES]
+        for release in releases:
+            print(f"fetch them with: python3 misc/sync_experts.py --dataset {folder}{release} --data_dir {data_dir}")
     return 1 if missing or bad else 0
 
 

@@ -111,7 +111,7 @@ def test_value_free_and_harmless_keys_are_dropped(tmp_path):
     data = original()
     data["data_loader"]["args"].update(num_workers=8, refresh_lru_cache=True, fuse_captions=False)
     data["trainer"].update(skip_first_n_saves=20, include_optim_in_ckpts=0, save_only_best=False, early_stop=10)
-    data.update(task="retrieval", challenge_mode=False, distil_params=None, force_cpu_val=True)
+    data.update(task="retrieval", distil_params=None, force_cpu_val=True)
     data["experts"]["text_dim"] = 300  # never read by the original: the text dim follows text_feat
     config = load_config(write(tmp_path, data))
     assert set(config["data_loader"]["args"]) == {"batch_size", "root_feat_folder", "feat_aggregation", "dataset_name",
@@ -119,7 +119,16 @@ def test_value_free_and_harmless_keys_are_dropped(tmp_path):
                                                   "fuse_captions"}
     assert set(config["trainer"]) == {"save_dir", "save_period", "eval_every", "verbosity", "tensorboard", "monitor",
                                       "epochs"}
-    assert not {"task", "challenge_mode", "distil_params", "force_cpu_val"} & set(config.data)
+    assert not {"task", "distil_params", "force_cpu_val"} & set(config.data)
+
+
+def test_challenge_mode_is_kept(tmp_path):
+    data = original()
+    data["challenge_mode"] = True
+    data["data_loader"]["args"]["challenge_test_root_feat_folder"] = "challenge-release-2"
+    config = load_config(write(tmp_path, data))
+    assert config["challenge_mode"] is True
+    assert config["data_loader"]["args"]["challenge_test_root_feat_folder"] == "challenge-release-2"
 
 
 @pytest.mark.slow

@@ -131,10 +131,11 @@ HYPERPARAMETERS = [
 
 
 GENERIC_PARENT = CONFIGS / "base_config.json"  # trainer, loss and optimiser defaults only
+CHALLENGE_PARENT = CONFIGS / "cvpr2020-challenge" / "base_config.json"  # everything but the dataset
 
 
 def config_files() -> list[str]:
-    paths = (path for path in sorted(CONFIGS.rglob("*.json")) if path not in (SHARED_DEFAULTS, GENERIC_PARENT))
+    paths = (path for path in sorted(CONFIGS.rglob("*.json")) if path not in (SHARED_DEFAULTS, GENERIC_PARENT, CHALLENGE_PARENT))
     return [str(path.relative_to(CONFIGS)) for path in paths]
 
 
@@ -162,6 +163,11 @@ def test_config_and_its_test_settings_validate(name):
 def test_the_generic_parent_alone_is_one_clear_error():
     with pytest.raises(ConfigError, match=r"base_config\.json: arch: missing required section"):
         load_config(GENERIC_PARENT)
+
+
+def test_the_challenge_parent_alone_names_the_missing_dataset():
+    with pytest.raises(ConfigError, match=r"data_loader\.args\.dataset_name: missing required key"):
+        load_config(CHALLENGE_PARENT)
 
 
 def test_shared_defaults_resolve():

@@ -80,7 +80,9 @@ def prepare_data(config: Config, training: bool = True) -> None:
                   feat_aggregation=args.get("feat_aggregation", {}), text_feat=config["experts"]["text_feat"],
                   class_annotations=args.get("class_annotations"), relevance_files=args.get("relevance_files"),
                   caption_masks=config.get("caption_masks") if training else None,
-                  teachers=[(distil.base_path, file) for file in distil.teachers] if distil else [])
+                  teachers=[(distil.base_path, file) for file in distil.teachers] if distil else [],
+                  challenge_mode=bool(config.get("challenge_mode", False)),
+                  **{k: args[k] for k in ("challenge_test_root_feat_folder",) if k in args})
 
 
 def build_data(config: Config, device: torch.device | None = None, training: bool = True) -> ExpertDataLoader:
@@ -91,7 +93,8 @@ def build_data(config: Config, device: torch.device | None = None, training: boo
     StoreError when the config's metrics need relevance the store cannot give."""
     training_keys = {key: config.get(key) if training else None for key in ("caption_masks", "training_file")}
     data = DATASETS.build(config["data_loader"], experts=used_experts(config["experts"]),
-                          text_feat=config["experts"]["text_feat"], **training_keys)
+                          text_feat=config["experts"]["text_feat"],
+                          challenge_mode=bool(config.get("challenge_mode", False)), **training_keys)
     _check_widths(config, data)
     data.require_relevance(train=False, evaluate=any(needs_relevance(n) for n in config.get("metrics") or []))
     if device is not None:

@@ -129,12 +129,13 @@ def needs_relevance(metric_name: str) -> bool:
 
 def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device,
              chunk_videos: int = 64, metric_names: list[str] | None = None, progress: bool = True,
-             precision: str = "fp32") -> EvalResult:
+             precision: str = "fp32", with_metrics: bool = True) -> EvalResult:
     """Similarities and metrics of ``model`` on the loader's evaluation split.
 
-    Every metric named is called as ``metric(sims, query_masks=masks)`` with ``sims``
-    [N*Q, N] and ``masks`` [N, Q]; one that takes ``relevance`` (``relevance_metrics``) also
-    gets the split's [N, K] relevance from the loader (``ExpertDataLoader.eval_relevance``).
+    Every metric named (the default ones when none is; none at all without ``with_metrics``) is
+    called as ``metric(sims, query_masks=masks)`` with ``sims`` [N*Q, N] and ``masks`` [N, Q];
+    one that takes ``relevance`` (``relevance_metrics``) also gets the split's [N, K] relevance
+    from the loader (``ExpertDataLoader.eval_relevance``).
     ``precision`` is the forward passes' (see trainer/precision.py); similarities and metrics
     are float32.
     """
@@ -143,7 +144,7 @@ def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device
     sims = sims.numpy()
     masks = eval_set.query_masks.cpu().numpy().astype(np.float64)
     metrics = {}
-    for name in metric_names or DEFAULT_METRICS:
+    for name in (metric_names or DEFAULT_METRICS) if with_metrics else ():
         extra = {"relevance": data.eval_relevance(eval_set)} if needs_relevance(name) else {}
         metrics[name] = METRICS.get(name)(sims, query_masks=masks, **extra)
     return EvalResult(eval_set.split, sims, masks, metrics, experts)

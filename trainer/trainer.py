@@ -31,6 +31,7 @@ from model.metric import GMEAN_KEY
 from report.history import HISTORY_FILE, read_history, write_history
 from report.run_folder import RunDirs
 from report.site import publish_run_safely
+from trainer import challenge
 from trainer.checkpoints.files import check_weights_fit, is_own_checkpoint, load_any_checkpoint, save_checkpoint
 from trainer.distributed import Distributed, broadcast, data_parallel, global_similarities
 from trainer.evaluate import (
@@ -251,8 +252,17 @@ class Trainer:
         return total / count, {name: value / count for name, value in part_totals.items()}
 
     def _evaluate(self, which: str, data: ExpertDataLoader, epoch: int) -> EvalResult:
+        """Evaluate on ``data``; a challenge-mode test run writes its predictions CSV into the log
+        folder and skips the metrics and pages of the test phase (trainer/challenge.py)."""
+        submission = which == "test" and bool(self.config.get("challenge_mode"))
         result = evaluate(self.model, data, self.device, self.opts.eval_chunk_videos, self.config.get("metrics"),
-                          progress=self.place.is_main, precision=self.opts.precision)
+                          progress=self.place.is_main, precision=self.opts.precision,
+                          with_metrics=not submission or challenge.has_metrics(data.eval_split))
+        if submission:
+            challenge.write_submission(self.dirs.log, data.dataset_name, result.split, result.sims,
+                                       result.query_masks)
+        if not result.metrics:
+            return result
         title = f"{self.dirs.models.parent.name} - {result.split} - epoch {epoch}"
         write_page(self.page_writer, self.dirs.web / f"{which}.html", result, data, title)
         if self.writer:
@@ -323,6 +333,12 @@ class Trainer:
             publish_run_safely(self.dirs.models, self.dirs.web)
             raise NonFiniteError(reason)
         result = self._evaluate("test", self.test_data(), state["epoch"])
+        if not result.metrics:  # the challenge's test phase: predictions only
+            self.log.info(f"Best model:    {best_path}\nNo metrics for {result.split} (no ground truth is "
+                          f"shown for it); log: {self.dirs.log / 'info.log'}")
+            if self.writer:
+                self.writer.close()
+            return result
         metrics_path = write_metrics_json(self.dirs.models / "metrics.json", result, epoch=state["epoch"],
                                           checkpoint=str(best_path), params=count_trainable(self.model),
                                           precision=self.opts.precision)

@@ -58,13 +58,15 @@ def environment_error(exc: OSError) -> str | None:
 def add_device_options(parser: argparse.ArgumentParser) -> None:
     """``--device`` and ``--precision``, shortcuts for ``--set trainer.device=... trainer.precision=...``."""
     parser.add_argument("--device", help='where the model runs: "auto" (CUDA when present), "cpu", "cuda" or '
-                                         '"cuda:<n>" (trainer.device)')
+                                         '"cuda:<n>", or a bare GPU number as the original took it (trainer.device)')
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="forward passes in float32 or under bfloat16 autocast; auto: bf16 where the hardware "
                              "computes it natively, else fp32 (trainer.precision)")
 
 
 def device_overrides(args: argparse.Namespace) -> list[str]:
-    """The ``--set`` entries that ``--device`` and ``--precision`` stand for."""
-    chosen = {"trainer.device": args.device, "trainer.precision": args.precision}
+    """The ``--set`` entries that ``--device`` and ``--precision`` stand for (``--device 0``, the
+    original's GPU number, is ``cuda:0``)."""
+    device = f"cuda:{args.device}" if args.device is not None and args.device.isdigit() else args.device
+    chosen = {"trainer.device": device, "trainer.precision": args.precision}
     return [f"{key}={value}" for key, value in chosen.items() if value is not None]

@@ -42,7 +42,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import h5py
 import numpy as np
@@ -51,11 +51,11 @@ from tqdm import tqdm
 
 from data_loader.released import packing
 from data_loader.released.datasets import RELEASES, list_path, read_video_list, split_lists
+from data_loader.released.datasets import store_dir as store_dir_of
 from data_loader.released.hickle_reader import load_hickle
 from data_loader.released.release_plan import ExpertSource, StorePlan, plan_store, test_captions_path
 from data_loader.store.feature_store import (
     INDEX_NAME,
-    STORE_DIR,
     STORE_ID,
     atomic_h5,
     check_build,
@@ -91,8 +91,11 @@ def load_pickle(path: Path) -> object:
 
 
 def missing_release(path: Path, dataset_name: str) -> StoreError:
+    """The error of a missing released file, with the command fetching its release."""
+    challenge = [part for part in Path(path).parts if part.startswith("challenge-release-")]
+    release = f" --release {challenge[-1]}" if challenge else ""
     return StoreError(f"{path}: released file not found; fetch the features with "
-                      f"python3 misc/sync_experts.py --dataset {RELEASES[dataset_name].folder}")
+                      f"python3 misc/sync_experts.py --dataset {RELEASES[dataset_name].folder}{release}")
 
 
 def load_released(root: Path, relative: str, dataset_name: str) -> object:
@@ -113,13 +116,16 @@ def _table(obj: object, path: Path) -> dict:
 
 # ----------------------------------------------------------------------------- readers
 
-def read_split_lists(dataset_name: str, root: Path, official: bool = True) -> dict[str, list[str]]:
+def read_split_lists(dataset_name: str, root: Path, official: bool = True,
+                     extra_roots: Sequence[Path] = ()) -> dict[str, list[str]]:
     """Split (list stem) -> video ids, for every list the dataset's splits use (the shipped official
-    lists first unless ``official`` is False)."""
+    lists first unless ``official`` is False; a list not under ``root`` is looked for under each of
+    ``extra_roots`` in turn)."""
     release = RELEASES[dataset_name]
     lists = {}
     for split in split_lists(dataset_name):
         path = list_path(dataset_name, split, root, official)
+        path = next((p for p in (path, *(Path(r) / path.name for r in extra_roots)) if p.is_file()), path)
         if not path.is_file() and split in release.optional_lists:
             continue
         if not path.is_file():
@@ -132,10 +138,19 @@ def _caption_text(caption: object) -> str:
     return caption if isinstance(caption, str) else " ".join(str(word) for word in caption)
 
 
-def read_raw_caption_table(dataset_name: str, root: Path) -> dict:
-    """The release's raw captions: video id -> list of captions (each a list of words or a string)."""
-    release = RELEASES[dataset_name]
-    return _table(load_released(root, release.raw_captions, dataset_name), Path(root) / release.raw_captions)
+def _merged_table(dataset_name: str, roots: Sequence[Path], relative: str) -> dict:
+    """The released table ``relative`` of every root merged in order (a later root's videos are
+    added, and win where both hold one)."""
+    merged: dict = {}
+    for root in roots:
+        merged.update(_table(load_released(root, relative, dataset_name), Path(root) / relative))
+    return merged
+
+
+def read_raw_caption_table(dataset_name: str, root: Path, extra_roots: Sequence[Path] = ()) -> dict:
+    """The release's raw captions: video id -> list of captions (each a list of words or a string),
+    those of ``extra_roots`` added."""
+    return _merged_table(dataset_name, [root, *extra_roots], RELEASES[dataset_name].raw_captions)
 
 
 def caption_texts(dataset_name: str, table: dict, video_ids: list[str]) -> list[list[str]]:
@@ -145,17 +160,20 @@ def caption_texts(dataset_name: str, table: dict, video_ids: list[str]) -> list[
     return [[" ".join(t)] for t in texts] if RELEASES[dataset_name].fused_captions else texts
 
 
-def read_text_feature(dataset_name: str, root: Path, text_feat: str) -> tuple[dict, str]:
-    """Text feature ``text_feat`` as one dict video id -> caption embeddings, and its file label."""
+def read_text_feature(dataset_name: str, root: Path, text_feat: str,
+                      extra_roots: Sequence[Path] = ()) -> tuple[dict, str]:
+    """Text feature ``text_feat`` as one dict video id -> caption embeddings (those of
+    ``extra_roots`` added), and its file label."""
     release = RELEASES[dataset_name]
     if release.text_feats is not None and text_feat not in release.text_feats:
         raise StoreError(f"experts.text_feat: {dataset_name} has no text feature '{text_feat}'; "
                          f"expected one of: {', '.join(release.text_feats)}")
     files = release.text_files(text_feat)
+    roots = [root, *extra_roots]
     merged: dict = {}
     for relative in files.paths:
-        merged.update(_table(load_released(root, relative, dataset_name), Path(root) / relative))
-    label = ", ".join(str(Path(root) / p) for p in files.paths)
+        merged.update(_merged_table(dataset_name, roots, relative))
+    label = ", ".join(str(Path(r) / p) for r in roots for p in files.paths)
     if files.youtube_keyed:
         mapping_path = Path(root) / release.youtube_mapping
         mapping = _table(load_released(root, release.youtube_mapping, dataset_name), mapping_path)
@@ -207,11 +225,12 @@ def _splits_with_captions(dataset_name: str, root: Path, lists: dict[str, list[s
 
 
 def write_released_index(dataset_name: str, root: Path, store_dir: Path, root_feat_folder: str,
-                         official_lists: bool = True) -> Path:
+                         official_lists: bool = True, extra_roots: Sequence[Path] = ()) -> Path:
     """index.h5 from the split lists and raw captions (the lists under ``root`` alone when
-    ``official_lists`` is False)."""
-    table = read_raw_caption_table(dataset_name, root)
-    lists = _splits_with_captions(dataset_name, root, read_split_lists(dataset_name, root, official_lists), table)
+    ``official_lists`` is False; lists and captions of ``extra_roots`` added)."""
+    table = read_raw_caption_table(dataset_name, root, extra_roots)
+    lists = _splits_with_captions(dataset_name, root,
+                                  read_split_lists(dataset_name, root, official_lists, extra_roots), table)
     video_ids = list(dict.fromkeys(v for ids in lists.values() for v in ids))
     row = {v: i for i, v in enumerate(video_ids)}
     splits = {name: np.array([row[v] for v in ids], dtype=np.int64) for name, ids in lists.items()}
@@ -275,9 +294,10 @@ def _expert_job(plan: StorePlan, source: ExpertSource, root: Path, store_dir: Pa
     return write
 
 
-def _text_job(plan: StorePlan, root: Path, store_dir: Path, layout: Callable[[], IndexLayout]) -> Callable[[], Path]:
+def _text_job(plan: StorePlan, roots: list[Path], store_dir: Path,
+              layout: Callable[[], IndexLayout]) -> Callable[[], Path]:
     def write() -> Path:
-        table, label = read_text_feature(plan.dataset, root, plan.text_feat)
+        table, label = read_text_feature(plan.dataset, roots[0], plan.text_feat, roots[1:])
         index = layout()
         counts = np.diff(index.caption_offsets)
         tokens = packing.pack_text(table, index.video_ids, counts, index.fused_captions, label)
@@ -285,16 +305,19 @@ def _text_job(plan: StorePlan, root: Path, store_dir: Path, layout: Callable[[],
     return write
 
 
-def _jobs(plan: StorePlan, root: Path, store_dir: Path, root_feat_folder: str) -> dict[Path, Callable[[], object]]:
-    """Store file -> the call writing it, for every file ``plan`` needs (the index first)."""
+def _jobs(plan: StorePlan, roots: list[Path], store_dir: Path,
+          root_feat_folder: str) -> dict[Path, Callable[[], object]]:
+    """Store file -> the call writing it, for every file ``plan`` needs (the index first); experts
+    are read from ``roots[0]``, lists, captions and text from all ``roots``."""
+    root = roots[0]
     layout = functools.cache(lambda: read_layout(store_dir))
     jobs: dict[Path, Callable[[], object]] = {
         store_dir / INDEX_NAME: functools.partial(write_released_index, plan.dataset, root, store_dir,
-                                                  root_feat_folder)}
+                                                  root_feat_folder, extra_roots=roots[1:])}
     for source in plan.experts.values():
         jobs[expert_path(store_dir, source.store_name)] = _expert_job(plan, source, root, store_dir, layout)
     if plan.text_feat is not None:
-        jobs[text_path(store_dir, plan.text_feat)] = _text_job(plan, root, store_dir, layout)
+        jobs[text_path(store_dir, plan.text_feat)] = _text_job(plan, roots, store_dir, layout)
     if plan.test_split is not None:
         jobs[test_captions_path(store_dir, plan.test_split)] = lambda: write_test_captions(
             plan.dataset, root, store_dir, plan.test_split, layout())
@@ -302,9 +325,10 @@ def _jobs(plan: StorePlan, root: Path, store_dir: Path, root_feat_folder: str) -
 
 
 def check_release(dataset_name: str, data_dir: Path, root_feat_folder: str) -> None:
-    """StoreError unless ``<data_dir>/store/`` belongs to ``dataset_name`` or, with no store yet,
-    the release folder ``<data_dir>/<root_feat_folder>/`` exists."""
-    index, root = Path(data_dir) / STORE_DIR / INDEX_NAME, Path(data_dir) / root_feat_folder
+    """StoreError unless the dataset's store (``<data_dir>/store/``, see ``datasets.store_dir``)
+    belongs to ``dataset_name`` or, with no store yet, the release folder
+    ``<data_dir>/<root_feat_folder>/`` exists."""
+    index, root = store_dir_of(dataset_name, data_dir) / INDEX_NAME, Path(data_dir) / root_feat_folder
     if index.is_file():
         found = read_index_attrs(index.parent).get("dataset")
         if found != dataset_name:
@@ -325,22 +349,29 @@ def _pending(jobs: dict[Path, Callable[[], object]], store_dir: Path) -> dict[Pa
             if path != store_dir / INDEX_NAME and file_store_id(path) != store_id}
 
 
-def needs_conversion(plan: StorePlan, data_dir: Path, root_feat_folder: str) -> bool:
-    """True when ``<data_dir>/store/`` lacks a file ``plan`` needs, or holds one of another build."""
-    store_dir = Path(data_dir) / STORE_DIR
-    return bool(_pending(_jobs(plan, Path(data_dir) / root_feat_folder, store_dir, root_feat_folder), store_dir))
+def needs_conversion(plan: StorePlan, data_dir: Path, root_feat_folder: str,
+                     extra_folders: Sequence[str] = ()) -> bool:
+    """True when the store lacks a file ``plan`` needs, or holds one of another build."""
+    store_dir = store_dir_of(plan.dataset, data_dir)
+    roots = [Path(data_dir) / folder for folder in (root_feat_folder, *extra_folders)]
+    return bool(_pending(_jobs(plan, roots, store_dir, root_feat_folder), store_dir))
 
 
-def convert_plan(plan: StorePlan, data_dir: Path, root_feat_folder: str, progress: bool = True) -> Path:
-    """Write every store file ``plan`` needs that ``<data_dir>/store/`` lacks or holds for another
-    build of its index, one file at a time (one expert or text feature in memory at once, freed
-    and handed back to the kernel before the next); returns the store. A store folder that is a symbolic link is refused
+def convert_plan(plan: StorePlan, data_dir: Path, root_feat_folder: str, progress: bool = True,
+                 extra_folders: Sequence[str] = ()) -> Path:
+    """Write every store file ``plan`` needs that the store (``datasets.store_dir``) lacks or holds
+    for another build of its index, one file at a time (one expert or text feature in memory at
+    once, freed and handed back to the kernel before the next); returns the store. Lists,
+    captions and text features not in ``<data_dir>/<root_feat_folder>/`` are read from
+    ``<data_dir>/<extra_folders>/`` (the challenge's second release). A store folder that is a
+    symbolic link is refused
     (SymlinkError): nothing is written through a link."""
     data_dir = Path(data_dir)
-    store_dir, root = data_dir / STORE_DIR, data_dir / root_feat_folder
+    store_dir = store_dir_of(plan.dataset, data_dir)
+    roots = [data_dir / folder for folder in (root_feat_folder, *extra_folders)]
     refuse_symlink(store_dir)
     check_release(plan.dataset, data_dir, root_feat_folder)
-    pending = _pending(_jobs(plan, root, store_dir, root_feat_folder), store_dir)
+    pending = _pending(_jobs(plan, roots, store_dir, root_feat_folder), store_dir)
     for path in tqdm(pending, desc=f"converting {plan.dataset}", unit="file", disable=not (progress and pending)):
         pending[path]()
         release_freed_memory()  # a file's tables are freed; the heap need not keep them for training

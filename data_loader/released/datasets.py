@@ -7,9 +7,11 @@ Stored split names of the released datasets are the stems of their official list
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_loader.store.feature_store import STORE_DIR
 from utils.errors import ConfigError
 
 # Where a dataset folder holds its unpacked feature release, unless the config says otherwise.
@@ -64,6 +66,8 @@ class Release:
     strip_list_suffix: list entries lose everything from their first '.' (file extensions).
     test_captions: evaluation split -> pickle of video id -> index of its only test caption.
     optional_lists: split lists the release may lack (their splits are then not stored).
+    text_suffix: file suffix of a text feature found by name under ``text_dir``.
+    store_folder: the store's folder under ``data_dir``.
     """
 
     folder: str
@@ -79,10 +83,12 @@ class Release:
     strip_list_suffix: bool = False
     test_captions: dict[str, str] = field(default_factory=dict)
     optional_lists: frozenset[str] = frozenset()
+    text_suffix: str = ".pkl"
+    store_folder: str = STORE_DIR
 
     def text_files(self, name: str) -> TextFiles:
         """The released files of text feature ``name``."""
-        return self.text_paths.get(name, TextFiles((f"{self.text_dir}/{name}.pkl",)))
+        return self.text_paths.get(name, TextFiles((f"{self.text_dir}/{name}{self.text_suffix}",)))
 
 
 _DIDEMO_FACE = ("aggregated_facefeats_25fps_256px_stride1/face-avg.pickle",)
@@ -166,6 +172,67 @@ RELEASES: dict[str, Release] = {
         },
     ),
 }
+
+
+# The released datasets (RELEASES gains their challenge keys below).
+DATASET_NAMES: tuple[str, ...] = tuple(RELEASES)
+
+# ----------------------------------------------------------------------------- CVPR 2020 challenge
+# The Video Pentathlon releases: ``challenge-release-1`` holds the visual features of every video,
+# the training and dev lists and ``public_server_val.txt`` with their text; ``challenge-release-2``
+# holds ``public_server_test.txt`` and its text and raw captions only. Each dataset's challenge
+# data is a release of its own, keyed ``challenge_key(name)``, converted into its own store
+# (``challenge-store/``) from both release folders (data_loader/released/convert.py).
+CHALLENGE_SUFFIX = "-challenge"
+CHALLENGE_STORE_FOLDER = "challenge-store"
+CHALLENGE_ROOT_FEAT_FOLDER = "challenge-release-1"
+CHALLENGE_TEST_ROOT_FEAT_FOLDER = "challenge-release-2"
+PUBLIC_SPLITS = ("public_server_val", "public_server_test")
+# dataset -> (its dev split_name, that split's list stem, the phases it has), as the original's
+# challenge dataset classes map them; LSMDC was dropped from the challenge and has no release-2.
+_CHALLENGE_DEV = {"MSRVTT": ("val", "val_list", PUBLIC_SPLITS), "MSVD": ("dev", "val_list", PUBLIC_SPLITS),
+                  "DiDeMo": ("val", "val_list", PUBLIC_SPLITS), "ActivityNet": ("val", "val_list", PUBLIC_SPLITS),
+                  "YouCook2": ("val", "val_list", PUBLIC_SPLITS),
+                  "LSMDC": ("full-val", "val_list", ("public_server_val",))}
+# Challenge text features are aggregated_text_feats/<name><suffix>, whatever the main release calls them.
+_CHALLENGE_TEXT_SUFFIX = {"MSRVTT": ".pickle", "LSMDC": ".pickle"}
+
+
+def challenge_key(dataset_name: str) -> str:
+    """The release key of a dataset's challenge data, e.g. ``MSRVTT-challenge``."""
+    return dataset_name + CHALLENGE_SUFFIX
+
+
+def release_key(dataset_name: str, challenge_mode: bool) -> str:
+    """The key of the release a config reads: the dataset's challenge one in challenge mode.
+    ConfigError for a dataset the challenge does not cover."""
+    if not challenge_mode:
+        return dataset_name
+    if dataset_name not in _CHALLENGE_DEV:
+        raise ConfigError(f"challenge_mode: {dataset_name} is not a challenge dataset; expected one of: "
+                          f"{', '.join(_CHALLENGE_DEV)}")
+    return challenge_key(dataset_name)
+
+
+for _name, (_dev, _dev_list, _phases) in _CHALLENGE_DEV.items():
+    SPLITS[challenge_key(_name)] = {_dev: ("train_list", _dev_list),
+                                    **{phase: ("train_list", phase) for phase in _phases}}
+    RELEASES[challenge_key(_name)] = dataclasses.replace(
+        RELEASES[_name], list_folder=None, split_paths={}, text_paths={}, text_feats=None, youtube_mapping=None,
+        test_captions={}, optional_lists=frozenset(), text_suffix=_CHALLENGE_TEXT_SUFFIX.get(_name, ".pkl"),
+        store_folder=CHALLENGE_STORE_FOLDER)
+
+
+def test_release_folders(dataset_name: str, challenge_test_root_feat_folder: str) -> list[str]:
+    """The release folders holding the ``public_server_test`` list, text and captions of a release
+    key: the challenge's second release where the dataset has that phase, else none."""
+    return [challenge_test_root_feat_folder] if "public_server_test" in SPLITS.get(dataset_name, {}) else []
+
+
+def store_dir(dataset_name: str, data_dir: str | Path) -> Path:
+    """The store folder of a dataset (or release key) under ``data_dir``."""
+    release = RELEASES.get(dataset_name)
+    return Path(data_dir) / (release.store_folder if release is not None else STORE_DIR)
 
 
 def split_lists(dataset_name: str) -> list[str]:

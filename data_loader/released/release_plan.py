@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from data_loader.released.datasets import RELEASES, Release, official_list, split_lists, split_pair
+from data_loader.released.datasets import RELEASES, Release, official_list, release_key, split_lists, split_pair
 from utils.config.load import with_eval_settings
 from utils.config.options import used_experts
 from utils.config.resolved import Config
@@ -146,7 +146,8 @@ def present_plans(dataset_name: str, root: Path) -> list[StorePlan]:
 
 
 def config_plans(config: Config, dataset: str) -> list[StorePlan]:
-    """One plan per split the config trains/evaluates on (split_name, then eval_settings')."""
+    """One plan per split the config trains/evaluates on (split_name, then eval_settings'), of the
+    dataset's challenge release in challenge mode."""
     args = config["data_loader"].get("args", {})
     if args.get("dataset_name") != dataset:
         raise ConfigError(f"{config.where('data_loader.args.dataset_name')}: data_loader.args.dataset_name is "
@@ -157,4 +158,5 @@ def config_plans(config: Config, dataset: str) -> list[StorePlan]:
     experts = used_experts(config["experts"])
     feat_aggregation = args.get("feat_aggregation", {})
     text_feat = config["experts"].get("text_feat", "openai")
-    return [plan_store(dataset, experts, feat_aggregation, text_feat, split) for split in dict.fromkeys(splits)]
+    key = release_key(dataset, bool(config.get("challenge_mode", False)))
+    return [plan_store(key, experts, feat_aggregation, text_feat, split) for split in dict.fromkeys(splits)]

@@ -33,7 +33,7 @@ from utils.registry import (
 # Sections built from a registry, and the constructor arguments the program injects.
 BUILT_SECTIONS: dict[str, tuple[Registry, set[str]]] = {
     "arch": (MODELS, {"feat_dims", "pooled_experts", "text_dim", "ce_shared_dim", "disable_nan_checks"}),
-    "data_loader": (DATASETS, {"experts", "text_feat", "caption_masks", "training_file"}),
+    "data_loader": (DATASETS, {"experts", "text_feat", "caption_masks", "training_file", "challenge_mode"}),
     "loss": (LOSSES, set()),
     "optimizer": (OPTIMIZERS, {"params"}),
     "lr_scheduler": (SCHEDULERS, {"optimizer"}),
@@ -44,7 +44,7 @@ OPTION_SECTIONS: dict[str, type] = {"experts": ExpertsOptions, "trainer": Traine
                                     "distil_params": DistilOptions}
 SCALARS: dict[str, Any] = {"n_gpu": int, "seed": Seed, "disable_nan_checks": bool,
                            "metrics": list[str], "eval_settings": dict, "name": str, "distil_loss": bool,
-                           "caption_masks": str | None, "training_file": str | None}
+                           "caption_masks": str | None, "training_file": str | None, "challenge_mode": bool}
 
 
 def _describe(hint: Any) -> str:

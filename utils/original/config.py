@@ -74,7 +74,6 @@ DROPPED: dict[str, tuple[Accept, str]] = {
     "disable_gpu": (_any, "device of the original's test run; the metrics do not depend on it"),
     "force_cpu_val": (_any, "device of the original's validation; the metrics do not depend on it"),
     "task": (lambda value, config: value == "retrieval", "text-video retrieval is the only task here"),
-    "challenge_mode": (_off, "challenge submissions (top-10 prediction files) are not written here"),
     "manual_linear_init": (_off, "only the standard initialisation is supported"),
     "cache_targets": (_off, "classification predictions are not cached here"),
     "experts.text_dim": (_any, "the original never reads it: the text dim follows experts.text_feat"),
@@ -92,7 +91,6 @@ DROPPED: dict[str, tuple[Accept, str]] = {
     "data_loader.args.drop_last": (_off, "the last partial batch of an epoch is used here (unless it holds "
                                              "a single video)"),
     "data_loader.args.spatial_feats": (_off, "detection-sem options are not supported"),
-    "data_loader.args.challenge_test_root_feat_folder": (_any, "read only in challenge mode"),
     "data_loader.args.cls_partitions": (_any, "read only by classification tasks"),
     "visualizer.args.vis_vid_freq": (_any, "how often the original rewrote its page"),
     "trainer.save_only_best": (_any, "which checkpoint files are written; the best epoch is still "
