@@ -11,6 +11,11 @@ Two kinds of files beside the index, both optional (C captions in the index's or
         /rel_mat            (n, K) float   [video, caption] relevance of an evaluation split:
                                            rows its n videos in /splits/<split> order, columns
                                            its K captions video by video (the query order)
+        /columns            (M,) int64     optional: the columns are a sentence set of its own
+                                           (EPIC-KITCHENS-100's 3,842 test sentences); rel_mat
+                                           is then (n, M) and sentence j is scored as the
+                                           split's caption (query) columns[j], one with its text
+        /column_ids         (M,) str       with columns: the sentences' ids (submission files)
 
 Class ids lie in ``[0, num_verbs)`` and ``[0, num_nouns)``; ``num_verbs == 0`` marks a
 dataset with noun classes only (and ``num_nouns == 0`` one with verbs only). The
@@ -40,6 +45,8 @@ from utils.errors import StoreError
 CLASSES_NAME = "classes.h5"
 RELEVANCE_DIR = "relevance"
 RELEVANCE_KEY = "rel_mat"
+COLUMNS_KEY = "columns"
+COLUMN_IDS_KEY = "column_ids"
 
 
 @dataclass
@@ -193,6 +200,33 @@ def import_relevance(source: Path, store_dir: Path, split: str, *, sha1: str) ->
     return path
 
 
+def write_relevance(store_dir: Path, split: str, matrix: np.ndarray, *, sha1: str, source: str,
+                    columns: np.ndarray | None = None, column_ids: list[str] | None = None) -> Path:
+    """Write ``relevance/<split>.h5`` atomically: ``matrix`` [n, K] (or [n, M] with ``columns``
+    [M], the split's caption each sentence column is scored as, and their ``column_ids`` [M])."""
+    path = relevance_path(store_dir, split)
+    with atomic_h5(path) as f:
+        f.attrs.update({"captions_sha1": sha1, "source": source})
+        f.create_dataset(RELEVANCE_KEY, data=matrix)
+        if columns is not None:
+            f.create_dataset(COLUMNS_KEY, data=np.asarray(columns, dtype=np.int64))
+            f.create_dataset(COLUMN_IDS_KEY, data=np.array(column_ids, dtype=object),
+                             dtype=h5py.string_dtype("utf-8"))
+    return path
+
+
+def read_relevance_columns(store_dir: Path, split: str) -> tuple[torch.Tensor, list[str]] | None:
+    """The sentence columns of the stored relevance of ``split``: (caption numbers [M] int64,
+    sentence ids [M]); None when the file is absent or its columns are the split's captions."""
+    path = relevance_path(store_dir, split)
+    if not path.is_file():
+        return None
+    with _open(path, "relevance file") as f:
+        if COLUMNS_KEY not in f:
+            return None
+        return torch.from_numpy(_read(f, COLUMNS_KEY).astype(np.int64)), _strings(_read(f, COLUMN_IDS_KEY))
+
+
 def read_relevance(store_dir: Path, split: str, shape: tuple[int, int], sha1: str) -> torch.Tensor | None:
     """The stored relevance [video, caption] of ``split`` (None without a file), checked
     against the split's ``shape`` and the captions' fingerprint ``sha1``."""
@@ -205,6 +239,12 @@ def read_relevance(store_dir: Path, split: str, shape: tuple[int, int], sha1: st
                              "delete the file and prepare the store again")
         source = f.attrs.get("source")
         matrix = torch.from_numpy(_read(f, RELEVANCE_KEY))
+        columns = _read(f, COLUMNS_KEY) if COLUMNS_KEY in f else None
+    if columns is not None:
+        if columns.ndim != 1 or (columns.size and (columns.min() < 0 or columns.max() >= shape[1])):
+            raise StoreError(f"{path}: {COLUMNS_KEY} must be 1-D caption numbers in [0, {shape[1]}) "
+                             f"of the {split} split")
+        shape = (shape[0], len(columns))
     if tuple(matrix.shape) != tuple(shape):
         raise StoreError(f"{path} (from {source}): {RELEVANCE_KEY} has shape {tuple(matrix.shape)}, the {split} "
                          f"split needs {tuple(shape)} ([video, caption]: its videos, its captions video by video)")
