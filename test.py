@@ -11,6 +11,8 @@ Examples:
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth
   python3 test.py --config original/config.json --resume original/trained_model.pth
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth --precision bf16
+  python3 test.py --resume data/saved/models/epic-kitchens-100-train-ce-ranp/<run>/trained_model.pth \
+      --submission test.pkl   # EPIC-KITCHENS-100: also the leaderboard file (9,668 x 3,842 scores)
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from report.site import publish_run
 from trainer.build import build_data, build_page_writer, load_model, prepare_data, select_device, trainer_options
 from trainer.checkpoints.files import checkpoint_with_config
 from trainer.evaluate import evaluate, format_table, write_metrics_json, write_page
+from trainer.submission import DEFAULT_SLS, sentence_scores, write_submission
 from utils.cli import add_device_options, device_overrides, run_cli
 from utils.config.load import with_eval_settings
 from utils.summary import count_trainable
@@ -43,6 +46,12 @@ def parse_args() -> argparse.Namespace:
                              "run; val: the training config's own evaluation split")
     parser.add_argument("--eval_from_training_config", action="store_const", const="test", dest="split",
                         help="the original CE flag for the test run; the same as --split test")
+    parser.add_argument("--submission", type=Path, metavar="PATH",
+                        help="EPIC-KITCHENS-100 test split: also write the Multi-Instance Retrieval leaderboard "
+                             "file (a pickle of the 9,668 x 3,842 clip x sentence scores) to PATH")
+    parser.add_argument("--sls", type=int, nargs=3, default=list(DEFAULT_SLS), metavar=("PT", "TL", "TD"),
+                        help="with --submission: the method's Supervision Levels Scale (pre-training, training "
+                             "labels, training data); default: %(default)s")
     add_device_options(parser)
     args = parser.parse_args()
     args.set += device_overrides(args)
@@ -79,6 +88,10 @@ def main() -> int:
                       f"{args.resume} - {result.split}")
     log.info(format_table(result))
     log.info(f"Wrote {metrics_path} and {page}; run page {publish_run(dirs.models, dirs.web)}")
+    if args.submission is not None:
+        sim_mat, vis_ids, txt_ids = sentence_scores(result, data)
+        write_submission(args.submission, sim_mat, vis_ids, txt_ids, tuple(args.sls))
+        log.info(f"Wrote the submission file {args.submission} ({sim_mat.shape[0]} x {sim_mat.shape[1]} scores)")
     return 0
 
 

@@ -11,7 +11,9 @@ Generative model (all draws from ``numpy.random.default_rng(seed)``):
 * Latent concepts shared by video and text: every verb and noun class has a direction in each
   modality's 1,024-d space and in the 300-d word space. ``rgb`` sees nouns strongly and verbs
   weakly, ``flow`` the reverse, ``audio`` both weakly (``MODALITY_WEIGHTS``). A clip's ``steps``
-  temporal features are its classes' directions with per-step saliences plus Gaussian noise.
+  temporal features are its classes' directions with per-step saliences, plus distractors (the
+  directions of ``DISTRACTOR_NOUNS`` unnamed objects and of one unnamed verb, slightly weaker)
+  and Gaussian noise, so a clip's classes are never certain from its features.
 * Word vectors (``glove.42B.300d.txt``): a class word at its class's direction plus a little
   noise; "and" and a few distractor words at random directions.
 * Participants ``P01``, ``P02``, ... each record videos ``Pxx_yy`` of consecutive clips
@@ -51,8 +53,10 @@ NOUNS = (("tap",), ("plate", "dish"), ("knife",), ("cup", "mug"), ("pan",), ("on
          ("fork",), ("board",), ("cupboard", "cabinet"), ("bottle",), ("jar",), ("salt",), ("carrot",), ("egg",))
 DISTRACTORS = ("and", "the", "some", "down", "up")
 # modality -> (weight of the verb direction, weight of each noun direction, noise scale)
-MODALITY_WEIGHTS = {"rgb": (0.5, 1.0, 1.2), "flow": (1.0, 0.35, 1.2), "audio": (0.6, 0.6, 2.0)}
+MODALITY_WEIGHTS = {"rgb": (0.5, 1.0, 3.0), "flow": (1.0, 0.35, 3.0), "audio": (0.6, 0.6, 4.0)}
 NOUN_COUNT_P = (0.65, 0.28, 0.07)  # clips with 1, 2, 3 nouns
+DISTRACTOR_NOUNS = 2  # objects in view that the narration does not name, per clip
+DISTRACTOR_WEIGHT = 0.8  # their weight (and that of one unnamed action's verb direction) next to 1 for named ones
 CLIPS_PER_VIDEO = (8, 20)
 VIDEOS_PER_PARTICIPANT = 4
 SIZES = {"train": 1200, "test": 400}
@@ -100,9 +104,12 @@ def _features(rng: np.random.Generator, verbs: np.ndarray, nouns: list[list[int]
         verb_w, noun_w, noise = MODALITY_WEIGHTS[modality]
         verb_dirs, noun_dirs = _unit(rng, len(VERBS), MODALITY_DIM), _unit(rng, len(NOUNS), MODALITY_DIM)
         signal = verb_w * verb_dirs[verbs][:, None, :] * rng.uniform(0.5, 1.5, (len(verbs), steps, 1))
+        signal += verb_w * DISTRACTOR_WEIGHT * verb_dirs[rng.integers(0, len(VERBS), len(verbs))][:, None, :]
         for i, clip_nouns in enumerate(nouns):
-            salience = rng.uniform(0.5, 1.5, (steps, len(clip_nouns)))
-            signal[i] += noun_w * salience @ noun_dirs[clip_nouns]
+            seen = clip_nouns + rng.choice(len(NOUNS), DISTRACTOR_NOUNS).tolist()
+            weight = np.array([1.0] * len(clip_nouns) + [DISTRACTOR_WEIGHT] * DISTRACTOR_NOUNS)
+            salience = rng.uniform(0.5, 1.5, (steps, len(seen))) * weight
+            signal[i] += noun_w * salience @ noun_dirs[seen]
         scale = noise / np.sqrt(MODALITY_DIM) * 3
         out[modality] = (signal + scale * rng.standard_normal(signal.shape)).astype(np.float32)
     return out
