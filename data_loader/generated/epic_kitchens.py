@@ -3,8 +3,9 @@
 Generative model (all draws from ``numpy.random.default_rng(seed)``):
 
 * ``VERBS`` and ``NOUNS``: verb and noun classes, each said with one of its words (synonyms,
-  as EPIC's classes group several verbs and nouns). Every clip has one verb class (popular
-  classes more often) and 1-3 distinct noun classes; its narration is a verb word followed by
+  as EPIC's classes group several verbs and nouns). Every clip has one verb class and 1-3
+  distinct noun classes, drawn long-tailed (``VERB_SKEW``, ``NOUN_SKEW``) as in EPIC-KITCHENS-100,
+  where a few actions ("take plate", "open drawer") recur across many clips; its narration is a verb word followed by
   its noun words joined by "and" ("take plate and knife"). Clips with the same classes can
   therefore have different narrations, and graded relevance (same verb, overlapping nouns)
   is common, as in EPIC-KITCHENS-100.
@@ -54,7 +55,8 @@ NOUNS = (("tap",), ("plate", "dish"), ("knife",), ("cup", "mug"), ("pan",), ("on
 DISTRACTORS = ("and", "the", "some", "down", "up")
 # modality -> (weight of the verb direction, weight of each noun direction, noise scale)
 MODALITY_WEIGHTS = {"rgb": (0.5, 1.0, 3.0), "flow": (1.0, 0.35, 3.0), "audio": (0.6, 0.6, 4.0)}
-NOUN_COUNT_P = (0.65, 0.28, 0.07)  # clips with 1, 2, 3 nouns
+NOUN_COUNT_P = (0.75, 0.2, 0.05)  # clips with 1, 2, 3 nouns
+VERB_SKEW, NOUN_SKEW = 1.2, 1.0  # class popularity ~ 1 / rank ** skew: a few actions are very common
 DISTRACTOR_NOUNS = 2  # objects in view that the narration does not name, per clip
 DISTRACTOR_WEIGHT = 0.8  # their weight (and that of one unnamed action's verb direction) next to 1 for named ones
 CLIPS_PER_VIDEO = (8, 20)
@@ -80,9 +82,9 @@ def _clip_names(rng: np.random.Generator, total: int) -> list[str]:
 
 
 def _classes(rng: np.random.Generator, total: int) -> tuple[np.ndarray, list[list[int]]]:
-    popularity = 1.0 / np.arange(1, len(VERBS) + 1) ** 0.7
+    popularity = 1.0 / np.arange(1, len(VERBS) + 1) ** VERB_SKEW
     verbs = rng.choice(len(VERBS), total, p=rng.permutation(popularity / popularity.sum()))
-    noun_pop = 1.0 / np.arange(1, len(NOUNS) + 1) ** 0.5
+    noun_pop = 1.0 / np.arange(1, len(NOUNS) + 1) ** NOUN_SKEW
     noun_pop = rng.permutation(noun_pop / noun_pop.sum())
     nouns = [sorted(rng.choice(len(NOUNS), int(rng.choice(3, p=NOUN_COUNT_P)) + 1, replace=False, p=noun_pop).tolist())
              for _ in range(total)]
