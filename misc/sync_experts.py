@@ -28,7 +28,7 @@ Examples (from the repository root):
 
 EPIC-KITCHENS-100 is not a CE archive: ``--dataset EPIC-KITCHENS-100`` fetches the two official
 test annotation files (from the annotations repository at a fixed commit, or --root_url) into
-``<data_dir>/EPIC-KITCHENS-100/release/annotation/epic100RET/``, each checked against its sha1.
+``<data_dir>/EPIC-KITCHENS-100/ranp/annotation/epic100RET/``, each checked against its sha1.
 Its features are hosted elsewhere (RANP's Zenodo archive): docs/epic-kitchens-100.md says where
 and how to place them.
 """
@@ -71,7 +71,7 @@ EPIC_ANNOTATIONS_URL = ("https://raw.githubusercontent.com/epic-kitchens/epic-ki
 # The official test annotations the EPIC-KITCHENS-100 conversion reads, with their sha1.
 EPIC_ANNOTATIONS = {"EPIC_100_retrieval_test.csv": "bafbf59f20e271920bd9b6f88d46eb7146495b58",
                     "EPIC_100_retrieval_test_sentence.csv": "64461759885aeb2b5cb444958bcf3bb9ee6cc8bc"}
-EPIC_RELEASE_FOLDER = "release"  # the root_feat_folder of configs/epic-kitchens-100/
+EPIC_RELEASE_FOLDER = "ranp"  # the root_feat_folder of configs/epic-kitchens-100/
 DEFAULT_ROOT_URLS = {
     "features-v2": "https://www.robots.ox.ac.uk/~vgg/research/collaborative-experts/data",
     "high-quality": "https://www.robots.ox.ac.uk/~vgg/research/teachtext/data-hq",

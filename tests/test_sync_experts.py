@@ -387,7 +387,7 @@ def test_epic_kitchens_annotations_are_fetched_and_checked(server, tmp_path, cap
     root = server.root.replace("/ce", "/ek")
     args = ["--dataset", "EPIC-KITCHENS-100", "--root_url", root, "--data_dir", str(tmp_path / "data")]
     assert sync.main(args) == 0
-    folder = tmp_path / "data" / "EPIC-KITCHENS-100" / "release" / "annotation" / "epic100RET"
+    folder = tmp_path / "data" / "EPIC-KITCHENS-100" / "ranp" / "annotation" / "epic100RET"
     assert files_under(folder) == sorted(sync.EPIC_ANNOTATIONS)
     assert (folder / "EPIC_100_retrieval_test.csv").read_bytes() == (shipped / "EPIC_100_retrieval_test.csv").read_bytes()
     requests_before = len(server.seen)
