@@ -22,6 +22,8 @@ Examples:
   python3 test.py --config original/config.json --resume original/trained_model.pth
   python3 test.py --resume data/saved/models/synthetic-train-ce/<run>/trained_model.pth --precision bf16
   python3 test.py --resume data/models/msrvtt-train-full-ce/074e6b24/seed-0/2020-01-07_15-24-30/trained_model.pth
+  python3 test.py --resume data/saved/models/epic-kitchens-100-train-ce-ranp/<run>/trained_model.pth \
+      --submission test.pkl   # EPIC-KITCHENS-100: also the leaderboard file (9,668 x 3,842 scores)
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ from trainer.evaluate import (
     write_unscored_json,
 )
 from trainer.precision import report_choice, use_precision
+from trainer.submission import DEFAULT_SLS, sentence_scores, write_submission
 from utils.cli import add_device_options, device_overrides, run_cli
 from utils.config.load import with_eval_settings
 from utils.config.resolved import Config
@@ -77,6 +80,12 @@ def parse_args() -> argparse.Namespace:
                              "as metrics-<precision or hash of the changes>.json)")
     parser.add_argument("--eval_from_training_config", action="store_const", const="test", dest="split",
                         help="the original CE flag for the test run; the same as --split test")
+    parser.add_argument("--submission", type=Path, metavar="PATH",
+                        help="EPIC-KITCHENS-100 test split: also write the Multi-Instance Retrieval leaderboard "
+                             "file (a pickle of the 9,668 x 3,842 clip x sentence scores) to PATH")
+    parser.add_argument("--sls", type=int, nargs=3, default=list(DEFAULT_SLS), metavar=("PT", "TL", "TD"),
+                        help="with --submission: the method's Supervision Levels Scale (pre-training, training "
+                             "labels, training data); default: %(default)s")
     add_device_options(parser)
     args = parser.parse_args()
     args.set += device_overrides(args)
@@ -165,6 +174,10 @@ def main() -> int:
     if published:
         log.info(format_published(published, result.metrics))
     log.info(f"Wrote {metrics_path} and {page}; run page {publish_run_safely(dirs.models, dirs.web)}")
+    if args.submission is not None:
+        sim_mat, vis_ids, txt_ids = sentence_scores(result, data)
+        write_submission(args.submission, sim_mat, vis_ids, txt_ids, tuple(args.sls))
+        log.info(f"Wrote the submission file {args.submission} ({sim_mat.shape[0]} x {sim_mat.shape[1]} scores)")
     return 0
 
 

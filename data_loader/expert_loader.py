@@ -15,7 +15,14 @@ from typing import Annotated
 import torch
 
 from data_loader.batches import Batch, caption_table, make_batch, sample_captions, shard_bounds
-from data_loader.ranp.classes import captions_sha1, classes_path, read_classes, read_relevance, relevance_path
+from data_loader.ranp.classes import (
+    captions_sha1,
+    classes_path,
+    read_classes,
+    read_relevance,
+    read_relevance_columns,
+    relevance_path,
+)
 from data_loader.ranp.relevance import VideoCaptionRelevance
 from data_loader.released.convert import check_release, read_test_captions
 from data_loader.released.datasets import (
@@ -314,3 +321,10 @@ class ExpertDataLoader:
                 matrix = self.class_relevance(eval_set.video_rows.cpu(), eval_set.query_rows.cpu())
             self._eval_relevance[eval_set.split] = matrix
         return self._eval_relevance[eval_set.split]
+
+    def eval_relevance_columns(self, eval_set: EvalSet) -> torch.Tensor | None:
+        """The caption (query) number [M] each column of :meth:`eval_relevance` is scored as,
+        when the stored relevance has a sentence set of its own (EPIC-KITCHENS-100's test
+        sentences); None when its columns are the split's captions."""
+        columns = read_relevance_columns(self.store.path, eval_set.split)
+        return None if columns is None else columns[0]

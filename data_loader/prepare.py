@@ -2,8 +2,10 @@
 
 The embedded Synthetic dataset is generated when its store is absent or stale; a released
 dataset (``datasets.RELEASES``) has every expert, text feature and test caption table a
-config needs converted from ``<data_dir>/<root_feat_folder>/`` when the store lacks it. Any
-other dataset must already have its store. train.py, test.py and misc/convert_features.py
+config needs converted from ``<data_dir>/<root_feat_folder>/`` when the store lacks it;
+EPIC-KITCHENS-100 is converted from RANP's release (``data_loader/released/epic_kitchens.py``),
+or from the generated one (``data_loader/generated/epic_kitchens.py``) when ``root_feat_folder``
+is ``generated``. Any other dataset must already have its store. train.py, test.py and misc/convert_features.py
 call :func:`prepare_store`; ``ExpertDataLoader`` only loads.
 
 Semantic classes and relevance matrices (RANP, ``data_loader/ranp/classes.py``) are brought up to
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from data_loader.generated.epic_kitchens import generate_epic_kitchens
 from data_loader.generated.synthetic import GENERATOR_VERSION, generate_synthetic
 from data_loader.generated.synthetic_classes import SOURCE as SYNTHETIC_SOURCE
 from data_loader.generated.synthetic_classes import synthetic_classes
@@ -39,11 +42,16 @@ from data_loader.released.datasets import (
     test_release_folders,
 )
 from data_loader.released.datasets import store_dir as store_dir_of
+from data_loader.released.epic_kitchens import DATASET as EPIC_KITCHENS
+from data_loader.released.epic_kitchens import NAMES as EPIC_NAMES
+from data_loader.released.epic_kitchens import convert_epic_kitchens, store_is_current
 from data_loader.released.release_plan import plan_store
 from data_loader.store.feature_store import INDEX_NAME, STORE_DIR, read_index_attrs
 from data_loader.teachtext.caption_masks import ensure_caption_mask
 from data_loader.teachtext.teachers import ensure_teacher
 from utils.errors import StoreError
+
+GENERATED_EPIC_FOLDER = "generated"  # EPIC-KITCHENS-100's release folder name that asks for the generated one
 
 
 def _synthetic_is_current(store_dir: Path, seed: int) -> bool:
@@ -80,6 +88,8 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
         extra = test_release_folders(key, challenge_test_root_feat_folder)
         if needs_conversion(plan, Path(data_dir), root_feat_folder, extra):
             convert_plan(plan, Path(data_dir), root_feat_folder, extra_folders=extra)
+    elif dataset_name == EPIC_KITCHENS:
+        prepare_epic_kitchens(Path(data_dir), root_feat_folder, synthetic_seed)
     elif not (store_dir / INDEX_NAME).is_file():
         raise StoreError(f"{store_dir / INDEX_NAME}: feature store for {dataset_name} not found; "
                          f"set data_loader.args.data_dir to the folder holding {STORE_DIR}/")
@@ -90,6 +100,17 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
     for base_path, file in teachers:
         ensure_teacher(store_dir, root, base_path, file)
     return store_dir
+
+
+def prepare_epic_kitchens(data_dir: Path, root_feat_folder: str, seed: int = 0) -> None:
+    """Convert EPIC-KITCHENS-100 from RANP's release under ``<data_dir>/<root_feat_folder>`` when
+    the store is absent or from another release; a ``root_feat_folder`` named ``generated``
+    that holds no release yet is first filled with the generated EK-100 of ``seed``."""
+    release = data_dir / root_feat_folder
+    if root_feat_folder == GENERATED_EPIC_FOLDER and not (release / EPIC_NAMES.format("trn")).is_file():
+        generate_epic_kitchens(release, seed=seed)
+    if not store_is_current(data_dir, root_feat_folder):
+        convert_epic_kitchens(data_dir, root_feat_folder)
 
 
 def prepare_semantics(store_dir: Path, dataset_name: str, class_annotations: str | None = None,

@@ -25,6 +25,13 @@ Examples (from the repository root):
   python3 misc/sync_experts.py --dataset LSMDC --access_code <code from the CE authors>
   python3 misc/sync_experts.py --release challenge-release-1 --allow_unverified   (then challenge-release-2)
   python3 misc/sync_experts.py --verify --config <original CE config.json>
+  python3 misc/sync_experts.py --dataset EPIC-KITCHENS-100
+
+EPIC-KITCHENS-100 is not a CE archive: ``--dataset EPIC-KITCHENS-100`` fetches the two official
+test annotation files (from the annotations repository at a fixed commit, or --root_url) into
+``<data_dir>/EPIC-KITCHENS-100/ranp/annotation/epic100RET/``, each checked against its sha1.
+Its features are hosted elsewhere (RANP's Zenodo archive): docs/epic-kitchens-100.md says where
+and how to place them.
 """
 from __future__ import annotations
 
@@ -55,6 +62,8 @@ from data_loader.released.datasets import (
     feature_root,
 )
 from data_loader.released.datasets import RELEASES as DATASET_RELEASES
+from data_loader.released.epic_kitchens import ANNOTATION_DIR as EPIC_ANNOTATION_DIR
+from data_loader.released.epic_kitchens import DATASET as EPIC_KITCHENS
 from data_loader.released.release_plan import config_plans, released_files
 from data_loader.store.feature_store import STORE_DIR, StoreError
 from data_loader.teachtext.teachers import teacher_name, teacher_path
@@ -70,6 +79,12 @@ DATASETS = ("MSRVTT", "MSVD", "DiDeMo", "activity-net", "LSMDC", "YouCook2", "Qu
 CHALLENGE_RELEASES = (CHALLENGE_ROOT_FEAT_FOLDER, CHALLENGE_TEST_ROOT_FEAT_FOLDER)
 RELEASES = ("features-v2", "high-quality", *CHALLENGE_RELEASES)
 CE_DATA_URL = "https://www.robots.ox.ac.uk/~vgg/research/collaborative-experts/data"
+EPIC_ANNOTATIONS_URL = ("https://raw.githubusercontent.com/epic-kitchens/epic-kitchens-100-annotations/"
+                        "ea8b40457a400c3fffa1c7f406ef3dc169cc2522/retrieval_annotations")
+# The official test annotations the EPIC-KITCHENS-100 conversion reads, with their sha1.
+EPIC_ANNOTATIONS = {"EPIC_100_retrieval_test.csv": "bafbf59f20e271920bd9b6f88d46eb7146495b58",
+                    "EPIC_100_retrieval_test_sentence.csv": "64461759885aeb2b5cb444958bcf3bb9ee6cc8bc"}
+EPIC_RELEASE_FOLDER = "ranp"  # the root_feat_folder of configs/epic-kitchens-100/
 DEFAULT_ROOT_URLS = {
     "features-v2": CE_DATA_URL,
     "high-quality": "https://www.robots.ox.ac.uk/~vgg/research/teachtext/data-hq",
@@ -406,6 +421,31 @@ def _fetch_and_unpack(dataset: str, archive: str, folder: Path, marker: Path, ex
     report(f"{dataset}: done, {count} archive members unpacked ({'sha1 verified' if expected else 'UNVERIFIED'})")
 
 
+def sync_epic_annotations(data_dir: Path, url_root: str | None = None,
+                          report: Callable[[str], None] = lambda line: None) -> Path:
+    """Fetch the official EPIC-KITCHENS-100 test annotations (checked against their sha1) into the
+    release folder the EPIC-KITCHENS-100 configs read; returns that folder."""
+    folder = data_dir / EPIC_KITCHENS / EPIC_RELEASE_FOLDER / EPIC_ANNOTATION_DIR
+    for name, expected in EPIC_ANNOTATIONS.items():
+        target = folder / name
+        if target.is_file() and file_digest(target, "sha1") == expected:
+            report(f"{EPIC_KITCHENS}: {target} already verified; nothing to do")
+            continue
+        partial = folder / f"{name}.partial"
+        url = f"{url_root or EPIC_ANNOTATIONS_URL}/{name}"
+        report(f"{EPIC_KITCHENS}: downloading {url}")
+        download(url, partial)
+        actual = file_digest(partial, "sha1")
+        if actual != expected:
+            partial.unlink()
+            raise SyncError(f"{url}: sha1 {actual} is not the published file's {expected}; nothing was kept")
+        refuse_symlink(target)
+        partial.replace(target)
+    report(f"{EPIC_KITCHENS}: annotations in {folder}; the TBN features, captions and class annotations come "
+           "from RANP's release (see docs/epic-kitchens-100.md)")
+    return folder
+
+
 def needed_files(config_path: Path, data_dir: Path) -> tuple[str, str, list[Path]]:
     """(data folder, root_feat_folder, local paths) of the released files a config reads, for
     training and for its test run (``eval_settings``), as the conversion into the store reads them.
@@ -437,8 +477,9 @@ def needed_files(config_path: Path, data_dir: Path) -> tuple[str, str, list[Path
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options (see ``--help``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", nargs="+", choices=DATASETS, metavar="DATASET",
-                        help=f"datasets to fetch, any of: {', '.join(DATASETS)}")
+    parser.add_argument("--dataset", nargs="+", choices=(*DATASETS, EPIC_KITCHENS), metavar="DATASET",
+                        help=f"datasets to fetch, any of: {', '.join(DATASETS)}; or {EPIC_KITCHENS} "
+                             "(its official test annotations only)")
     parser.add_argument("--release", default="features-v2", choices=RELEASES,
                         help="features-v2: the CE paper's features (default); high-quality: the TeachText ones; "
                              "challenge-release-1 / challenge-release-2: the CVPR 2020 challenge's (with no "
@@ -551,9 +592,14 @@ def main(argv: list[str] | None = None) -> int:
         if "LSMDC" in args.dataset and not args.access_code:
             raise SyncError("LSMDC needs --access_code: request access to the MPII movie description dataset, "
                             "then ask the CE authors for the code")
+        if EPIC_KITCHENS in args.dataset:
+            sync_epic_annotations(args.data_dir, args.root_url, report=print)
+        archives = [dataset for dataset in args.dataset if dataset != EPIC_KITCHENS]
+        if not archives:
+            return 0
         manifest = load_manifest(args.release, args.manifest)
         url_root = root_url(args.release, args.root_url)
-        for dataset in args.dataset:
+        for dataset in archives:
             sync_dataset(dataset, args.release, url_root, args.data_dir, manifest, args.access_code,
                          args.allow_unverified, args.keep_archive, report=print)
     except (DownloadError, SymlinkError) as exc:

@@ -14,7 +14,7 @@ TEXT_DIMS: dict[str, int] = {
     "t5-large": 1024, "t5-3b": 1024, "t5-11b": 1024, "albert-base-v2": 768,
     "albert-large-v2": 1024, "albert-xlarge-v2": 2048, "ctrl": 1280, "roberta-base": 768,
     "roberta-large": 1024, "xlnet-base-cased": 768, "xlnet-large-cased": 1024,
-    "transfo-xl-wt103": 1024, "synthetic": 300,
+    "transfo-xl-wt103": 1024, "synthetic": 300, "glove": 300,
 }
 
 # Per-token dims the original CE code hard-codes for experts whose feat_aggregation

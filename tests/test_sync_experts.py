@@ -394,3 +394,22 @@ def test_unverified_archive_that_cannot_be_unpacked_names_the_file_to_delete(ser
     assert local.read_bytes() == body[: len(body) // 2]
     local.unlink()
     assert sync.main(args) == 0
+
+
+def test_epic_kitchens_annotations_are_fetched_and_checked(server, tmp_path, capsys):
+    shipped = REPO / "misc" / "datasets" / "epic-kitchens-100"
+    for name in sync.EPIC_ANNOTATIONS:
+        server.files[f"/ek/{name}"] = (shipped / name).read_bytes()
+    root = server.root.replace("/ce", "/ek")
+    args = ["--dataset", "EPIC-KITCHENS-100", "--root_url", root, "--data_dir", str(tmp_path / "data")]
+    assert sync.main(args) == 0
+    folder = tmp_path / "data" / "EPIC-KITCHENS-100" / "ranp" / "annotation" / "epic100RET"
+    assert files_under(folder) == sorted(sync.EPIC_ANNOTATIONS)
+    assert (folder / "EPIC_100_retrieval_test.csv").read_bytes() == (shipped / "EPIC_100_retrieval_test.csv").read_bytes()
+    requests_before = len(server.seen)
+    assert sync.main(args) == 0 and len(server.seen) == requests_before
+    (folder / "EPIC_100_retrieval_test.csv").unlink()
+    server.files["/ek/EPIC_100_retrieval_test.csv"] = b"narration_id\n"
+    assert sync.main(args) == 1
+    assert "is not the published file's" in capsys.readouterr().err
+    assert files_under(folder) == ["EPIC_100_retrieval_test_sentence.csv"]

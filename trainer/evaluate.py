@@ -135,7 +135,8 @@ def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device
     Every metric named (the default ones when none is; none at all without ``with_metrics``) is
     called as ``metric(sims, query_masks=masks)`` with ``sims`` [N*Q, N] and ``masks`` [N, Q];
     one that takes ``relevance`` (``relevance_metrics``) also gets the split's [N, K] relevance
-    from the loader (``ExpertDataLoader.eval_relevance``).
+    from the loader (``ExpertDataLoader.eval_relevance``), and ``relevance_columns`` when that
+    relevance scores a sentence set of its own (EK-100 test).
     ``precision`` is the forward passes' (see trainer/precision.py); similarities and metrics
     are float32.
     """
@@ -145,7 +146,12 @@ def evaluate(model: RetrievalModel, data: ExpertDataLoader, device: torch.device
     masks = eval_set.query_masks.cpu().numpy().astype(np.float64)
     metrics = {}
     for name in (metric_names or DEFAULT_METRICS) if with_metrics else ():
-        extra = {"relevance": data.eval_relevance(eval_set)} if needs_relevance(name) else {}
+        extra = {}
+        if needs_relevance(name):
+            extra["relevance"] = data.eval_relevance(eval_set)
+            columns = data.eval_relevance_columns(eval_set)
+            if columns is not None:
+                extra["relevance_columns"] = columns
         metrics[name] = METRICS.get(name)(sims, query_masks=masks, **extra)
     return EvalResult(eval_set.split, sims, masks, metrics, experts)
 

@@ -79,7 +79,8 @@ class Monitor:
 def epoch_line(epoch: int, epochs: int, loss: float, lr: float, logs: dict[str, float], improved: bool) -> str:
     """One rounded console line for an epoch: loss (with TeachText its ranking and distillation
     parts), learning rate and, after an evaluation, the
-    t2v R1/R5/R10/MedR/geometric mean and the v2t geometric mean (the full values go to info.log)."""
+    t2v R1/R5/R10/MedR/geometric mean, the v2t geometric mean and, with relevance metrics, the
+    average nDCG and mAP in percent (the full values go to info.log)."""
     line = f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {loss:.4f}"
     if "loss_distil" in logs:
         line += f" (ranking {loss - logs['loss_distil']:.4f} + distil {logs['loss_distil']:.4f})"
@@ -89,6 +90,9 @@ def epoch_line(epoch: int, epochs: int, loss: float, lr: float, logs: dict[str, 
         line += ("  val t2v " + " ".join(f"{key.replace(GMEAN_KEY, 'geom')} {value:.1f}" for key, value in t2v.items()))
         if f"val_v2t_metrics_{GMEAN_KEY}" in logs:
             line += f" | v2t geom {logs[f'val_v2t_metrics_{GMEAN_KEY}']:.1f}"
+        if "val_relevance_metrics_nDCG_avg" in logs:
+            line += (f" | nDCG {100 * logs['val_relevance_metrics_nDCG_avg']:.1f}"
+                     f" mAP {100 * logs['val_relevance_metrics_mAP_avg']:.1f}")
         line += "  (best)" if improved else ""
     return line
 

@@ -7,10 +7,15 @@ Two kinds of files beside the index, both optional (C captions in the index's or
         /verbs/offsets      (C+1,) int64   caption c owns values[offsets[c]:offsets[c+1]]
         /nouns/values       (Tn,)  int64   noun classes, likewise
         /nouns/offsets      (C+1,) int64
-    relevance/<split>.h5    attrs: captions_sha1, source
+    relevance/<split>.h5    attrs: captions_sha1, source, kind ("dataset": the dataset's own, else imported)
         /rel_mat            (n, K) float   [video, caption] relevance of an evaluation split:
                                            rows its n videos in /splits/<split> order, columns
                                            its K captions video by video (the query order)
+        /columns            (M,) int64     optional: the columns are a sentence set of its own
+                                           (EPIC-KITCHENS-100's 3,842 test sentences); rel_mat
+                                           is then (n, M) and sentence j is scored as the
+                                           split's caption (query) columns[j], one with its text
+        /column_ids         (M,) str       with columns: the sentences' ids (submission files)
 
 Class ids lie in ``[0, num_verbs)`` and ``[0, num_nouns)``; ``num_verbs == 0`` marks a
 dataset with noun classes only (and ``num_nouns == 0`` one with verbs only). The
@@ -44,6 +49,12 @@ RELEVANCE_KEY = "rel_mat"
 MAX_CLASSES = 100_000
 """Class ids lie below this: relevance is computed on [items, classes] multi-hot sets (EPIC-Kitchens-100
 has 97 verbs and 300 nouns), and an id of 10**12 would ask for petabytes."""
+COLUMNS_KEY = "columns"
+COLUMN_IDS_KEY = "column_ids"
+DATASET_RELEVANCE = "dataset"
+"""``kind`` attribute of a relevance file a dataset's conversion writes (its official relevance),
+which evaluation uses without a config naming it; an imported file is used only by a config
+that names it (``data_loader.args.relevance_files``)."""
 
 
 @dataclass
@@ -233,26 +244,72 @@ def split_size(store_dir: Path, split: str) -> int | None:
         return None if rows is None else int(rows.shape[0])
 
 
-def read_relevance(store_dir: Path, split: str, shape: tuple[int, int], sha1: str, source: str) -> torch.Tensor:
-    """The stored relevance [video, caption] of ``split``, imported from ``source`` (the file
-    the config names), checked against the split's ``shape``, the captions' fingerprint
-    ``sha1`` and the values' range [0, 1]."""
+def write_relevance(store_dir: Path, split: str, matrix: np.ndarray, *, sha1: str, source: str,
+                    columns: np.ndarray | None = None, column_ids: list[str] | None = None) -> Path:
+    """Write a dataset's own ``relevance/<split>.h5`` atomically (kind :data:`DATASET_RELEVANCE`):
+    ``matrix`` [n, K] (or [n, M] with ``columns`` [M], the split's caption each sentence column
+    is scored as, and their ``column_ids`` [M])."""
+    check_relevance_block(np.asarray(matrix), f"relevance of {split} from {source}")
+    path = relevance_path(store_dir, split)
+    with atomic_h5(path) as f:
+        f.attrs.update({"captions_sha1": sha1, "source": source, "kind": DATASET_RELEVANCE})
+        f.create_dataset(RELEVANCE_KEY, data=matrix)
+        if columns is not None:
+            f.create_dataset(COLUMNS_KEY, data=np.asarray(columns, dtype=np.int64))
+            f.create_dataset(COLUMN_IDS_KEY, data=np.array(column_ids, dtype=object),
+                             dtype=h5py.string_dtype("utf-8"))
+    return path
+
+
+def read_relevance_columns(store_dir: Path, split: str) -> tuple[torch.Tensor, list[str]] | None:
+    """The sentence columns of the stored relevance of ``split``: (caption numbers [M] int64,
+    sentence ids [M]); None when the file is absent or its columns are the split's captions."""
     path = relevance_path(store_dir, split)
     if not path.is_file():
+        return None
+    with _open(path, "relevance file") as f:
+        if COLUMNS_KEY not in f:
+            return None
+        return torch.from_numpy(_read(f, COLUMNS_KEY).astype(np.int64)), _strings(_read(f, COLUMN_IDS_KEY))
+
+
+def read_relevance(store_dir: Path, split: str, shape: tuple[int, int], sha1: str,
+                   source: str | None) -> torch.Tensor | None:
+    """The stored relevance [video, caption] of ``split``, checked against the split's ``shape``
+    (its columns' count when the file has a sentence set of its own), the captions' fingerprint
+    ``sha1`` and the values' range [0, 1].
+
+    ``source``: the file the config names for the split (``data_loader.args.relevance_files``),
+    whose import the store must hold; None when the config names none, and then only a
+    dataset's own relevance (:func:`write_relevance`) is read, else None is returned (the
+    relevance is derived from the classes)."""
+    path = relevance_path(store_dir, split)
+    if not path.is_file():
+        if source is None:
+            return None
         raise StoreError(f"{path}: not found; the config names {source} for the {split} split "
                          "(it is imported when train.py or test.py prepares the store)")
     with _open(path, "relevance file") as f:
+        if source is None and f.attrs.get("kind") != DATASET_RELEVANCE:
+            return None
         if f.attrs.get("captions_sha1") != sha1:
             raise StoreError(f"{path}: the relevance belongs to other captions than the index's; "
                              "delete the file and prepare the store again")
-        if str(f.attrs.get("source")) != str(source):
+        if source is not None and str(f.attrs.get("source")) != str(source):
             raise StoreError(f"{path}: imported from {f.attrs.get('source')}, but the config names {source}; "
                              "prepare the store again (train.py and test.py do)")
+        origin = f.attrs.get("source")
         array = _read(f, RELEVANCE_KEY)
         if array.ndim == 2:
             check_relevance_block(array, str(path))
         matrix = torch.from_numpy(array)
+        columns = _read(f, COLUMNS_KEY) if COLUMNS_KEY in f else None
+    if columns is not None:
+        if columns.ndim != 1 or (columns.size and (columns.min() < 0 or columns.max() >= shape[1])):
+            raise StoreError(f"{path}: {COLUMNS_KEY} must be 1-D caption numbers in [0, {shape[1]}) "
+                             f"of the {split} split")
+        shape = (shape[0], len(columns))
     if tuple(matrix.shape) != tuple(shape):
-        raise StoreError(f"{path} (from {source}): {RELEVANCE_KEY} has shape {tuple(matrix.shape)}, the {split} "
+        raise StoreError(f"{path} (from {origin}): {RELEVANCE_KEY} has shape {tuple(matrix.shape)}, the {split} "
                          f"split needs {tuple(shape)} ([video, caption]: its videos, its captions video by video)")
     return matrix

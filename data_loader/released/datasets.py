@@ -33,6 +33,8 @@ SPLITS: dict[str, dict[str, tuple[str, str]]] = {
     "QuerYD": {"val": ("train_list", "val_list"), "test": ("train_list", "test_list")},
     "QuerYDSegments": {"val": ("train_list", "val_list"), "test": ("train_list", "test_list")},
     "YouCook2": {"val": ("train_list", "val_list")},
+    # train and val are carved from RANP's training clips by video (data_loader/released/epic_kitchens.py)
+    "EPIC-KITCHENS-100": {"val": ("train", "val"), "test": ("train", "test")},
 }
 
 # Official split lists shipped with the project: LIST_ROOT/<Release.list_folder>/<split>.txt.

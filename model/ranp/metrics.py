@@ -1,10 +1,21 @@
-"""nDCG and mAP against graded relevance (RANP, ICIAP 2022), as its original code defines them.
+"""nDCG and mAP against graded relevance, as the EPIC-KITCHENS-100 Multi-Instance Retrieval
+protocol defines them (the official JPoSE evaluation, which RANP's code copies).
 
 Matrices here are indexed ``[video, caption]``, like the relevance matrices they are scored
 against (the one orientation of relevance throughout the project), and results are fractions
 in [0, 1] rather than percent. :func:`ndcg_and_map` scores such a pair of matrices; the metric
 configs name, ``relevance_metrics``, takes an evaluation split's ``[caption, video]`` ``sims``
 and ``query_masks`` (the layout of ``model.metric``) plus the split's relevance.
+
+Every query's value is computed with the official array operations, a block of queries at a
+time, so results agree with the official code to the last bit, ties included:
+
+* nDCG ranks a query's items by ``numpy.argsort(sims)`` reversed (of tied items, the one
+  numpy's default sort puts last ranks first); mAP ranks them by ``numpy.argsort(-sims)``.
+  The similarities are ranked in the dtype they are given in (float32 from a model).
+* The relevance is scored in float64.
+* One deviation, as in RANP's copy: a query without any relevant item scores 0 (the official
+  code divides by zero and returns NaN). The EK-100 test set has no such query.
 """
 from __future__ import annotations
 
@@ -15,35 +26,47 @@ from model.metric import _CHUNK_ELEMENTS, ArrayLike, _as_tensor, _valid_queries
 from utils.registry import METRICS
 
 
-def _ndcg_ap_block(sims: torch.Tensor, rel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _as_numpy(values: ArrayLike) -> np.ndarray:
+    """A 2-D numpy view or copy of an array or tensor (bfloat16/float16 tensors as float32)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+        if values.dtype in (torch.bfloat16, torch.float16):
+            values = values.float()
+        values = values.numpy()
+    values = np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(f"expected a 2-D matrix, got shape {values.shape}")
+    return values
+
+
+def _ndcg_ap_block(sims: np.ndarray, rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """nDCG and AP of every row of a block: ``sims`` ``[q, n]``, ``rel`` float64 ``[q, n]``.
 
-    Returns two float64 tensors ``[q]``.
+    The array operations (and so the memory layouts numpy's sums follow) are the official
+    ones, so every value is bit-equal to theirs. Returns two float64 arrays ``[q]``.
     """
-    num_items = sims.shape[1]
-    gains = rel.gather(1, torch.sort(sims, dim=1, descending=True, stable=True).indices)
-    ranks = torch.arange(num_items, dtype=torch.float64, device=sims.device)
-    discount = torch.log2(ranks + 2)
-    k = (rel > 0).sum(dim=1, keepdim=True)
-    cut = int(k.max()) if k.numel() else 0
-    head = ranks[:cut] < k
-    dcg = (gains[:, :cut] / discount[:cut]).masked_fill(~head, 0).sum(dim=1)
-    ideal = rel.topk(cut, dim=1).values
-    idcg = (ideal / discount[:cut]).masked_fill(~head, 0).sum(dim=1)
-    ndcg = torch.where(idcg > 0, dcg / idcg, 0.0)
+    num_queries, num_items = sims.shape
+    rows = np.repeat(np.arange(num_queries)[:, None], num_items, axis=1)
+    discount = np.repeat(np.log2(np.arange(num_items) + 2)[None], num_queries, axis=0)
+    k_counts = (np.sort(rel)[:, ::-1] > 0).astype(int)
+    dcg = np.sum(rel[rows, np.argsort(sims)[:, ::-1]] * k_counts / discount, axis=1)
+    idcg = np.sum(rel[rows, np.argsort(rel)[:, ::-1]] * k_counts / discount, axis=1)
+    ndcg = np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)
 
-    hits = gains == 1
-    precision = gains.cumsum(dim=1).div_(ranks + 1)
-    ap = precision.masked_fill_(~hits, 0).sum(dim=1) / hits.sum(dim=1).clamp(min=1)
+    ranked = rel[rows[:, :1], (-sims).argsort()]
+    precision = np.cumsum(ranked, axis=1)
+    precision[ranked != 1] = 0
+    hits = np.sum(ranked == 1, axis=1)
+    ap = np.sum(precision / (np.arange(num_items) + 1), axis=1) / np.maximum(hits, 1)
     return ndcg, ap
 
 
 def ndcg_ap_per_query(sims: ArrayLike, relevance: ArrayLike,
                       chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """nDCG and AP of every row of ``sims`` as a query against its columns (RANP definitions).
+    """nDCG and AP of every row of ``sims`` as a query against its columns (official definitions).
 
-    For query ``q``, candidates are ranked by a stable descending sort of ``sims[q]`` (ties:
-    lower column first), and ``x`` is ``relevance[q]`` in that order.
+    For query ``q`` let ``x`` be ``relevance[q]`` in ranked order (see the module docstring
+    for the two rankings).
 
     * nDCG: ``k`` = number of ``relevance[q] > 0``; ``DCG = sum_{r < k} x[r] / log2(r + 2)``
       (raw graded gains, only the first ``k`` ranks); IDCG is the same sum over the
@@ -56,26 +79,26 @@ def ndcg_ap_per_query(sims: ArrayLike, relevance: ArrayLike,
         sims: ``[Q, N]`` similarities (numpy array or torch tensor).
         relevance: ``[Q, N]`` graded relevance (any real dtype; computed in float64).
         chunk_size: queries per block; default keeps a block near ``_CHUNK_ELEMENTS``
-            entries.
+            entries. Blocks change nothing in the results.
 
     Returns:
         float64 arrays ``(nDCG [Q], AP [Q])``.
     """
-    sims_t = _as_tensor(sims)
-    rel_t = _as_tensor(relevance).to(sims_t.device)
-    if rel_t.shape != sims_t.shape:
-        raise ValueError(f"sims {tuple(sims_t.shape)} and relevance {tuple(rel_t.shape)} differ in shape")
+    sims_np = _as_numpy(sims)
+    rel_np = _as_numpy(relevance)
+    if rel_np.shape != sims_np.shape:
+        raise ValueError(f"sims {sims_np.shape} and relevance {rel_np.shape} differ in shape")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive number of queries, got {chunk_size}")
-    num_queries, num_items = sims_t.shape
+    num_queries, num_items = sims_np.shape
     step = chunk_size or max(1, _CHUNK_ELEMENTS // max(num_items, 1))
-    ndcg = torch.zeros(num_queries, dtype=torch.float64, device=sims_t.device)
-    ap = torch.zeros_like(ndcg)
+    ndcg = np.zeros(num_queries, dtype=np.float64)
+    ap = np.zeros_like(ndcg)
     for start in range(0, num_queries, step):
         stop = min(start + step, num_queries)
-        block_rel = rel_t[start:stop].to(torch.float64)
-        ndcg[start:stop], ap[start:stop] = _ndcg_ap_block(sims_t[start:stop], block_rel)
-    return ndcg.cpu().numpy(), ap.cpu().numpy()
+        block_rel = rel_np[start:stop].astype(np.float64, copy=False)
+        ndcg[start:stop], ap[start:stop] = _ndcg_ap_block(sims_np[start:stop], block_rel)
+    return ndcg, ap
 
 
 def ndcg_and_map(sims: ArrayLike, relevance: ArrayLike,
@@ -94,27 +117,31 @@ def ndcg_and_map(sims: ArrayLike, relevance: ArrayLike,
         ``_vt`` ranks captions for every video, ``_tv`` videos for every caption and
         ``_avg`` is the mean of the two.
     """
-    sims_t = _as_tensor(sims)
-    rel_t = _as_tensor(relevance).to(sims_t.device)
-    ndcg_vt, ap_vt = ndcg_ap_per_query(sims_t, rel_t, chunk_size)
-    ndcg_tv, ap_tv = ndcg_ap_per_query(sims_t.t(), rel_t.t(), chunk_size)
-    metrics = {"nDCG_vt": float(ndcg_vt.mean()), "nDCG_tv": float(ndcg_tv.mean())}
+    sims_np = _as_numpy(sims)
+    rel_np = _as_numpy(relevance)
+    ndcg_vt, ap_vt = ndcg_ap_per_query(sims_np, rel_np, chunk_size)
+    ndcg_tv, ap_tv = ndcg_ap_per_query(sims_np.T, rel_np.T, chunk_size)
+    metrics = {"nDCG_vt": float(np.mean(ndcg_vt)), "nDCG_tv": float(np.mean(ndcg_tv))}
     metrics["nDCG_avg"] = (metrics["nDCG_vt"] + metrics["nDCG_tv"]) / 2
-    metrics.update({"mAP_vt": float(ap_vt.mean()), "mAP_tv": float(ap_tv.mean())})
+    metrics.update({"mAP_vt": float(np.mean(ap_vt)), "mAP_tv": float(np.mean(ap_tv))})
     metrics["mAP_avg"] = (metrics["mAP_vt"] + metrics["mAP_tv"]) / 2
     return metrics
 
 
 @METRICS.register()
-def relevance_metrics(sims: ArrayLike, query_masks: ArrayLike | None,
-                      relevance: ArrayLike) -> dict[str, float]:
+def relevance_metrics(sims: ArrayLike, query_masks: ArrayLike | None, relevance: ArrayLike,
+                      relevance_columns: ArrayLike | None = None) -> dict[str, float]:
     """:func:`ndcg_and_map` of an evaluation split, given in the layout of ``t2v_metrics``.
 
     Args:
         sims: ``[N * Q, N]`` caption rows grouped by video, as for ``t2v_metrics``.
         query_masks: ``[N, Q]`` (or None: every caption slot exists); masked rows are left out.
         relevance: ``[N, K]`` indexed ``[video, caption]``, one column per kept row of
-            ``sims``, in row order.
+            ``sims``, in row order; or, with ``relevance_columns``, one per entry of it.
+        relevance_columns: None, or int ``[K]``: column ``j`` of ``relevance`` is the kept row
+            ``relevance_columns[j]`` of ``sims`` (a sentence set other than the split's own
+            captions, e.g. EPIC-KITCHENS-100's 3,842 test sentences, each scored as the
+            caption with its text).
 
     Returns:
         The :func:`ndcg_and_map` dict.
@@ -122,4 +149,6 @@ def relevance_metrics(sims: ArrayLike, query_masks: ArrayLike | None,
     sims_t = _as_tensor(sims)
     valid = _valid_queries(query_masks, sims_t.shape[0], sims_t.device)
     kept = sims_t if valid is None else sims_t[valid]
-    return ndcg_and_map(kept.t(), relevance)
+    if relevance_columns is not None:
+        kept = kept[torch.as_tensor(relevance_columns, dtype=torch.int64, device=kept.device)]
+    return ndcg_and_map(np.ascontiguousarray(_as_numpy(kept.t())), relevance)
