@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from data_loader.generated.hgr_layout import generate_hgr_layout
 from data_loader.generated.synthetic import GENERATOR_VERSION, generate_synthetic
 from data_loader.generated.synthetic_classes import SOURCE as SYNTHETIC_SOURCE
 from data_loader.generated.synthetic_classes import synthetic_classes
@@ -31,11 +32,32 @@ from data_loader.ranp.classes import (
 )
 from data_loader.released.convert import check_release, convert_plan, needs_conversion
 from data_loader.released.datasets import DEFAULT_ROOT_FEAT_FOLDER, RELEASES, feature_root
+from data_loader.released.hgr_msrvtt import convert_hgr_msrvtt, is_converted
 from data_loader.released.release_plan import plan_store
 from data_loader.store.feature_store import INDEX_NAME, STORE_DIR, read_index_attrs
 from data_loader.teachtext.caption_masks import ensure_caption_mask
 from data_loader.teachtext.teachers import ensure_teacher
 from utils.errors import StoreError
+
+# Datasets in HGR's MSR-VTT layout: "MSRVTT-HGR" reads it from <data_dir>/<root_feat_folder>;
+# "SyntheticHGR" generates it (data_loader/generated/hgr_layout.py, seeded) under <data_dir>/<HGR_LAYOUT_DIR>.
+HGR_DATASETS = ("MSRVTT-HGR", "SyntheticHGR")
+HGR_LAYOUT_DIR = "hgr_layout"
+
+
+def prepare_hgr_store(dataset_name: str, data_dir: Path, root_feat_folder: str, seed: int) -> None:
+    """Convert (for SyntheticHGR first generate) the HGR layout into the store unless the store
+    already is its conversion."""
+    if dataset_name == "SyntheticHGR":
+        root = data_dir / f"{HGR_LAYOUT_DIR}-seed{seed}"
+        if not (root / "annotation").is_dir():
+            generate_hgr_layout(root, seed)
+    else:
+        root = data_dir / root_feat_folder
+        if not root.is_dir():
+            raise StoreError(f"{root}: HGR layout folder not found (data_loader.args.root_feat_folder)")
+    if not is_converted(root, data_dir):
+        convert_hgr_msrvtt(root, data_dir / STORE_DIR)
 
 
 def _synthetic_is_current(store_dir: Path, seed: int) -> bool:
@@ -60,6 +82,8 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
     if dataset_name == "Synthetic":
         if not _synthetic_is_current(store_dir, synthetic_seed):
             generate_synthetic(Path(data_dir), seed=synthetic_seed)
+    elif dataset_name in HGR_DATASETS:
+        prepare_hgr_store(dataset_name, Path(data_dir), root_feat_folder, synthetic_seed)
     elif dataset_name in RELEASES:
         check_release(dataset_name, Path(data_dir), root_feat_folder)
         plan = plan_store(dataset_name, list(experts), feat_aggregation or {}, text_feat, split_name)

@@ -6,6 +6,7 @@ of ``utils.registry`` that configs name their components from.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -18,6 +19,7 @@ from data_loader.teachtext.teachers import load_teacher, teacher_name
 from model.dims import feature_width, model_inputs
 from report import ranking_page  # noqa: F401  (registers RankingPage)
 from trainer import optim  # noqa: F401  (registers optimisers and schedulers)
+from trainer.checkpoints.hgr import init_from_original
 from trainer.evaluate import needs_relevance
 from trainer.teachtext.distill import Distillation
 from utils.config.options import DistilOptions, TrainerOptions, options_from, used_experts
@@ -33,6 +35,14 @@ def trainer_options(config: Config) -> TrainerOptions:
 def build_model(config: Config) -> torch.nn.Module:
     """The model of ``config["arch"]`` with the widths the data implies (no data read)."""
     return MODELS.build(config["arch"], **model_inputs(config.data))
+
+
+def initialise_weights(model: torch.nn.Module) -> list[str]:
+    """Start a new model from the released checkpoint its config names (HGR's
+    ``arch.args.init_checkpoint``, e.g. RANP's GloVe word embeddings): the entries it shares
+    with the model are copied (``trainer.checkpoints.hgr.init_from_original``). Returns their names."""
+    path = getattr(getattr(model, "config", None), "init_checkpoint", "")
+    return init_from_original(model, Path(path)) if path else []
 
 
 def load_model(config: Config, state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
@@ -96,6 +106,11 @@ def _check_widths(config: Config, data: ExpertDataLoader) -> None:
             raise config.error(f"data_loader.args.feat_aggregation.{name}",
                                f"the model expects {width}-wide features but the store's are {stored} wide "
                                f"(set feat_dims to match {data.store.path})")
+    graphs = getattr(data, "role_graphs", None)
+    num_words = config["arch"].get("args", {}).get("num_words")
+    if graphs is not None and num_words != graphs.num_words:
+        raise config.error("arch.args.num_words", f"the model has {num_words} words but {graphs.path} was "
+                                                  f"written for a vocabulary of {graphs.num_words}")
     stored = data.store.text_embeddings.shape[-1]
     if stored != inputs["text_dim"]:
         raise config.error("experts.text_feat", f"{config['experts']['text_feat']} is {inputs['text_dim']}-wide "

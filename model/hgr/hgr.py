@@ -30,10 +30,13 @@ LEVELS = ("global", "verb", "noun")
 class HGRConfig:
     """Options of an HGR model, under the original's names where it has one.
 
-    ``feat_dims`` (injected: expert -> width of one frame) and ``frame_experts`` (the experts
+    ``feat_dims`` (injected: expert -> width of one frame; the other injected widths,
+    ``text_dim`` ... ``disable_nan_checks``, are CE's and unused here) and ``frame_experts`` (the experts
     concatenated per frame, in order; default all of ``feat_dims``) set the video input width.
     ``num_words``: vocabulary size (the store's HGR text file must match). The defaults are
     RANP's EK-100 / MSR-VTT settings. ``eval_block_mib``: memory budget of one scoring block.
+    ``init_checkpoint``: a checkpoint in the original's layout whose matching entries a new
+    run starts from (RANP's GloVe checkpoint holds the word embeddings only); "" for none.
     """
 
     feat_dims: dict[str, int]
@@ -56,6 +59,11 @@ class HGRConfig:
     simattn_sigma: float = 4.0
     attn_fusion: str = "embed"
     eval_block_mib: int = 256
+    init_checkpoint: str = ""
+    text_dim: int = 0
+    pooled_experts: list[str] = field(default_factory=list)
+    ce_shared_dim: int = 0
+    disable_nan_checks: bool = False
 
     def __post_init__(self) -> None:
         self.frame_experts = list(self.frame_experts or self.feat_dims)
