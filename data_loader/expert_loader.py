@@ -119,7 +119,8 @@ class ExpertDataLoader:
     by ``prepare_store``; the loader reads what the store holds (``data_loader/ranp/classes.py``).
     ``role_graphs`` (HGR): the name of the store's ``hgr/<name>.h5`` (``data_loader/hgr/graph_store.py``);
     captions are then served as :class:`base.role_graph_text.RoleGraphText` rather than word
-    embeddings. ``frame_sampling``: how a token expert longer than its ``max_tokens`` is cut,
+    embeddings (``role_graph_files``, the sources they are imported from, is read by
+    ``prepare_store``). ``frame_sampling``: how a token expert longer than its ``max_tokens`` is cut,
     "first" (its first tokens) or "select" (HGR's evenly spaced ``round(linspace)`` frames;
     ``ind`` then holds each video's number of frames, 0 where the expert is missing).
     ``experts`` and ``text_feat`` come from the program, and so do the config's top-level keys
@@ -135,7 +136,8 @@ class ExpertDataLoader:
                  num_test_captions: Count = 20, restrict_train_captions: int = 0, synthetic_seed: int = 0,
                  root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, fuse_captions: bool | None = None,
                  class_annotations: str | None = None, relevance_files: dict[str, str] | None = None,
-                 role_graphs: str | None = None, frame_sampling: str = "first", *,
+                 role_graphs: str | None = None, role_graph_files: dict[str, str] | None = None,
+                 frame_sampling: str = "first", *,
                  experts: list[str], text_feat: str, caption_masks: str | None = None,
                  training_file: str | None = None):
         self.dataset_name = dataset_name

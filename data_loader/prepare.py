@@ -20,6 +20,7 @@ from data_loader.generated.hgr_layout import generate_hgr_layout
 from data_loader.generated.synthetic import GENERATOR_VERSION, generate_synthetic
 from data_loader.generated.synthetic_classes import SOURCE as SYNTHETIC_SOURCE
 from data_loader.generated.synthetic_classes import synthetic_classes
+from data_loader.hgr.import_graphs import ROLE_GRAPHS, add_role_graphs, graphs_are_current
 from data_loader.ranp.classes import (
     captions_sha1,
     classes_from_annotations,
@@ -70,14 +71,18 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
                   experts: Sequence[str] = (), feat_aggregation: dict | None = None,
                   text_feat: str | None = None, class_annotations: str | None = None,
                   relevance_files: dict[str, str] | None = None, caption_masks: str | None = None,
-                  teachers: Sequence[tuple[str, str]] = ()) -> Path:
+                  teachers: Sequence[tuple[str, str]] = (), role_graphs: str | None = None,
+                  role_graph_files: dict[str, str] | None = None) -> Path:
     """Generate or convert what the store of ``dataset_name`` under ``data_dir`` lacks; returns
     the store folder. A missing released file or store is a StoreError naming it.
 
     ``class_annotations`` (a JSON file) and ``relevance_files`` (``{split: HDF5 file}``) are
     imported into the store (see :func:`prepare_semantics`). ``caption_masks`` and ``teachers``
     ((base_path, file) pairs) name original pickles under the feature root
-    (``datasets.feature_root``), converted when the store lacks them."""
+    (``datasets.feature_root``), converted when the store lacks them. ``role_graph_files``
+    (``{"graphs": ..., "word2int": ..., "int2word": ...}``, or ``{"graphs": "generated"}``) are
+    imported as HGR's text inputs ``hgr/<role_graphs>.h5`` (``data_loader/hgr/import_graphs.py``)
+    when the store lacks them or holds them from another file."""
     store_dir = Path(data_dir) / STORE_DIR
     if dataset_name == "Synthetic":
         if not _synthetic_is_current(store_dir, synthetic_seed):
@@ -93,6 +98,14 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
         raise StoreError(f"{store_dir / INDEX_NAME}: feature store for {dataset_name} not found; "
                          f"set data_loader.args.data_dir to the folder holding {STORE_DIR}/")
     prepare_semantics(store_dir, dataset_name, class_annotations, relevance_files)
+    if role_graph_files:
+        name = role_graphs or ROLE_GRAPHS
+        if "graphs" not in role_graph_files:
+            raise StoreError("data_loader.args.role_graph_files: expected a 'graphs' entry (a "
+                             "sent2rolegraph.augment.json, or \"generated\")")
+        if not graphs_are_current(store_dir, name, str(role_graph_files["graphs"])):
+            add_role_graphs(store_dir, role_graph_files["graphs"], role_graph_files.get("word2int"),
+                            role_graph_files.get("int2word"), name)
     root = feature_root(dataset_name, data_dir, root_feat_folder)
     if caption_masks is not None:
         ensure_caption_mask(store_dir, root, caption_masks)

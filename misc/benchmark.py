@@ -24,8 +24,13 @@ measures, in one process:
 Prints a table and writes every figure as JSON (--out), keyed by phase, precision and unit,
 e.g. ``train_fp32_samples_per_s``.
 
+With ``--hgr_eval VIDEOS,CAPTIONS`` it instead times HGR's pairwise evaluation of that many
+videos and captions (random weights, generated inputs; misc/bench_hgr.py), e.g. the EK-100
+test's 9668,3842, per precision, with the phase's peak memory.
+
 Examples:
     python3 misc/benchmark.py                                   # full scale, fp32 and bf16
+    python3 misc/benchmark.py --hgr_eval 9668,3842 --precision bf16   # HGR on the EK-100 test size
     python3 misc/benchmark.py --scale 0.05 --block_steps 3      # a quick look
     python3 misc/benchmark.py --device cuda --precision bf16
 """
@@ -49,6 +54,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from data_loader.batches import text_batch
+from misc.bench_hgr import hgr_eval_figures
 from misc.make_release_fixture import DEFAULT_TEXT_TOKENS, plan_fixture, write_fixture
 from model.metric import t2v_metrics, v2t_metrics
 from trainer.build import (
@@ -92,6 +98,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--block_steps", type=int, default=10, help="training steps per block (default: 10)")
     parser.add_argument("--cache", type=Path, default=Path("data/benchmark"),
                         help="folder of the cached synthetic release and store (default: %(default)s)")
+    parser.add_argument("--hgr_eval", metavar="VIDEOS,CAPTIONS",
+                        help="time only HGR's pairwise evaluation of this many videos and captions "
+                             "(misc/bench_hgr.py), e.g. 9668,3842 (EK-100 test)")
     parser.add_argument("--out", type=Path, default=Path("data/benchmark/results.json"),
                         help="JSON results (default: %(default)s)")
     return parser.parse_args()
@@ -352,8 +361,28 @@ def timed_loader(report: dict, split: str, config: Config, device: torch.device)
     return data
 
 
+def hgr_eval_main(args: argparse.Namespace) -> int:
+    """The --hgr_eval phase alone: per precision, HGR's evaluation time and peak memory."""
+    videos, captions = (int(v) for v in args.hgr_eval.split(","))
+    device = torch.device(args.device)
+    report: dict = {"hgr_eval_videos": videos, "hgr_eval_captions": captions, "device": str(device),
+                    "torch_threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()}
+    for precision in args.precision:
+        with PeakMemory(device) as memory:
+            figures = hgr_eval_figures(videos, captions, device, precision)
+        figures["peak_private_gib"] = memory.peak_private / 2 ** 30
+        report.update({f"hgr_eval_{precision}_{key}": value for key, value in figures.items()})
+        print(f"HGR evaluation {videos} x {captions} on {device}, {precision}: {figures['total_s']:.1f} s "
+              f"(videos {figures['video_embed_s']:.1f}, captions {figures['text_embed_s']:.1f}, "
+              f"scoring {figures['scoring_s']:.1f}), peak memory {figures['peak_private_gib']:.2f} GiB")
+    print(f"wrote {write_text_atomic(args.out, json.dumps(report, indent=2) + chr(10))}")
+    return 0
+
+
 def main() -> int:
     args = parse_args()
+    if args.hgr_eval:
+        return hgr_eval_main(args)
     config = load_config(args.config, [f"data_loader.args.data_dir={fixture_folder(args)}",
                                        f"trainer.device={args.device}"])
     device = select_device(config)

@@ -79,7 +79,8 @@ def prepare_data(config: Config, training: bool = True) -> None:
                   feat_aggregation=args.get("feat_aggregation", {}), text_feat=config["experts"]["text_feat"],
                   class_annotations=args.get("class_annotations"), relevance_files=args.get("relevance_files"),
                   caption_masks=config.get("caption_masks") if training else None,
-                  teachers=[(distil.base_path, file) for file in distil.teachers] if distil else [])
+                  teachers=[(distil.base_path, file) for file in distil.teachers] if distil else [],
+                  role_graphs=args.get("role_graphs"), role_graph_files=args.get("role_graph_files"))
 
 
 def build_data(config: Config, device: torch.device | None = None, training: bool = True) -> ExpertDataLoader:

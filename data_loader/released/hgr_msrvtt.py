@@ -19,7 +19,6 @@ The relevance columns are taken to follow the store's captions, video by video.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import h5py
@@ -27,45 +26,24 @@ import numpy as np
 from tqdm import tqdm
 
 from data_loader.hgr.graph_store import encode_captions, write_graph_store
+from data_loader.hgr.import_graphs import (
+    ROLE_GRAPHS,
+    TEXT_FEATURE,
+    read_json,
+    read_names,
+    read_vocabulary,
+    word_feature,
+)
 from data_loader.ranp.classes import CaptionClasses, captions_sha1, import_relevance, write_classes
 from data_loader.ranp.relevance import ClassLists
-from data_loader.store.feature_store import STORE_DIR, ExpertArrays, TokenArrays, read_index_attrs, write_store
+from data_loader.store.feature_store import STORE_DIR, ExpertArrays, read_index_attrs, write_store
 from utils.errors import StoreError
 
 LAYOUT_SPLITS = {"trn": "train", "val": "val", "tst": "test"}
 ANNOTATION = "annotation/msr-vttRET"
-ROLE_GRAPHS = "rolegraphs"
-TEXT_FEATURE = "hgr_words"
-WORD_DIM = 300
 RELEVANCE = {"test": "sorted_MSRVTT-Full_rel_mat_wordsets0.25.hdf5",
              "val": "sorted_MSRVTT-Full_rel_mat_wordsets0.25_val.hdf5"}
 SOURCE_ATTR = "hgr_layout"
-
-
-def _json(path: Path) -> object:
-    if not path.is_file():
-        raise StoreError(f"{path}: not found (HGR layout)")
-    try:
-        return json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{path}: not valid JSON ({exc})") from None
-
-
-def _names(path: Path) -> list[str]:
-    if not path.is_file():
-        raise StoreError(f"{path}: not found (HGR layout)")
-    try:
-        return [str(n) for n in np.load(path, allow_pickle=False)]
-    except ValueError as exc:
-        raise StoreError(f"{path}: expected a numpy array of names ({exc})") from None
-
-
-def read_vocabulary(annotation: Path) -> tuple[dict[str, int], int]:
-    """(word -> id, vocabulary size): ``word2int_msr-vtt.json`` and the length of ``int2word_msr-vtt.npy``."""
-    word2int = _json(annotation / "word2int_msr-vtt.json")
-    if not isinstance(word2int, dict):
-        raise StoreError(f"{annotation / 'word2int_msr-vtt.json'}: expected {{word: id}}")
-    return word2int, len(_names(annotation / "int2word_msr-vtt.npy"))
 
 
 def _frames(f: h5py.File, name: str, path: Path) -> np.ndarray:
@@ -81,7 +59,7 @@ def _frames(f: h5py.File, name: str, path: Path) -> np.ndarray:
 
 def _training_classes(annotation: Path, video_ids: list[str], captions: list[list[str]], train: set[str]
                       ) -> CaptionClasses:
-    database = _json(annotation / "msrvtt_train.json")
+    database = read_json(annotation / "msrvtt_train.json")
     database = database.get("database") if isinstance(database, dict) else None
     if not isinstance(database, dict):
         raise StoreError(f"{annotation / 'msrvtt_train.json'}: expected {{\"database\": {{...}}}}")
@@ -101,12 +79,12 @@ def convert_hgr_msrvtt(root: Path, store_dir: Path, features: str = "resnet152",
     """Convert the HGR layout under ``root`` into the store ``store_dir`` (one new build)."""
     root, store_dir = Path(root), Path(store_dir)
     annotation = root / ANNOTATION
-    ref_captions = _json(annotation / "ref_captions.json")
-    graphs = _json(annotation / "sent2rolegraph.augment.json")
-    word2int, num_words = read_vocabulary(annotation)
+    ref_captions = read_json(annotation / "ref_captions.json")
+    graphs = read_json(annotation / "sent2rolegraph.augment.json")
+    word2int, num_words = read_vocabulary(annotation / "word2int_msr-vtt.json", annotation / "int2word_msr-vtt.npy")
     video_ids, splits, captions, frames = [], {}, [], []
     for layout_split, split in LAYOUT_SPLITS.items():
-        names = _names(root / f"public_split_msrvtt/{layout_split}_names.npy")
+        names = read_names(root / f"public_split_msrvtt/{layout_split}_names.npy")
         path = root / f"ordered_feature/msrvttSA/{features}.pth/{layout_split}_ft.hdf5"
         if not path.is_file():
             raise StoreError(f"{path}: not found (HGR layout)")
@@ -121,10 +99,7 @@ def convert_hgr_msrvtt(root: Path, store_dir: Path, features: str = "resnet152",
     flat = [c for caps in captions for c in caps]
     arrays = encode_captions(flat, graphs, word2int, max_words=max_words,
                              source=str(annotation / "sent2rolegraph.augment.json"))
-    lengths = arrays["sent_lens"]
-    tokens = np.concatenate([ids[:n] for ids, n in zip(arrays["sent_ids"], lengths)])
-    text = TokenArrays(tokens, np.concatenate([[0], np.cumsum(lengths)]),
-                       np.zeros((num_words, WORD_DIM), dtype=np.float32))
+    text = word_feature(arrays, num_words)
     counts = np.array([len(f) for f in frames])
     expert = ExpertArrays(np.concatenate(frames), np.ones(len(frames), dtype=bool),
                           np.concatenate([[0], np.cumsum(counts)]))
