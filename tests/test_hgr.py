@@ -168,6 +168,7 @@ def test_frames_are_selected_as_the_original_trims_and_pads():
         assert np.array_equal(out.numpy(), expected)
 
 
+@pytest.mark.slow
 def test_the_ek100_configuration_has_the_spec_size():
     config = load_config(REPO / "configs" / "epic-kitchens-100" / "hgr.json", [])
     with torch.device("meta"):

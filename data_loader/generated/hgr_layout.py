@@ -31,14 +31,17 @@ import numpy as np
 
 from utils.atomic import atomic_path
 
-NUM_VERBS = 8
-NUM_NOUNS = 12
+NUM_VERBS = 16
+NUM_NOUNS = 32
 FEATURE_DIM = 64
 MIN_FRAMES, MAX_FRAMES = 8, 30
 CAPTIONS_PER_VIDEO = 4
 SPLIT_SIZES = {"trn": 600, "val": 100, "tst": 150}
-VERBS = ("cuts", "washes", "opens", "throws", "carries", "paints", "pushes", "drops")
-NOUNS = ("apple", "door", "box", "ball", "bread", "cup", "knife", "plate", "chair", "bottle", "pan", "bag")
+VERBS = ("cuts", "washes", "opens", "throws", "carries", "paints", "pushes", "drops", "fills", "shakes", "lifts",
+         "folds", "kicks", "cleans", "turns", "holds")
+NOUNS = ("apple", "door", "box", "ball", "bread", "cup", "knife", "plate", "chair", "bottle", "pan", "bag", "onion",
+         "towel", "lid", "drawer", "spoon", "bowl", "phone", "book", "shoe", "glass", "tomato", "pot", "jar",
+         "sponge", "fork", "table", "lamp", "basket", "carrot", "egg")
 AGENTS = ("a man", "a woman", "someone")
 UNKNOWN_WORDS = ("someone",)  # left out of the vocabulary: tokenised as UNK
 FEATURES = "ordered_feature/msrvttSA/resnet152.pth/{split}_ft.hdf5"

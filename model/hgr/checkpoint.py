@@ -17,6 +17,12 @@ SUBMODULES = ("video_encoder", "text_encoder")
 WORD_EMBEDDING = "text_encoder.embedding.we.weight"
 
 
+def is_hgr_checkpoint(state: object) -> bool:
+    """Whether ``state`` has the original's layout: a dict of the submodules' parameter dicts."""
+    return (isinstance(state, dict) and bool(state) and set(state) <= set(SUBMODULES)
+            and all(isinstance(v, dict) for v in state.values()))
+
+
 def from_original(nested: object, source: str = "checkpoint") -> OrderedDict[str, torch.Tensor]:
     """``{submodule: {param: tensor}}`` -> flat state_dict ``{"<submodule>.<param>": tensor}``
     (tensors shared). CheckpointError naming ``source`` when the layout is not the original's."""
