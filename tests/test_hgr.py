@@ -15,6 +15,7 @@ from data_loader.hgr.role_graphs import EOS, ROLE_IDS, UNK, graph_arrays, tokeni
 from model.hgr.checkpoint import from_original, to_original
 from model.hgr.hgr import HGR, HGRConfig
 from model.hgr.matching import TextEmbeds, VideoEmbeds, fused, level_scores, level_scores_blocked
+from model.ranp.losses import ContrastiveLoss, RANLoss
 from trainer.build import build_model
 from trainer.checkpoints.hgr import init_from_original, load_original_hgr
 from trainer.checkpoints.safe_load import safe_load
@@ -179,3 +180,15 @@ def test_the_ek100_configuration_has_the_spec_size():
     total = sum(p.numel() for p in model.parameters())
     spec_total = 9_441_281 + 10_264_577 + 500_000  # "word embedding: V x 300, about 0.5M" for ~1.7k words
     assert abs(total - spec_total) / spec_total < 0.01
+
+
+def test_the_baseline_loss_is_vse_without_relevance():
+    torch.manual_seed(0)
+    sims, relevance = torch.rand(6, 6), torch.rand(6, 6)
+    relevance.fill_diagonal_(1)
+    loss = ContrastiveLoss(margin=0.2)
+    assert not loss.needs_relevance
+    expected = RANLoss(margin=0.2, threshold_pos=2.0)(sims, relevance)  # no pair reaches the threshold
+    assert torch.equal(loss(sims), expected)
+    assert torch.equal(loss.batch_parts(sims.t(), relevance)["loss"], expected)
+    assert loss(sims) > RANLoss(margin=0.2, threshold_pos=0.5)(sims, relevance)

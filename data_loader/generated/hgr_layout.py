@@ -13,7 +13,8 @@ Written under a root folder (paths as in RANP's ``prepare_mlmatch_configs_MSRVTT
     annotation/msr-vttRET/sorted_MSRVTT-Full_rel_mat_wordsets0.25{,_val}.hdf5   rel_mat [videos, captions]
 
 Generative model (``numpy.random.default_rng(seed)``): every video shows one action (one of
-``NUM_VERBS`` verbs) on one or two objects (of ``NUM_NOUNS`` nouns). Its frames (``MIN_FRAMES``
+``NUM_VERBS`` verbs) on one or two objects (of ``NUM_NOUNS`` nouns), popular classes more
+often (``VERB_P``, ``NOUN_P``). Its frames (``MIN_FRAMES``
 to ``MAX_FRAMES`` of them) each show the action or one object: the frame holds that
 concept's feature direction plus noise. Captions name the video's action and objects in short
 templates whose role graphs (a ``V`` node, an ``ARG0`` agent, ``ARG1``/``ARG2`` objects) follow
@@ -37,6 +38,10 @@ FEATURE_DIM = 64
 MIN_FRAMES, MAX_FRAMES = 8, 30
 CAPTIONS_PER_VIDEO = 4
 SPLIT_SIZES = {"trn": 600, "val": 100, "tst": 150}
+# popular classes are drawn more often (p ~ 1 / rank), as EK-100's verbs and nouns: many clips share
+# their classes, and a plain ranking loss pushes such relevant pairs apart
+VERB_P = 1 / np.arange(1, NUM_VERBS + 1) / np.sum(1 / np.arange(1, NUM_VERBS + 1))
+NOUN_P = 1 / np.arange(1, NUM_NOUNS + 1) / np.sum(1 / np.arange(1, NUM_NOUNS + 1))
 VERBS = ("cuts", "washes", "opens", "throws", "carries", "paints", "pushes", "drops", "fills", "shakes", "lifts",
          "folds", "kicks", "cleans", "turns", "holds")
 NOUNS = ("apple", "door", "box", "ball", "bread", "cup", "knife", "plate", "chair", "bottle", "pan", "bag", "onion",
@@ -107,8 +112,9 @@ def generate_hgr_layout(root: Path, seed: int = 0, sizes: dict[str, int] | None 
         names, features, classes, caption_classes = [], {}, [], []
         for i in range(size):
             name = f"{split}{i:04d}"
-            verb = int(rng.integers(NUM_VERBS))
-            nouns = sorted(int(n) for n in rng.choice(NUM_NOUNS, size=int(rng.integers(1, 3)), replace=False))
+            verb = int(rng.choice(NUM_VERBS, p=VERB_P))
+            nouns = sorted(int(n) for n in rng.choice(NUM_NOUNS, size=int(rng.integers(1, 3)), replace=False,
+                                                      p=NOUN_P))
             frames = int(rng.integers(MIN_FRAMES, MAX_FRAMES + 1))
             shown = rng.choice([verb] + [NUM_VERBS + n for n in nouns], size=frames)
             features[name] = (1.5 * directions[shown] + rng.standard_normal((frames, FEATURE_DIM))).astype(np.float32)
