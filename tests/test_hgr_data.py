@@ -16,6 +16,7 @@ from data_loader.generated.hgr_layout import ANNOTATION, VERBS, generate_hgr_lay
 from data_loader.generated.role_graphs import template_role_graph, vocabulary_of
 from data_loader.hgr.import_graphs import add_role_graphs
 from data_loader.hgr.role_graphs import ROLE_IDS
+from data_loader.ranp.classes import read_captions
 from data_loader.released.hgr_msrvtt import convert_hgr_msrvtt
 from model.hgr.checkpoint import to_original
 from trainer.build import build_data, prepare_data
@@ -59,13 +60,6 @@ def test_the_layout_converts_and_the_loader_serves_hgr_inputs(layout):
     assert data.eval_relevance(eval_set).shape == (40, 160)
 
 
-def config_without_graphs(data_dir):
-    config = hgr_config(data_dir)
-    del config["data_loader"]["args"]["role_graphs"]
-    return config
-
-
-@pytest.mark.slow
 def test_a_caption_without_a_role_graph_stops_the_conversion_naming_it(layout, tmp_path):
     graphs_path = layout / ANNOTATION / "sent2rolegraph.augment.json"
     graphs = json.loads(graphs_path.read_text())
@@ -80,11 +74,13 @@ def test_a_caption_without_a_role_graph_stops_the_conversion_naming_it(layout, t
 
 
 @pytest.mark.slow
-def test_the_vocabulary_size_is_checked_against_the_config(layout):
+def test_the_loader_settings_are_checked_against_the_model(layout):
     config = hgr_config(layout.parent, "arch.args.num_words=27")
     prepare_data(config)
-    with pytest.raises(ConfigError, match="num_words.*vocabulary of 28"):
+    with pytest.raises(ConfigError, match="num_words: the model has 27 words but .* vocabulary of 56"):
         build_data(config)
+    with pytest.raises(ConfigError, match="frame_sampling: HGR needs \"select\", got \"first\""):
+        build_data(hgr_config(layout.parent, "data_loader.args.frame_sampling=\"first\""))
 
 
 def test_generated_captions_get_template_role_graphs():
@@ -101,7 +97,7 @@ def test_generated_role_graphs_import_into_an_existing_store(layout, tmp_path):
     convert_hgr_msrvtt(layout, store)
     path = add_role_graphs(store, "generated", name="templates")
     config = hgr_config(tmp_path, "data_loader.args.role_graphs=\"templates\"")
-    config["arch"]["args"]["num_words"] = vocabulary_of(build_data(config_without_graphs(tmp_path)).store.raw_captions)[1]
+    config["arch"]["args"]["num_words"] = vocabulary_of(read_captions(store)[2])[1]
     data = build_data(config)
     assert data.role_graphs.path == path
     text = data.text_inputs(torch.tensor([0]))

@@ -107,6 +107,15 @@ def _check_widths(config: Config, data: ExpertDataLoader) -> None:
             raise config.error(f"data_loader.args.feat_aggregation.{name}",
                                f"the model expects {width}-wide features but the store's are {stored} wide "
                                f"(set feat_dims to match {data.store.path})")
+    model_class = MODELS.get(config["arch"]["type"])
+    args = config["data_loader"]["args"]
+    for key, value in getattr(model_class, "loader_args", {}).items():
+        if args.get(key) != value:
+            raise config.error(f"data_loader.args.{key}", f"{config['arch']['type']} needs {json.dumps(value)}, "
+                                                          f"got {json.dumps(args.get(key))}")
+    if getattr(model_class, "needs_role_graphs", False) and not args.get("role_graphs"):
+        raise config.error("data_loader.args.role_graphs", f"{config['arch']['type']} reads captions as role "
+                                                           "graphs: name the store's hgr/<name>.h5 (see docs/hgr.md)")
     graphs = getattr(data, "role_graphs", None)
     num_words = config["arch"].get("args", {}).get("num_words")
     if graphs is not None and num_words != graphs.num_words:

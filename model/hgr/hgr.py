@@ -90,6 +90,10 @@ class HGR(nn.Module):
 
     config_class = HGRConfig
     uses_moe_weights = False
+    # what its data loader must be set to (checked by trainer.build.build_data): HGR's frame
+    # sampling (frame counts in ``ind``) and captions as role graphs
+    loader_args = {"frame_sampling": "select"}
+    needs_role_graphs = True
 
     def __init__(self, config: HGRConfig):
         super().__init__()
