@@ -41,6 +41,7 @@ from trainer.build import (
     build_model,
     build_optimizer,
     build_page_writer,
+    initialise_weights,
     prepare_data,
     select_device,
     trainer_options,
@@ -176,6 +177,8 @@ def train_run(args: argparse.Namespace, config: Config, state: dict | None, resu
     setup_logging(None, verbosity)
     torch.manual_seed(int(config.get("seed", 0)))
     model = distributed.use_global_batch_norm(build_model(config), place)
+    if state is None:
+        initialise_weights(model)
     test_config = with_eval_settings(config)
     if place.is_main:
         prepare_data(config)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
+from base.role_graph_text import RoleGraphText
 from data_loader.store.feature_store import FeatureStore
 from data_loader.store.file_rows import FileRows
 
@@ -15,8 +16,9 @@ class Batch:
 
     ``experts``: {name: [B, D]} for fixed experts, {name: [B, T, d]} for token experts (first
     ``max_tokens[name]`` tokens, zero padded); ``ind``: {name: [B]} float 0/1 availability;
-    ``text``: [B, K, T, D] word embeddings (zero padded); ``video_rows``: [B] store rows of the
-    videos; ``caption_rows``: [B, K] store caption rows; ``relevance``: None, or for K = 1
+    ``text``: [B, K, T, D] word embeddings (zero padded), or HGR's word ids and role graphs
+    (``RoleGraphText`` [B, K]); ``video_rows``: [B] store rows of the videos; ``caption_rows``:
+    [B, K] store caption rows; ``relevance``: None, or for K = 1
     the float32 [B, B] semantic relevance of video i to caption j, indexed [video, caption]
     (for relevance-aware losses); when a rank holds a share of a global batch, that of the
     whole global batch. ``global_rows``: None, or when a rank holds a share of a global batch
@@ -25,7 +27,7 @@ class Batch:
 
     experts: dict[str, torch.Tensor]
     ind: dict[str, torch.Tensor]
-    text: torch.Tensor
+    text: torch.Tensor | RoleGraphText
     video_rows: torch.Tensor
     caption_rows: torch.Tensor
     relevance: torch.Tensor | None = None
@@ -77,6 +79,23 @@ def gather_tokens(values: FileRows | torch.Tensor, offsets: torch.Tensor, rows: 
         out = values[index.clamp(max=max(values.shape[0] - 1, 0))]
         out.masked_fill_(~keep[..., None], 0)
     return out.reshape(*rows.shape, max_len, values.shape[-1])
+
+
+def select_frames(values: FileRows | torch.Tensor, offsets: torch.Tensor, rows: torch.Tensor,
+                  max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """HGR's frame sampling (the original's ``pad_or_trim_feature(trim_type="select")``): a row of
+    L > ``max_len`` tokens keeps those at ``round(linspace(0, L - 1, max_len))`` (half to even,
+    as numpy), a shorter one is zero padded. rows [B] -> (frames [B, max_len, d], lengths
+    [B], ``min(L, max_len)``)."""
+    start, length = row_spans(offsets, rows)
+    full = gather_tokens(values, offsets, rows, max(int(length.max()) if len(length) else 1, 1))
+    steps = torch.arange(max_len, dtype=torch.float64, device=length.device)
+    spread = torch.round(steps[None, :] * ((length[:, None] - 1).double() / max(max_len - 1, 1))).long()
+    index = torch.where(length[:, None] > max_len, spread, steps.long()[None, :]).clamp(max=full.shape[1] - 1)
+    frames = full.gather(1, index[..., None].expand(-1, -1, full.shape[-1]).to(full.device))
+    kept = length.clamp(max=max_len)
+    frames.masked_fill_((steps[None, :] >= kept[:, None]).to(frames.device)[..., None], 0)
+    return frames, kept
 
 
 def expert_batch(store: FeatureStore, video_rows: torch.Tensor,

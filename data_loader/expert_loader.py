@@ -14,7 +14,17 @@ from typing import Annotated
 
 import torch
 
-from data_loader.batches import Batch, caption_table, make_batch, sample_captions, shard_bounds
+from base.role_graph_text import RoleGraphText
+from data_loader.batches import (
+    Batch,
+    caption_table,
+    expert_batch,
+    sample_captions,
+    select_frames,
+    shard_bounds,
+    text_batch,
+)
+from data_loader.hgr.graph_store import RoleGraphTable
 from data_loader.ranp.classes import (
     captions_sha1,
     classes_path,
@@ -36,13 +46,14 @@ from data_loader.released.datasets import (
     store_dir,
 )
 from data_loader.released.release_plan import StorePlan, plan_store, test_captions_path
-from data_loader.store.feature_store import FeatureStore, load_store
+from data_loader.store.feature_store import STORE_ID, FeatureStore, load_store, read_index_attrs
 from data_loader.teachtext.caption_masks import load_caption_mask
 from utils.config.options import AtLeast, Count
 from utils.errors import ConfigError, StoreError
 from utils.registry import DATASETS
 
 DEFAULT_MAX_TOKENS = {"text": 30}
+FRAME_SAMPLINGS = ("first", "select")
 
 
 @dataclass
@@ -124,6 +135,12 @@ class ExpertDataLoader:
     ``class_annotations`` and ``relevance_files`` (a JSON file of per-caption semantic classes
     and ``{split: HDF5 file}`` of precomputed relevance, for RANP) are imported into the store
     by ``prepare_store``; the loader reads what the store holds (``data_loader/ranp/classes.py``).
+    ``role_graphs`` (HGR): the name of the store's ``hgr/<name>.h5`` (``data_loader/hgr/graph_store.py``);
+    captions are then served as :class:`base.role_graph_text.RoleGraphText` rather than word
+    embeddings (``role_graph_files``, the sources they are imported from, is read by
+    ``prepare_store``). ``frame_sampling``: how a token expert longer than its ``max_tokens`` is cut,
+    "first" (its first tokens) or "select" (HGR's evenly spaced ``round(linspace)`` frames;
+    ``ind`` then holds each video's number of frames, 0 where the expert is missing).
     ``experts`` and ``text_feat`` come from the program, and so do the config's top-level keys
     ``challenge_mode`` (the dataset's challenge splits and store, ``datasets.release_key``),
     ``caption_masks`` (training samples only the captions a mask keeps, see
@@ -138,7 +155,9 @@ class ExpertDataLoader:
                  num_test_captions: Count = 20, restrict_train_captions: int = 0, synthetic_seed: int = 0,
                  root_feat_folder: str = DEFAULT_ROOT_FEAT_FOLDER, fuse_captions: bool | None = None,
                  class_annotations: str | None = None, relevance_files: dict[str, str] | None = None,
-                 challenge_test_root_feat_folder: str = CHALLENGE_TEST_ROOT_FEAT_FOLDER, *,
+                 challenge_test_root_feat_folder: str = CHALLENGE_TEST_ROOT_FEAT_FOLDER,
+                 role_graphs: str | None = None, role_graph_files: dict[str, str] | None = None,
+                 frame_sampling: str = "first", *,
                  experts: list[str], text_feat: str, caption_masks: str | None = None,
                  training_file: str | None = None, challenge_mode: bool = False):
         self.dataset_name = dataset_name
@@ -149,6 +168,10 @@ class ExpertDataLoader:
             raise ConfigError(f"data_loader.args.restrict_train_captions: expected 0 (all captions) or a "
                              f"positive count, got {restrict_train_captions}")
         self.restrict_train_captions = restrict_train_captions
+        if frame_sampling not in FRAME_SAMPLINGS:
+            raise ConfigError(f"data_loader.args.frame_sampling: expected one of {FRAME_SAMPLINGS}, "
+                              f"got {frame_sampling!r}")
+        self.frame_sampling = frame_sampling
         release = RELEASES.get(dataset_name)
         fused = release is not None and release.fused_captions
         if fuse_captions is not None and bool(fuse_captions) != fused:
@@ -164,6 +187,8 @@ class ExpertDataLoader:
             plan = plan_store(key, list(experts), feat_aggregation or {}, text_feat, split_name)
         self.store: FeatureStore = _load(path, experts, text_feat, plan)
         self._check(feat_aggregation or {})
+        self.role_graphs = None if role_graphs is None else RoleGraphTable(
+            path, role_graphs, str(read_index_attrs(path)[STORE_ID]), self.store.raw_captions)
         self.train_split, self.eval_split = split_pair(key, split_name, list(self.store.splits))
         self._require_split(self.eval_split)
         self.test_captions = None
@@ -229,6 +254,8 @@ class ExpertDataLoader:
         if store_nbytes(self.store) > DEVICE_STORE_SHARE * free:
             return False
         self.store = store_on(self.store, device)
+        if self.role_graphs is not None:
+            self.role_graphs.to(device)
         if self.test_captions is not None:
             self.test_captions = self.test_captions.to(device)
         if self.kept_upto is not None:
@@ -243,6 +270,29 @@ class ExpertDataLoader:
             return self.training_rows
         self._require_split(self.train_split)
         return self.store.splits[self.train_split]
+
+    def video_inputs(self, video_rows: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Features and availability of videos ``video_rows`` [B] (``data_loader.batches.expert_batch``);
+        with ``frame_sampling`` "select", token experts are sampled as HGR does and ``ind`` holds
+        their frame counts."""
+        if self.frame_sampling == "first":
+            return expert_batch(self.store, video_rows, self.max_tokens)
+        experts, ind = {}, {}
+        for name, expert in self.store.experts.items():
+            available = expert.available[video_rows].float()
+            if expert.offsets is None:
+                experts[name], ind[name] = expert.features[video_rows].float(), available
+                continue
+            frames, lengths = select_frames(expert.features, expert.offsets, video_rows, self.max_tokens[name])
+            experts[name], ind[name] = frames.float(), lengths.float().to(available.device) * available
+        return experts, ind
+
+    def text_inputs(self, caption_rows: torch.Tensor) -> torch.Tensor | RoleGraphText:
+        """Captions ``caption_rows`` [*S] (-1 = none) as the model reads them: word embeddings
+        [*S, T, D], or with ``role_graphs`` HGR's word ids and role graphs."""
+        if self.role_graphs is not None:
+            return self.role_graphs.gather(caption_rows)
+        return text_batch(self.store, caption_rows, self.max_tokens["text"])
 
     def num_train_batches(self, world_size: int = 1) -> int:
         full, rest = divmod(len(self.train_rows), self.batch_size)
@@ -284,7 +334,8 @@ class ExpertDataLoader:
             captions = sample_captions(self.store, video_rows, generator, self.restrict_train_captions,
                                        self.kept_upto)[:, None]
             lo, hi = shard_bounds(len(video_rows), rank, world_size)
-            batch = make_batch(self.store, video_rows[lo:hi], captions[lo:hi], self.max_tokens)
+            batch = Batch(*self.video_inputs(video_rows[lo:hi]), self.text_inputs(captions[lo:hi]),
+                          video_rows[lo:hi], captions[lo:hi])
             if world_size > 1:
                 batch.global_rows = (video_rows, captions[:, 0])
             if relevance:

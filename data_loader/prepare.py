@@ -19,9 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from data_loader.generated.epic_kitchens import generate_epic_kitchens
+from data_loader.generated.hgr_layout import generate_hgr_layout
 from data_loader.generated.synthetic import GENERATOR_VERSION, generate_synthetic
 from data_loader.generated.synthetic_classes import SOURCE as SYNTHETIC_SOURCE
 from data_loader.generated.synthetic_classes import synthetic_classes
+from data_loader.hgr.import_graphs import ROLE_GRAPHS, add_role_graphs, graphs_are_current
 from data_loader.ranp.classes import (
     captions_sha1,
     classes_from_annotations,
@@ -45,6 +47,7 @@ from data_loader.released.datasets import store_dir as store_dir_of
 from data_loader.released.epic_kitchens import DATASET as EPIC_KITCHENS
 from data_loader.released.epic_kitchens import NAMES as EPIC_NAMES
 from data_loader.released.epic_kitchens import convert_epic_kitchens, store_is_current
+from data_loader.released.hgr_msrvtt import convert_hgr_msrvtt, is_converted
 from data_loader.released.release_plan import plan_store
 from data_loader.store.feature_store import INDEX_NAME, STORE_DIR, read_index_attrs
 from data_loader.teachtext.caption_masks import ensure_caption_mask
@@ -52,6 +55,25 @@ from data_loader.teachtext.teachers import ensure_teacher
 from utils.errors import StoreError
 
 GENERATED_EPIC_FOLDER = "generated"  # EPIC-KITCHENS-100's release folder name that asks for the generated one
+# Datasets in HGR's MSR-VTT layout: "MSRVTT-HGR" reads it from <data_dir>/<root_feat_folder>;
+# "SyntheticHGR" generates it (data_loader/generated/hgr_layout.py, seeded) under <data_dir>/<HGR_LAYOUT_DIR>.
+HGR_DATASETS = ("MSRVTT-HGR", "SyntheticHGR")
+HGR_LAYOUT_DIR = "hgr_layout"
+
+
+def prepare_hgr_store(dataset_name: str, data_dir: Path, root_feat_folder: str, seed: int) -> None:
+    """Convert (for SyntheticHGR first generate) the HGR layout into the store unless the store
+    already is its conversion."""
+    if dataset_name == "SyntheticHGR":
+        root = data_dir / f"{HGR_LAYOUT_DIR}-seed{seed}"
+        if not (root / "annotation").is_dir():
+            generate_hgr_layout(root, seed)
+    else:
+        root = data_dir / root_feat_folder
+        if not root.is_dir():
+            raise StoreError(f"{root}: HGR layout folder not found (data_loader.args.root_feat_folder)")
+    if not is_converted(root, data_dir):
+        convert_hgr_msrvtt(root, data_dir / STORE_DIR)
 
 
 def _synthetic_is_current(store_dir: Path, seed: int) -> bool:
@@ -65,7 +87,8 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
                   text_feat: str | None = None, class_annotations: str | None = None,
                   relevance_files: dict[str, str] | None = None, caption_masks: str | None = None,
                   teachers: Sequence[tuple[str, str]] = (), challenge_mode: bool = False,
-                  challenge_test_root_feat_folder: str = CHALLENGE_TEST_ROOT_FEAT_FOLDER) -> Path:
+                  challenge_test_root_feat_folder: str = CHALLENGE_TEST_ROOT_FEAT_FOLDER,
+                  role_graphs: str | None = None, role_graph_files: dict[str, str] | None = None) -> Path:
     """Generate or convert what the store of ``dataset_name`` under ``data_dir`` lacks; returns
     the store folder. A missing released file or store is a StoreError naming it.
 
@@ -76,12 +99,17 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
     ``class_annotations`` (a JSON file) and ``relevance_files`` (``{split: HDF5 file}``) are
     imported into the store (see :func:`prepare_semantics`). ``caption_masks`` and ``teachers``
     ((base_path, file) pairs) name original pickles under the feature root
-    (``datasets.feature_root``), converted when the store lacks them."""
+    (``datasets.feature_root``), converted when the store lacks them. ``role_graph_files``
+    (``{"graphs": ..., "word2int": ..., "int2word": ...}``, or ``{"graphs": "generated"}``) are
+    imported as HGR's text inputs ``hgr/<role_graphs>.h5`` (``data_loader/hgr/import_graphs.py``)
+    when the store lacks them or holds them from another file."""
     key = release_key(dataset_name, challenge_mode) if dataset_name in RELEASES else dataset_name
     store_dir = store_dir_of(key, data_dir)
     if dataset_name == "Synthetic":
         if not _synthetic_is_current(store_dir, synthetic_seed):
             generate_synthetic(Path(data_dir), seed=synthetic_seed)
+    elif dataset_name in HGR_DATASETS:
+        prepare_hgr_store(dataset_name, Path(data_dir), root_feat_folder, synthetic_seed)
     elif dataset_name in RELEASES:
         check_release(key, Path(data_dir), root_feat_folder)
         plan = plan_store(key, list(experts), feat_aggregation or {}, text_feat, split_name)
@@ -94,6 +122,14 @@ def prepare_store(dataset_name: str, data_dir: str | Path, synthetic_seed: int =
         raise StoreError(f"{store_dir / INDEX_NAME}: feature store for {dataset_name} not found; "
                          f"set data_loader.args.data_dir to the folder holding {STORE_DIR}/")
     prepare_semantics(store_dir, dataset_name, class_annotations, relevance_files)
+    if role_graph_files:
+        name = role_graphs or ROLE_GRAPHS
+        if "graphs" not in role_graph_files:
+            raise StoreError("data_loader.args.role_graph_files: expected a 'graphs' entry (a "
+                             "sent2rolegraph.augment.json, or \"generated\")")
+        if not graphs_are_current(store_dir, name, str(role_graph_files["graphs"])):
+            add_role_graphs(store_dir, role_graph_files["graphs"], role_graph_files.get("word2int"),
+                            role_graph_files.get("int2word"), name)
     root = feature_root(dataset_name, data_dir, root_feat_folder)
     if caption_masks is not None:
         ensure_caption_mask(store_dir, root, caption_masks)

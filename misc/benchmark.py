@@ -34,6 +34,10 @@ With --scales it instead times, at each scale, the train loader's build, a few t
 (scaled to an epoch), the test loader's build and the full-test evaluation, with each phase's
 peak memory, and prints how they grow with the dataset.
 
+With ``--hgr_eval VIDEOS,CAPTIONS`` it instead times HGR's pairwise evaluation of that many
+videos and captions (random weights, generated inputs; misc/bench_hgr.py), e.g. the EK-100
+test's 9668,3842, per precision, with the phase's peak memory.
+
 --precision takes "auto" (the default: bf16 where the hardware computes it natively, else
 fp32; trainer/precision.py), "fp32" and "bf16", one or several.
 
@@ -43,6 +47,7 @@ Examples:
     python3 misc/benchmark.py --scale 0.05 --block_steps 3      # a quick look
     python3 misc/benchmark.py --scales 0.25 0.5 1 2             # growth with the dataset
     python3 misc/benchmark.py --device cuda --precision bf16
+    python3 misc/benchmark.py --hgr_eval 9668,3842 --precision bf16   # HGR on the EK-100 test size
 """
 from __future__ import annotations
 
@@ -66,6 +71,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from data_loader.batches import text_batch
+from misc.bench_hgr import hgr_eval_figures
 from misc.make_release_fixture import DEFAULT_TEXT_TOKENS, plan_fixture, write_fixture
 from model.metric import t2v_metrics, v2t_metrics
 from trainer.build import (
@@ -122,6 +128,9 @@ def parse_args() -> argparse.Namespace:
                         help="training steps per block (default: 10; 4 with --scales)")
     parser.add_argument("--cache", type=Path, default=Path("data/benchmark"),
                         help="folder of the cached synthetic release and store (default: %(default)s)")
+    parser.add_argument("--hgr_eval", metavar="VIDEOS,CAPTIONS",
+                        help="time only HGR's pairwise evaluation of this many videos and captions "
+                             "(misc/bench_hgr.py), e.g. 9668,3842 (EK-100 test)")
     parser.add_argument("--out", type=Path, default=Path("data/benchmark/results.json"),
                         help="JSON results (default: %(default)s)")
     args = parser.parse_args()
@@ -576,11 +585,31 @@ def scales_run(args: argparse.Namespace) -> dict:
     return {"config": str(args.config), "torch_threads": torch.get_num_threads(), "clock": args.clock, "scales": rows}
 
 
+def hgr_eval_run(args: argparse.Namespace) -> dict:
+    """The --hgr_eval phase alone: per precision, HGR's evaluation time and peak memory."""
+    videos, captions = (int(v) for v in args.hgr_eval.split(","))
+    device = torch.device(args.device)
+    report: dict = {"hgr_eval_videos": videos, "hgr_eval_captions": captions, "device": str(device),
+                    "torch_threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()}
+    for precision in used_precisions(args.precision, device):
+        with PeakMemory(device) as memory:
+            figures = hgr_eval_figures(videos, captions, device, precision)
+        figures["peak_private_gib"] = memory.peak_private / 2 ** 30
+        report.update({f"hgr_eval_{precision}_{key}": value for key, value in figures.items()})
+        print(f"HGR evaluation {videos} x {captions} on {device}, {precision}: {figures['total_s']:.1f} s "
+              f"(videos {figures['video_embed_s']:.1f}, captions {figures['text_embed_s']:.1f}, "
+              f"scoring {figures['scoring_s']:.1f}), peak memory {figures['peak_private_gib']:.2f} GiB")
+    return report
+
+
 def main() -> int:
     global clock
     args = parse_args()
     clock = CLOCKS[args.clock]
-    report = scales_run(args) if args.scales else detailed_run(args)
+    if args.hgr_eval:
+        report = hgr_eval_run(args)
+    else:
+        report = scales_run(args) if args.scales else detailed_run(args)
     print(f"wrote {write_text_atomic(args.out, json.dumps(report, indent=2) + chr(10))}")
     return 0
 

@@ -15,6 +15,7 @@ TEXT_DIMS: dict[str, int] = {
     "albert-large-v2": 1024, "albert-xlarge-v2": 2048, "ctrl": 1280, "roberta-base": 768,
     "roberta-large": 1024, "xlnet-base-cased": 768, "xlnet-large-cased": 1024,
     "transfo-xl-wt103": 1024, "synthetic": 300, "glove": 300,
+    "hgr_words": 300,  # HGR's word ids (data_loader/released/hgr_msrvtt.py); the model embeds them itself
 }
 
 # Per-token dims the original CE code hard-codes for experts whose feat_aggregation

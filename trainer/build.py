@@ -20,6 +20,7 @@ from model.dims import feature_width, model_inputs
 from report import ranking_page  # noqa: F401  (registers RankingPage)
 from trainer import optim  # noqa: F401  (registers optimisers and schedulers)
 from trainer.checkpoints.files import check_weights_fit
+from trainer.checkpoints.hgr import init_from_original
 from trainer.evaluate import needs_relevance
 from trainer.teachtext.distill import Distillation
 from utils.config.options import DistilOptions, TrainerOptions, options_from, used_experts
@@ -35,6 +36,14 @@ def trainer_options(config: Config) -> TrainerOptions:
 def build_model(config: Config) -> torch.nn.Module:
     """The model of ``config["arch"]`` with the widths the data implies (no data read)."""
     return MODELS.build(config["arch"], **model_inputs(config.data))
+
+
+def initialise_weights(model: torch.nn.Module) -> list[str]:
+    """Start a new model from the released checkpoint its config names (HGR's
+    ``arch.args.init_checkpoint``, e.g. RANP's GloVe word embeddings): the entries it shares
+    with the model are copied (``trainer.checkpoints.hgr.init_from_original``). Returns their names."""
+    path = getattr(getattr(model, "config", None), "init_checkpoint", "")
+    return init_from_original(model, Path(path)) if path else []
 
 
 def load_model(config: Config, state_dict: dict[str, torch.Tensor], source: str | Path = "the checkpoint"
@@ -82,6 +91,7 @@ def prepare_data(config: Config, training: bool = True) -> None:
                   caption_masks=config.get("caption_masks") if training else None,
                   teachers=[(distil.base_path, file) for file in distil.teachers] if distil else [],
                   challenge_mode=bool(config.get("challenge_mode", False)),
+                  role_graphs=args.get("role_graphs"), role_graph_files=args.get("role_graph_files"),
                   **{k: args[k] for k in ("challenge_test_root_feat_folder",) if k in args})
 
 
@@ -110,6 +120,20 @@ def _check_widths(config: Config, data: ExpertDataLoader) -> None:
             raise config.error(f"data_loader.args.feat_aggregation.{name}",
                                f"the model expects {width}-wide features but the store's are {stored} wide "
                                f"(set feat_dims to match {data.store.path})")
+    model_class = MODELS.get(config["arch"]["type"])
+    args = config["data_loader"]["args"]
+    for key, value in getattr(model_class, "loader_args", {}).items():
+        if args.get(key) != value:
+            raise config.error(f"data_loader.args.{key}", f"{config['arch']['type']} needs {json.dumps(value)}, "
+                                                          f"got {json.dumps(args.get(key))}")
+    if getattr(model_class, "needs_role_graphs", False) and not args.get("role_graphs"):
+        raise config.error("data_loader.args.role_graphs", f"{config['arch']['type']} reads captions as role "
+                                                           "graphs: name the store's hgr/<name>.h5 (see docs/hgr.md)")
+    graphs = getattr(data, "role_graphs", None)
+    num_words = config["arch"].get("args", {}).get("num_words")
+    if graphs is not None and num_words != graphs.num_words:
+        raise config.error("arch.args.num_words", f"the model has {num_words} words but {graphs.path} was "
+                                                  f"written for a vocabulary of {graphs.num_words}")
     stored = data.store.text_embeddings.shape[-1]
     if stored != inputs["text_dim"]:
         raise config.error("experts.text_feat", f"{config['experts']['text_feat']} is {inputs['text_dim']}-wide "

@@ -13,7 +13,6 @@ import torch
 from tqdm import tqdm
 
 from base.retrieval_model import RetrievalModel
-from data_loader.batches import expert_batch, text_batch
 from data_loader.expert_loader import EvalSet, ExpertDataLoader
 from model.metric import GMEAN_KEY, t2v_ranks
 from report.eval_summary import summary_path, write_eval_summary
@@ -80,7 +79,7 @@ def embed_split_videos(model: RetrievalModel, data: ExpertDataLoader, rows: torc
     vid_parts, ind_parts = [], []
     with autocast(device, precision):  # one context: weights are cast to bfloat16 once, not per chunk
         for start in range(0, len(rows), chunk_videos):
-            experts, ind = expert_batch(data.store, rows[start:start + chunk_videos], data.max_tokens)
+            experts, ind = data.video_inputs(rows[start:start + chunk_videos])
             ind = _to(ind, device)
             vid_parts.append(model.embed_videos(_to(experts, device), ind))
             ind_parts.append(ind)
@@ -110,7 +109,7 @@ def compute_similarities(model: RetrievalModel, data: ExpertDataLoader, eval_set
     with autocast(device, precision):
         for start in tqdm(starts, desc=f"eval {eval_set.split}", leave=False, disable=not progress):
             captions = eval_set.caption_rows[start:start + chunk_videos]
-            text = text_batch(data.store, captions, data.max_tokens["text"]).to(device)
+            text = data.text_inputs(captions).to(device)
             text_embds, moe_weights = model.embed_text(text)
             block = model.similarity(text_embds, moe_weights, vid_embds, ind, merge="indep")  # float32
             sims[start * num_captions:start * num_captions + block.shape[0]] = block

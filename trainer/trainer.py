@@ -218,6 +218,16 @@ class Trainer:
             parts.update(self.distillation.batch_parts(sims, batch))
         return sum(parts.values()), parts
 
+    @torch.no_grad()
+    def _level_losses(self, batch: Batch, out: dict) -> dict[str, torch.Tensor]:
+        """For a model that scores several levels and trains on their fusion (HGR's
+        ``level_similarities``, {level: [caption, video]}), the ranking loss of each level
+        alone, ``level_<name>``: logged with the loss parts, never optimised (as the original,
+        whose ``loss_weights=None`` leaves them out; it scores the verb and noun levels against
+        level-specific relevances that never fall below 0.5, here every level uses the batch's)."""
+        return {f"level_{name}": sum(self.loss.batch_parts(level, batch.relevance).values())
+                for name, level in out.get("level_similarities", {}).items()}
+
     def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
         """Train one epoch; returns the mean loss and the mean of each of its parts."""
         self.model.train()
@@ -235,6 +245,7 @@ class Trainer:
                 out = self.train_model(batch.experts, batch.ind, batch.text)
             sims = global_similarities(self.model, out, batch.ind, place)  # [caption, video] of the global batch
             loss, parts = self._batch_loss(batch, sims)
+            parts.update(self._level_losses(batch, out))
             loss.backward()
             self.optimizer.step()
             # freed now, not before the next backward: the next forward's activations then fit

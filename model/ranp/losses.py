@@ -102,6 +102,22 @@ class RANLoss(RelevanceAwareLoss):
 
 
 @LOSSES.register()
+class ContrastiveLoss(RANLoss):
+    """HGR's (VSE++) hinge loss, ``RANLoss`` without relevance: no pair but the diagonal is
+    exempt from being a negative. It is the loss of HGR's baseline runs (RANP's
+    ``threshold_pos = 1``, whose code then ignores relevance altogether)."""
+
+    needs_relevance = False
+
+    def __init__(self, margin: float = 0.2, max_violation: bool = True, direction: str = "bi"):
+        super().__init__(margin, threshold_pos=1.0, max_violation=max_violation, direction=direction)
+
+    def batch_parts(self, sims: torch.Tensor, relevance: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The loss of the ``[caption, video]`` ``sims`` (``relevance`` is not used)."""
+        return {"loss": self(sims.t())}
+
+
+@LOSSES.register()
 class RANPLoss(RANLoss):
     """RAN plus relevance-aware positives: every negative is also ranked below the hardest
     relevant positive of its query.

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from pathlib import Path
 
 import torch
 
+from model.hgr.checkpoint import from_original as hgr_state_dict
+from model.hgr.checkpoint import is_hgr_checkpoint
 from trainer.checkpoints.original import from_original
 from trainer.checkpoints.safe_load import safe_load
 from utils.atomic import atomic_path
@@ -53,13 +56,18 @@ def load_any_checkpoint(path: Path, mmap: bool = False) -> dict:
     """Read a checkpoint of this project or of the original trainer with one safe load.
 
     This project's files are returned as :func:`load_checkpoint` returns them; an original
-    one is converted by ``trainer.checkpoints.original.from_original``. Both results hold
+    one is converted by ``trainer.checkpoints.original.from_original``, a released HGR/RANP one
+    (``{"video_encoder": {...}, "text_encoder": {...}}``) by ``model.hgr.checkpoint.from_original``. Both results hold
     ``state_dict``, ``epoch`` and ``config`` (a dict, or None for an original file without one).
     ``mmap``: map the tensors instead of reading them (``safe_load``).
     """
     state = safe_load(path, mmap)
     if is_own_checkpoint(state):
         return checked_state(state, path)
+    if is_hgr_checkpoint(state):  # released HGR/RANP weights, e.g. model/epoch.12.th: no config inside
+        epoch = re.search(r"epoch\.(\d+)", Path(path).name)
+        return {"state_dict": hgr_state_dict(state, str(path)), "epoch": int(epoch.group(1)) if epoch else 0,
+                "config": None, "monitor_best": None, "arch": "HGR", "optimizer": None}
     return from_original(Path(path), state)
 
 
