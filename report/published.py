@@ -244,22 +244,23 @@ def published_rows(metrics: dict | None) -> list[tuple[str, dict]]:
     """Rows for a run page's evaluations table from a metrics.json ``published`` record:
     (label, {direction: {key: value}})."""
     published = (metrics or {}).get("published")
-    if not published:
+    if not isinstance(published, dict):
         return []
     rows = []
-    if published.get("seed_metrics"):
-        rows.append((f"published: seed {published['seed']} (log)", published["seed_metrics"]))
-    if published.get("paper"):
-        paper = {d: {k: pair[0] for k, pair in (v or {}).items()} for d, v in published["paper"].items()}
+    if isinstance(published.get("seed_metrics"), dict):
+        rows.append((f"published: seed {published.get('seed', '?')} (log)", published["seed_metrics"]))
+    if isinstance(published.get("paper"), dict):
+        paper = {d: {k: pair[0] for k, pair in v.items() if isinstance(pair, list) and pair}
+                 for d, v in published["paper"].items() if isinstance(v, dict)}
         rows.append(("published: paper mean of 3 seeds", paper))
     return rows
 
 
 def _difference(ours: str, paper: list[float] | None) -> str:
-    mean = ours.split("(")[0]
-    if paper is None or mean in ("–", ""):
+    mean = re.match(r"\s*(-?\d+(?:\.\d+)?)", ours)  # "12.3(0.4)", "12.3(0.4) [1 missing]", "– [2 missing]"
+    if paper is None or mean is None:
         return "–"
-    return f"{float(mean) - paper[0]:+.1f}"
+    return f"{float(mean.group(1)) - paper[0]:+.1f}"
 
 
 def comparison_table(runs: list[RunResult], models: dict[str, PublishedModel] | None = None) -> pd.DataFrame:
