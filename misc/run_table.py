@@ -33,8 +33,8 @@ from repo_root import REPO  # the repository root, put on sys.path (misc/repo_ro
 
 # isort: split
 from report.published import comparison_table, for_experiment, load_registry
-from report.results_table import read_run, to_markdown, write_tables
-from report.run_folder import experiment_name
+from report.results_table import read_run_result, to_markdown, write_tables
+from report.run_folder import experiment_folder, experiment_name
 from utils.cli import run_cli
 from utils.errors import UserError
 
@@ -119,7 +119,7 @@ def new_runs(save_dir: Path, experiments: list[str], before: set[Path]) -> list[
     """Run folders with a metrics.json made under ``save_dir`` for ``experiments`` since ``before``."""
     found = []
     for experiment in experiments:
-        for run in sorted((save_dir / "models" / experiment).glob("*")):
+        for run in sorted(experiment_folder(save_dir, experiment).glob("*")):
             if run not in before and (run / "metrics.json").is_file():
                 found.append(run)
     return found
@@ -165,7 +165,7 @@ def main() -> int:
     overrides = (f"trainer.save_dir={args.save_dir}", *args.set)
     groups = [tuple(args.seeds)] if args.group_seeds else [(seed,) for seed in args.seeds]
     jobs = [Job(config, seeds, overrides) for config in configs for seeds in groups]
-    before = {run for name in names for run in (args.save_dir / "models" / name).glob("*")}
+    before = {run for name in names for run in experiment_folder(args.save_dir, name).glob("*")}
     started = time.monotonic()
     print(f"{len(configs)} experiments x {len(args.seeds)} seeds in {len(jobs)} jobs via {args.launcher}", flush=True)
     if args.launcher == "local":
@@ -176,7 +176,7 @@ def main() -> int:
     expected = len(configs) * len(args.seeds)
     if len(runs) != expected:
         raise UserError(f"expected {expected} finished runs under {args.save_dir / 'models'}, found {len(runs)}")
-    table = comparison_table([read_run(run) for run in runs])
+    table = comparison_table([read_run_result(run) for run in runs])
     print(to_markdown(table))
     markdown, csv = write_tables(table, args.out or args.save_dir / "table")
     print(f"{len(runs)} runs in {time.monotonic() - started:.0f} s; wrote {markdown} and {csv}", file=sys.stderr)

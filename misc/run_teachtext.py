@@ -26,7 +26,7 @@ from repo_root import REPO  # the repository root, put on sys.path (misc/repo_ro
 # isort: split
 from data_loader.store.feature_store import STORE_DIR
 from data_loader.teachtext.teachers import teacher_is_current
-from report.run_folder import experiment_name
+from report.run_folder import experiment_folder, experiment_name
 from trainer.build import prepare_data, trainer_options
 from utils.cli import run_cli
 from utils.config.load import load_config
@@ -56,7 +56,7 @@ def parse_args() -> argparse.Namespace:
 
 def finished_run(config: Config, path: Path) -> Path | None:
     """The models folder of a finished run of exactly ``config`` (loaded from ``path``), if any."""
-    runs = Path(trainer_options(config).save_dir) / "models" / experiment_name(path)
+    runs = experiment_folder(Path(trainer_options(config).save_dir), experiment_name(path))
     wanted = json.loads(json.dumps(config.data))
     for run in sorted(runs.glob("*/metrics.json"), reverse=True):
         saved = run.parent / "config.json"

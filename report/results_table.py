@@ -56,7 +56,7 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def read_run(models: Path) -> RunResult:
+def read_run_result(models: Path) -> RunResult:
     """The run whose models folder (``.../<experiment>/<run_id>``) is ``models``; a UserError
     naming the file when its ``metrics.json`` or ``config.json`` cannot be read or its seed is
     not an integer. Metrics that are not numbers (null for NaN, text) are read as None."""
@@ -76,12 +76,12 @@ def read_run(models: Path) -> RunResult:
     return RunResult(models.parent.name, seed, flatten(config), metrics.get("params"), metrics, models.name)
 
 
-def read_runs(folders: list[Path]) -> tuple[list[RunResult], list[str]]:
-    """The readable runs of ``folders`` and a line for each one skipped (see :func:`read_run`)."""
+def read_run_results(folders: list[Path]) -> tuple[list[RunResult], list[str]]:
+    """The readable runs of ``folders`` and a line for each one skipped (see :func:`read_run_result`)."""
     runs, skipped = [], []
     for folder in folders:
         try:
-            runs.append(read_run(folder))
+            runs.append(read_run_result(folder))
         except UserError as exc:
             skipped.append(str(exc))
     return runs, skipped
@@ -180,7 +180,7 @@ def write_tables(table: pd.DataFrame, prefix: Path) -> tuple[Path, Path]:
 def print_and_write_table(runs: list[Path], prefix: Path) -> tuple[Path, Path]:
     """Print the seed table of the finished run folders ``runs`` as markdown and write it as
     ``<prefix>.md`` and ``<prefix>.csv``; returns both paths."""
-    found, skipped = read_runs(runs)
+    found, skipped = read_run_results(runs)
     for line in skipped:
         print(f"skipped: {line}", file=sys.stderr)
     if not found:

@@ -35,7 +35,7 @@ def new_run_dirs(save_dir: Path, experiment: str) -> RunDirs:
     the folder exists: of runs started in the same second, each gets a folder of its own.
     """
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    models = Path(save_dir) / "models" / experiment
+    models = experiment_folder(save_dir, experiment)
     models.mkdir(parents=True, exist_ok=True)
     n = 1
     while True:
@@ -73,12 +73,32 @@ def remove_run_dirs(dirs: RunDirs) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def experiment_folder(save_dir: Path, experiment: str) -> Path:
+    """The folder holding the models folders of every run of ``experiment``: ``<save_dir>/models/<experiment>``."""
+    return Path(save_dir) / "models" / experiment
+
+
+def model_folders(save_dir: Path) -> list[Path]:
+    """The models folder of every run under ``save_dir`` that has written its config."""
+    return [config.parent for config in (Path(save_dir) / "models").glob("*/*/config.json")]
+
+
+def web_folder(save_dir: Path, models: Path) -> Path:
+    """Where the pages of the run whose models folder is ``models`` go: ``<save_dir>/web/<experiment>/<run_id>``."""
+    return Path(save_dir) / "web" / Path(models).parent.name / Path(models).name
+
+
+def site_index_folder(save_dir: Path) -> Path:
+    """The folder of the site index, ``<save_dir>/web``."""
+    return Path(save_dir) / "web"
+
+
 def runs_of_config(save_dir: Path, experiment: str, config: dict) -> list[Path]:
     """The models folders of ``experiment`` under ``save_dir`` whose ``config.json`` holds exactly
     ``config`` (the resolved config of a run), oldest first; unreadable ones are left out."""
     wanted = json.loads(json.dumps(config))
     found = []
-    for folder in sorted((Path(save_dir) / "models" / experiment).glob("*/")):
+    for folder in sorted(experiment_folder(save_dir, experiment).glob("*/")):
         try:
             if json.loads((folder / "config.json").read_text(encoding="utf-8")) == wanted:
                 found.append(folder)

@@ -27,6 +27,7 @@ from report.html_page import document, esc, fmt, href
 from report.published import experiments_section, published_rows
 from report.results_table import DIRECTIONS, PUBLISHED_COLUMNS
 from report.run_files import clean_history, clean_metrics, read_json_file
+from report.run_folder import model_folders, site_index_folder, web_folder
 from report.run_plots import run_plots
 from report.v2t_page import V2T_SUFFIX, v2t_path
 from utils.atomic import write_text_atomic
@@ -110,9 +111,9 @@ def find_runs(save_dir: Path) -> list[Run]:
     is read is left out."""
     save_dir = Path(save_dir)
     runs = []
-    for config in (save_dir / "models").glob("*/*/config.json"):
+    for models in model_folders(save_dir):
         try:
-            run = read_run(config.parent, save_dir / "web" / config.parent.parent.name / config.parent.name)
+            run = read_run(models, web_folder(save_dir, models))
             run.started  # noqa: B018  (cached: the folder's time when the run id is not a start time)
         except FileNotFoundError:
             continue
@@ -253,7 +254,7 @@ def skipped_runs(runs: list[Run]) -> list[str]:
 def write_site_index(save_dir: Path) -> Path:
     """Write ``<save_dir>/web/index.html`` listing every run, newest first, and after them the runs
     whose files cannot be read. Returns its path."""
-    web = Path(save_dir) / "web"
+    web = site_index_folder(save_dir)
     found = find_runs(save_dir)
     runs = [run for run in found if not run.problems]
     head = "".join(f"<th>{esc(label)}</th>" for _, _, label in HEADLINE)
@@ -302,8 +303,8 @@ def publish_run(models: Path, web: Path) -> Path:
     models, web = Path(models).resolve(), Path(web).resolve()
     save_dir = models.parents[2] if len(models.parents) > 2 else None
     in_layout = (save_dir is not None and models.parents[1].name == "models"
-                 and web == save_dir / "web" / models.parent.name / models.name)
-    page = write_run_index(read_run(models, web), save_dir / "web" / INDEX if in_layout else None)
+                 and web == web_folder(save_dir, models))
+    page = write_run_index(read_run(models, web), site_index_folder(save_dir) / INDEX if in_layout else None)
     if in_layout:
         write_site_index(save_dir)
     return page

@@ -27,8 +27,7 @@ from report.published import (
     with_docs_table,
 )
 from report.results_table import RunResult
-from report.site import read_run as read_site_run
-from report.site import write_run_index, write_site_index
+from report.site import read_run, write_run_index, write_site_index
 from trainer.build import build_model
 from trainer.checkpoints.original import load_original_checkpoint
 from utils.config.load import load_config, with_eval_settings
@@ -343,7 +342,7 @@ def test_site_groups_an_experiments_runs_beside_the_published_row(tmp_path):
     experiments = index.split("<h2>Experiments</h2>")[1]
     assert f"<td>{NAME}</td>" in experiments and "10.5(0.7)" in experiments
     assert f"published: {NAME}" in experiments and "+0.5" in experiments
-    run = read_site_run(tmp_path / "models" / NAME / "2026-01-01_00-00-00", tmp_path / "web" / "run")
+    run = read_run(tmp_path / "models" / NAME / "2026-01-01_00-00-00", tmp_path / "web" / "run")
     page = write_run_index(run).read_text()
     assert "published: seed 0 (log)" in page and "10.25" in page and "published: paper mean of 3 seeds" in page
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, load_script
 
-from report.results_table import PUBLISHED_COLUMNS, read_run, seed_table, to_markdown
+from report.results_table import PUBLISHED_COLUMNS, read_run_result, seed_table, to_markdown
 
 KEYS = [key for key, _ in PUBLISHED_COLUMNS]
 
@@ -28,7 +28,7 @@ def write_run(root, experiment: str, run_id: str, seed: int, r1: float, epochs: 
 
 def test_mean_and_sample_std_over_seeds(tmp_path):
     r1 = {0: 20.04, 1: 21.96, 2: 22.5}
-    runs = [read_run(write_run(tmp_path, "synthetic-train-ce", f"run{s}", s, value)) for s, value in r1.items()]
+    runs = [read_run_result(write_run(tmp_path, "synthetic-train-ce", f"run{s}", s, value)) for s, value in r1.items()]
     table = seed_table(runs)
     assert list(table.columns) == ["Config", "Seeds", *[f"{d} {label}" for d in ("t2v", "v2t")
                                                          for _, label in PUBLISHED_COLUMNS], "Params"]
@@ -42,9 +42,9 @@ def test_mean_and_sample_std_over_seeds(tmp_path):
 
 
 def test_configs_differing_beyond_the_seed_are_separate_rows(tmp_path):
-    runs = [read_run(write_run(tmp_path, "exp", "a", 0, 10.0)), read_run(write_run(tmp_path, "exp", "b", 1, 12.0)),
-            read_run(write_run(tmp_path, "exp", "c", 0, 3.0, epochs=3)),
-            read_run(write_run(tmp_path, "other", "a", 0, 1.0, params=None))]
+    runs = [read_run_result(write_run(tmp_path, "exp", "a", 0, 10.0)), read_run_result(write_run(tmp_path, "exp", "b", 1, 12.0)),
+            read_run_result(write_run(tmp_path, "exp", "c", 0, 3.0, epochs=3)),
+            read_run_result(write_run(tmp_path, "other", "a", 0, 1.0, params=None))]
     table = seed_table(runs).set_index("Config")
     assert sorted(table.index) == ["exp [trainer.epochs=30]", "exp [trainer.epochs=3]", "other"]
     assert table.loc["exp [trainer.epochs=30]", "t2v R@1"] == "11.0(1.4)"

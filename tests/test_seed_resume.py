@@ -8,7 +8,7 @@ import os
 import pytest
 from conftest import REPO, load_script, run, settings
 
-from report.results_table import read_run, seed_table
+from report.results_table import read_run_result, seed_table
 from trainer.trainer import Trainer
 from utils.errors import UserError
 
@@ -53,7 +53,7 @@ def test_seeds_interrupted_twice_and_rerun_give_one_run_per_seed(synthetic_dir, 
         epochs = [e["epoch"] for e in json.loads((folder / "history.json").read_text())]
         assert epochs == [1]
     assert not partial.exists()
-    table = seed_table([read_run(r) for r in runs])
+    table = seed_table([read_run_result(r) for r in runs])
     assert list(table["Seeds"]) == ["0,1,2"]
 
 

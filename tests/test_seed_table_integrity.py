@@ -7,7 +7,7 @@ import json
 import pytest
 from test_results_table import write_run
 
-from report.results_table import print_and_write_table, read_run, read_runs, seed_table
+from report.results_table import print_and_write_table, read_run_result, read_run_results, seed_table
 from utils.errors import UserError
 
 
@@ -18,7 +18,7 @@ def test_missing_metric_is_a_counted_gap(tmp_path, bad):
     metrics = json.loads((b / "metrics.json").read_text())
     metrics["t2v_metrics"]["R1"] = bad
     (b / "metrics.json").write_text(json.dumps(metrics).replace('"NaN"', "NaN"))
-    table = seed_table([read_run(a), read_run(b)])
+    table = seed_table([read_run_result(a), read_run_result(b)])
     assert table.loc[0, "t2v R@1"] == "10.0 [1 missing]"
     assert table.loc[0, "t2v R@5"] == "30.0(14.1)"
 
@@ -27,7 +27,7 @@ def test_a_seed_run_twice_counts_once_and_is_flagged(tmp_path):
     runs = [write_run(tmp_path, "exp", "2026-01-01_00-00-00", 0, 10.0),
             write_run(tmp_path, "exp", "2026-01-01_00-00-01", 1, 30.0),
             write_run(tmp_path, "exp", "2026-01-02_00-00-00", 1, 20.0)]
-    table = seed_table([read_run(run) for run in runs])
+    table = seed_table([read_run_result(run) for run in runs])
     assert table.loc[0, "Seeds"] == "0,1 (seed 1 run again: newest kept)"
     assert table.loc[0, "t2v R@1"] == "15.0(7.1)"  # seeds 0 and the newest seed 1: 10 and 20
 
@@ -42,7 +42,7 @@ def test_unreadable_run_is_skipped_with_a_line(tmp_path, capsys, damage, message
     good = write_run(tmp_path, "exp", "a", 0, 10.0)
     bad = write_run(tmp_path, "exp", "b", 1, 20.0)
     damage(bad)
-    runs, skipped = read_runs([good, bad])
+    runs, skipped = read_run_results([good, bad])
     assert [run.seed for run in runs] == [0] and len(skipped) == 1 and message in skipped[0]
     print_and_write_table([good, bad], tmp_path / "table")
     err = capsys.readouterr().err
