@@ -105,6 +105,17 @@ GIB = 2 ** 30
 OPTIMIZER_BYTES_PER_PARAMETER = 7 * 4  # a fused Adam-style step reads p, g, m, v and writes p, m, v (float32)
 
 
+def pair_of_counts(text: str) -> tuple[int, int]:
+    """"9668,3842" -> (9668, 3842)."""
+    try:
+        videos, captions = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two counts VIDEOS,CAPTIONS, e.g. 9668,3842; got {text!r}") from None
+    if videos < 1 or captions < 1:
+        raise argparse.ArgumentTypeError(f"counts must be positive, got {text!r}")
+    return videos, captions
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config to time (default: %(default)s)")
@@ -128,7 +139,7 @@ def parse_args() -> argparse.Namespace:
                         help="training steps per block (default: 10; 4 with --scales)")
     parser.add_argument("--cache", type=Path, default=Path("data/benchmark"),
                         help="folder of the cached synthetic release and store (default: %(default)s)")
-    parser.add_argument("--hgr_eval", metavar="VIDEOS,CAPTIONS",
+    parser.add_argument("--hgr_eval", metavar="VIDEOS,CAPTIONS", type=pair_of_counts,
                         help="time only HGR's pairwise evaluation of this many videos and captions "
                              "(misc/bench_hgr.py), e.g. 9668,3842 (EK-100 test)")
     parser.add_argument("--out", type=Path, default=Path("data/benchmark/results.json"),
@@ -587,7 +598,7 @@ def scales_run(args: argparse.Namespace) -> dict:
 
 def hgr_eval_run(args: argparse.Namespace) -> dict:
     """The --hgr_eval phase alone: per precision, HGR's evaluation time and peak memory."""
-    videos, captions = (int(v) for v in args.hgr_eval.split(","))
+    videos, captions = args.hgr_eval
     device = torch.device(args.device)
     report: dict = {"hgr_eval_videos": videos, "hgr_eval_captions": captions, "device": str(device),
                     "torch_threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()}
