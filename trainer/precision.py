@@ -6,9 +6,9 @@ similarities in float32 (``model.ce_module.CEModule.similarity``), so losses and
 float32 too.
 
 "auto" (the default) picks bf16 where the hardware computes it natively and fp32 elsewhere:
-on a CPU without bf16 instructions torch emulates bfloat16 matrix products, about a hundred
-times slower than float32 ones (1 against 109 GFLOP/s on a 2-core AVX2 CPU), so bf16 there
-runs but is slower than fp32, and the run says so once.
+on a CPU without bf16 instructions torch emulates bfloat16 matrix products, dozens of times
+slower than float32 ones (0.6 against 39.9 GFLOP/s on one AVX2 core), so bf16 there runs but
+is slower than fp32, and the run says so once.
 """
 from __future__ import annotations
 
