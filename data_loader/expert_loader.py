@@ -360,14 +360,14 @@ class ExpertDataLoader:
     def eval_relevance(self, eval_set: EvalSet) -> torch.Tensor:
         """Relevance [N, K] of the split's videos to its K existing captions (``query_rows``),
         indexed [video, caption]: the store's matrix of the split when it has one, else
-        computed from the semantic classes. Read or computed once per split."""
+        computed from the semantic classes. The store's matrix is the file the config names for the
+        split (``relevance_files``), else the dataset's own (EPIC-KITCHENS-100's official test
+        relevance; ``data_loader.ranp.classes.read_relevance``). Read or computed once per split."""
         if eval_set.split not in self._eval_relevance:
             shape = (eval_set.num_videos, eval_set.num_queries)
-            source = self.relevance_files.get(eval_set.split)
-            if source is not None:
-                matrix = read_relevance(self.store.path, eval_set.split, shape, captions_sha1(self.store.raw_captions),
-                                        source)
-            else:
+            matrix = read_relevance(self.store.path, eval_set.split, shape, captions_sha1(self.store.raw_captions),
+                                    self.relevance_files.get(eval_set.split))
+            if matrix is None:
                 self.require_relevance(train=False, evaluate=True)
                 matrix = self.class_relevance(eval_set.video_rows.cpu(), eval_set.query_rows.cpu())
             self._eval_relevance[eval_set.split] = matrix

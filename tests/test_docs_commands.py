@@ -4,7 +4,8 @@ Commands are taken from the fenced ``bash`` blocks and from inline code that sta
 ``python3``. Each one is checked against the code: the
 script exists, every ``--option`` it passes is one the script's ``--help`` lists, and every file
 it names under configs/, misc/, requirements/ or .ci/ exists (a ``<placeholder>`` is left
-alone). The fast ones (``--dry_run``, ``--help``, ``--list``) are run and must exit 0.
+alone). The fast ones (``--dry_run``, ``--help``, ``--list``) are run and must exit 0, or, when
+the page shows the error they give on the next line (``# error: ...``), exit 2 with that line.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ CHECKED_FOLDERS = ("configs/", "misc/", "requirements/", ".ci/", "tests/")
 FAST_FLAGS = {"--dry_run", "--help", "--list"}
 # Programs whose command lines are not this project's (their own options are theirs to check).
 FOREIGN = {"apt-get", "tensorboard", "pip", "git", "cd", "export", "mkdir", "rm", "ls", "cat", "wget", "curl",
-           "kill", "sleep", "du", "nvidia-smi"}
+           "kill", "sleep", "du", "nvidia-smi", "echo", "grep", "awk"}
+SHELL_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=\$\(")
 
 
 def doc_commands() -> list[tuple[str, str]]:
@@ -38,12 +40,13 @@ def doc_commands() -> list[tuple[str, str]]:
         found += [(doc.relative_to(REPO).as_posix(), re.sub(r"\s+", " ", code)) for code in INLINE.findall(prose)]
         for block in FENCE.findall(text):
             text = re.sub(r"\\\n\s*", " ", block)
-            for line in text.splitlines():
-                line = line.strip()
+            lines = [line.strip() for line in text.splitlines()]
+            for line, following in zip(lines, [*lines[1:], ""]):
                 if not line or line.startswith("#"):
                     continue
+                expected = following[2:] if following.startswith("# error:") else ""
                 for part in re.split(r"\s&&\s|\s;\s", line):
-                    found.append((doc.relative_to(REPO).as_posix(), part.strip()))
+                    found.append((doc.relative_to(REPO).as_posix(), part.strip() + (f"  # {expected}" if expected else "")))
     return found
 
 
@@ -71,11 +74,19 @@ def script_of(tokens: list[str]) -> tuple[str | None, list[str]]:
 
 
 @functools.cache
-def options_of(script: str) -> frozenset[str]:
-    """The ``--options`` a script's ``--help`` lists."""
-    done = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+def options_of(script: str, subcommand: str | None = None) -> frozenset[str]:
+    """The ``--options`` a script's ``--help`` (or its ``subcommand --help``) lists."""
+    command = [sys.executable, script, *([subcommand] if subcommand else []), "--help"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"{script} --help failed: {done.stderr[-500:]}"
     return frozenset(re.findall(r"(?<![\w-])(--[a-zA-Z][\w-]*)", done.stdout))
+
+
+@functools.cache
+def options_of_text(script: str) -> str:
+    """A script's ``--help`` text (to see whether it takes subcommands: ``{pack,score,...}``)."""
+    done = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return "subcommand" if re.search(r"\{[a-z_]+(,[a-z_]+)+\}", done.stdout) else ""
 
 
 def named_files(tokens: list[str]) -> list[str]:
@@ -101,6 +112,8 @@ def test_the_docs_have_commands():
 @pytest.mark.slow
 @pytest.mark.parametrize("doc, command", COMMANDS, ids=[f"{d}:{c[:60]}" for d, c in COMMANDS])
 def test_command_is_valid(doc, command):
+    if SHELL_ASSIGNMENT.match(command):
+        return  # a shell variable taken from a log line, e.g. VAL=$(grep ... | awk ...)
     tokens = words(command)
     assert tokens, f"{doc}: empty command {command!r}"
     for name in named_files(tokens):
@@ -111,11 +124,18 @@ def test_command_is_valid(doc, command):
             f"{doc}: {command!r}: unknown program {tokens[0]}"
         return
     assert (REPO / script).is_file(), f"{doc}: {command!r}: no script {script}"
-    unknown = sorted({arg.split("=", 1)[0] for arg in args if arg.startswith("--")} - options_of(script))
+    subcommand = args[0] if args and not args[0].startswith("-") and not args[0].endswith((".json", ".py")) \
+        and re.fullmatch(r"[a-z_]+", args[0]) and "subcommand" in options_of_text(script) else None
+    unknown = sorted({arg.split("=", 1)[0] for arg in args if arg.startswith("--")} - options_of(script, subcommand))
     assert not unknown, f"{doc}: {command!r}: {script} has no option {', '.join(unknown)}"
     if FAST_FLAGS & set(args) and not any("<" in arg or "/tmp/" in arg or "$" in arg for arg in args):
         done = subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"{doc}: {command!r} exited {done.returncode}: {done.stderr[-500:]}"
+        expected = command.partition("  # error:")[2].strip()
+        if expected:
+            assert done.returncode == 2 and f"error: {expected}" in done.stderr, \
+                f"{doc}: {command!r} should fail with 'error: {expected}', got {done.returncode}: {done.stderr[-500:]}"
+        else:
+            assert done.returncode == 0, f"{doc}: {command!r} exited {done.returncode}: {done.stderr[-500:]}"
 
 
 CODE_PATH = re.compile(r"`((?:base|configs|data_loader|docs|logger|misc|model|report|tests|trainer|utils)/[\w./*-]*)`")

@@ -212,11 +212,13 @@ def _blocks(matrix: h5py.Dataset) -> Iterator[tuple[int, np.ndarray]]:
         yield lo, matrix[lo:lo + step]
 
 
-def import_relevance(source: Path, store_dir: Path, split: str, *, sha1: str) -> Path:
+def import_relevance(source: Path, store_dir: Path, split: str, *, sha1: str, dataset_own: bool = False) -> Path:
     """Copy the ``rel_mat`` [video, caption] matrix of an HDF5 file into the store as the
     relevance of ``split``. A missing file or key, a matrix that is not 2-D, whose rows are not
     the split's videos, or whose values are not numbers in [0, 1] is a StoreError, and nothing
-    is written (its columns are checked against the split's captions when it is read)."""
+    is written (its columns are checked against the split's captions when it is read).
+    ``dataset_own`` marks it as the dataset's own relevance (a conversion's, e.g. RANP's MSR-VTT
+    files in HGR's layout), which evaluation reads without a config naming it."""
     source = Path(source)
     path = relevance_path(store_dir, split)
     with _open(source, "relevance file (data_loader.args.relevance_files)") as f:
@@ -231,6 +233,8 @@ def import_relevance(source: Path, store_dir: Path, split: str, *, sha1: str) ->
             check_relevance_block(block, str(source), lo)
         with atomic_h5(path) as out:
             out.attrs.update({"captions_sha1": sha1, "source": str(source)})
+            if dataset_own:
+                out.attrs["kind"] = DATASET_RELEVANCE
             copy = out.create_dataset(RELEVANCE_KEY, shape=matrix.shape, dtype=matrix.dtype)
             for lo, block in _blocks(matrix):
                 copy[lo:lo + len(block)] = block
@@ -238,7 +242,10 @@ def import_relevance(source: Path, store_dir: Path, split: str, *, sha1: str) ->
 
 
 def split_size(store_dir: Path, split: str) -> int | None:
-    """The number of videos of ``split`` in a store's index; None when it has no such split."""
+    """The number of videos of ``split`` in a store's index; None when it has no such split, or no
+    index yet (a store being built: the matrix's shape is checked again when it is read)."""
+    if not (Path(store_dir) / INDEX_NAME).is_file():
+        return None
     with _open(Path(store_dir) / INDEX_NAME, "feature store index") as f:
         rows = f.get(f"splits/{split}")
         return None if rows is None else int(rows.shape[0])

@@ -112,7 +112,7 @@ def convert_hgr_msrvtt(root: Path, store_dir: Path, features: str = "resnet152",
         write_classes(building, classes, sha1=sha1, source=str(annotation / "msrvtt_train.json"))
         for split, name in RELEVANCE.items():
             if (annotation / name).is_file():
-                import_relevance(annotation / name, building, split, sha1=sha1)
+                import_relevance(annotation / name, building, split, sha1=sha1, dataset_own=True)
 
     return write_store(store_dir, dataset="MSRVTT-HGR", video_ids=video_ids, splits=splits,
                        experts={features: expert}, captions=captions, text={TEXT_FEATURE: text},
